@@ -1,0 +1,59 @@
+"""The ``optlaw`` console script: one command, several subcommands.
+
+Each subcommand lives in its stage and is imported only when used, so
+``optlaw fit`` does not pay for importing torch models and vice versa.
+Every handler takes the remaining argv and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from optlaw.errors import UserError
+
+# name -> ("module:function", one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("optlaw.train.cli:main", "train one grid point: optlaw train model=llama/1m optimizer=adamw ..."),
+    "sweep": ("optlaw.sweep.cli:main_sweep", "expand a sweep grid and launch it (local or SLURM)"),
+    "status": ("optlaw.sweep.cli:main_status", "print the state of every point of a sweep"),
+    "fit": ("optlaw.fit.cli:main", "fit scaling laws to run records or a CSV and write a report"),
+    "proxy": ("optlaw.proxy.cli:main", "run a proxy study: random_features or quadratic"),
+    "demo": ("optlaw.demo:main", "the main job: a CPU sweep on the embedded corpus, fits and report"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: optlaw <command> [args...]", "", "commands:"]
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        lines.append(f"  {name:<8} {help_text}")
+    lines.append("")
+    lines.append("Run 'optlaw <command> --help' for the options of one command.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"error: unknown command {name!r}; choose one of: {', '.join(SUBCOMMANDS)}", file=sys.stderr)
+        return 2
+    target, _ = SUBCOMMANDS[name]
+    module_name, func_name = target.split(":")
+    try:
+        handler = getattr(importlib.import_module(module_name), func_name)
+        code = handler(rest)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
