@@ -1,0 +1,31 @@
+"""Data stage: corpora whose batches are pure functions of (seed, step, micro, rank).
+
+``build_corpus(data_cfg, cache_dir)`` returns a ``Corpus`` (see ``optlaw.data.corpus``):
+``data.name=synthetic`` is the embedded corpus with an exact entropy floor,
+``data.name=text`` tokenizes local files or a ``datasets`` dataset into memory-mapped shards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optlaw.data.corpus import Corpus
+from optlaw.errors import ConfigError
+
+DATA_NAMES = ("synthetic", "text")
+
+
+def build_corpus(data_cfg: Any, cache_dir: str | None = None) -> Corpus:
+    name = data_cfg.get("name") if hasattr(data_cfg, "get") else getattr(data_cfg, "name", None)
+    if name == "synthetic":
+        from optlaw.data.synthetic import SyntheticCorpus
+
+        return SyntheticCorpus(data_cfg)
+    if name == "text":
+        from optlaw.data.text import build_text_corpus
+
+        return build_text_corpus(data_cfg, cache_dir)
+    raise ConfigError(f"unknown data.name={name!r}; choose one of: {', '.join(DATA_NAMES)} (data=synthetic or data=text)")
+
+
+__all__ = ["build_corpus", "Corpus", "DATA_NAMES"]
