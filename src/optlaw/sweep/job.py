@@ -1,0 +1,156 @@
+"""Run one grid point as an ``optlaw train`` subprocess, from any launcher.
+
+Used by the local launcher, by the SLURM jobs submitit starts, and by the plain
+sbatch template (``python -m optlaw.sweep.job SWEEP_DIR --index $SLURM_ARRAY_TASK_ID``).
+A subprocess isolates the point: a crash, OOM or divergence cannot take the
+launcher down. Signals meant for the point (SLURM's pre-timeout USR2/USR1, TERM)
+are forwarded so the trainer writes a checkpoint before the process ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from optlaw import records
+from optlaw.sweep import claims
+from optlaw.sweep.manifest import point_by_id, read_manifest
+
+
+def train_command(sweep_dir: str | Path, point: dict, manifest: dict, gpus: int = 0, python: str | None = None) -> list[str]:
+    """The argv that trains ``point``; torchrun when the point has several GPUs."""
+    python = python or sys.executable
+    run_dir = (Path(sweep_dir) / point["run_dir"]).resolve()
+    args = ["train", *point["overrides"], f"run_dir={run_dir}"]
+    if manifest.get("sweep"):
+        args.append(f"sweep_name={manifest['sweep']}")
+    if gpus > 1:
+        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "-m", "optlaw.cli", *args]
+    return [python, "-m", "optlaw.cli", *args]
+
+
+def set_aside_diverged(run_dir: Path) -> Path | None:
+    """Move a diverged run aside (kept, never deleted) so a retry starts fresh."""
+    record = records.read_record(run_dir)
+    if not record or record.get("status") != records.DIVERGED:
+        return None
+    target = run_dir.with_name(f"{run_dir.name}.diverged-{time.strftime('%Y%m%dT%H%M%S')}")
+    shutil.move(str(run_dir), target)
+    return target
+
+
+class PointProcess:
+    """A running ``optlaw train`` child with its log file."""
+
+    def __init__(self, argv: list[str], log_path: Path):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(log_path, "ab")
+        self.log.write(f"\n# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {' '.join(argv)}\n".encode())
+        self.log.flush()
+        # Own session: a Ctrl-C in the launcher's terminal reaches the child only
+        # through forward(), so it always gets the chance to checkpoint.
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def forward(self, signum: int) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self.log.close()
+        return code
+
+
+def run_point_blocking(
+    sweep_dir: str | Path,
+    run_id: str,
+    gpus: int = 0,
+    retry_diverged: bool = False,
+    python: str | None = None,
+    on_start=None,
+) -> str:
+    """Train one point to the end (or until a forwarded signal stops it); returns its record status."""
+    sweep_dir = Path(sweep_dir)
+    manifest = read_manifest(sweep_dir)
+    point = point_by_id(manifest, run_id)
+    run_dir = sweep_dir / point["run_dir"]
+    if retry_diverged:
+        set_aside_diverged(run_dir)
+    child = PointProcess(train_command(sweep_dir, point, manifest, gpus, python), sweep_dir / "logs" / f"{run_id}.log")
+    if on_start is not None:
+        on_start(child)
+    _CURRENT_CHILD[0] = child
+    try:
+        child.wait()
+    finally:
+        _CURRENT_CHILD[0] = None
+    return (records.read_record(run_dir) or {}).get("status", "missing")
+
+
+# The child of this process, so a signal handler can forward to it.
+_CURRENT_CHILD: list[PointProcess | None] = [None]
+
+
+def _forward_and_exit(signum, _frame) -> None:
+    child = _CURRENT_CHILD[0]
+    if child is not None:
+        child.forward(signal.SIGUSR1 if signum == signal.SIGUSR2 else signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the sbatch template: run the manifest point at ``--index``, claiming it for this job."""
+    parser = argparse.ArgumentParser(prog="python -m optlaw.sweep.job")
+    parser.add_argument("sweep_dir")
+    parser.add_argument("--index", type=int, required=True, help="point index in manifest.json (SLURM_ARRAY_TASK_ID)")
+    parser.add_argument("--gpus", type=int, default=int(os.environ.get("SLURM_GPUS_ON_NODE", "0") or 0))
+    parser.add_argument("--retry-diverged", action="store_true")
+    args = parser.parse_args(argv)
+    manifest = read_manifest(args.sweep_dir)
+    if not 0 <= args.index < len(manifest["points"]):
+        print(f"error: --index {args.index} is outside the manifest's {len(manifest['points'])} points", file=sys.stderr)
+        return 2
+    point = manifest["points"][args.index]
+    run_id = point["run_id"]
+    status = (records.read_record(Path(args.sweep_dir) / point["run_dir"]) or {}).get("status")
+    if status == records.DONE or (status == records.DIVERGED and not args.retry_diverged):
+        print(f"{run_id}: already {status}; nothing to do")
+        return 0
+    job_id = slurm_task_id()
+    owner = {"host": os.uname().nodename, "pid": os.getpid(), "pid_start": claims.process_start_time(os.getpid()),
+             "slurm_job_id": job_id, "created": time.time()}
+    existing = claims.read_claim(args.sweep_dir, run_id)
+    mine = existing is not None and job_id is not None and existing.get("slurm_job_id") == job_id
+    if not mine and claims.try_claim(args.sweep_dir, run_id, owner) is None:
+        print(f"{run_id}: claimed by another live owner {claims.read_claim(args.sweep_dir, run_id)}; skipping")
+        return 0
+    # Signals SLURM sends before a time limit or on preemption reach the trainer,
+    # which checkpoints; the template requeues the job when the point is not finished.
+    for signum in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM):
+        signal.signal(signum, _forward_and_exit)
+    status = run_point_blocking(args.sweep_dir, run_id, gpus=args.gpus, retry_diverged=args.retry_diverged)
+    if status in records.FINISHED:
+        claims.release_claim(args.sweep_dir, run_id)
+        return 0
+    print(f"{run_id}: stopped with record status {status!r}; resumable from its last checkpoint")
+    return 3
+
+
+def slurm_task_id() -> str | None:
+    """``<array job id>_<task id>`` (or the plain job id) of the SLURM job we run in."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and task:
+        return f"{array_job}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""SLURM launcher through submitit: one job array per resource class, with a throttle.
+
+Flow: claim every point to run (owner = this launch), submit the array, then
+write each array task's job id into its claim, so the claim outlives this
+process and stays valid while SLURM holds the job. The command returns as soon
+as the array is queued.
+
+Preemption and time limits: SLURM sends the preemption signal ``signal_delay_s``
+before the limit; the job forwards it to the trainer, which writes a checkpoint
+and exits, and submitit requeues the job; the requeued job reruns the same
+``optlaw train`` command, which resumes from that checkpoint. ``scontrol requeue``
+sends SIGTERM, which the trainer treats the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from optlaw import records
+from optlaw.errors import ConfigError, UserError
+from optlaw.sweep import claims
+from optlaw.sweep.job import _CURRENT_CHILD, run_point_blocking, slurm_task_id
+
+# SLURM's pre-timeout signal goes to every process of the job step, the trainer
+# included. The trainer checkpoints on USR1 (and TERM); submitit's default USR2
+# would kill it outright, so submitit is told to use USR1 (its documented env var).
+PREEMPT_SIGNAL = "USR1"
+
+
+def resources_for(launcher_cfg: dict, non_embedding_params: float | None) -> dict:
+    """The first ``resources`` row whose ``max_params`` covers the point's N."""
+    rows = launcher_cfg.get("resources") or []
+    if not rows:
+        raise ConfigError("launcher.resources is empty; give at least one row {max_params, gpus_per_node, cpus_per_task, mem_gb, time_min}")
+    for row in rows:
+        limit = row.get("max_params")
+        if limit is None or non_embedding_params is None or non_embedding_params <= float(limit):
+            return dict(row)
+    raise ConfigError(
+        f"no launcher.resources row covers a model with {non_embedding_params:.3g} non-embedding params; "
+        "add a last row with max_params: null"
+    )
+
+
+class SlurmPointJob:
+    """The callable submitit runs for one array task (picklable: plain fields only)."""
+
+    def __init__(self, sweep_dir: str, launch_id: str, gpus: int, retry_diverged: bool, python: str | None):
+        self.sweep_dir = sweep_dir
+        self.launch_id = launch_id
+        self.gpus = gpus
+        self.retry_diverged = retry_diverged
+        self.python = python
+
+    def __call__(self, run_id: str) -> str:
+        job_id = slurm_task_id()
+        claim = claims.read_claim(self.sweep_dir, run_id) or {}
+        mine = claim.get("launch_id") == self.launch_id or (job_id and claim.get("slurm_job_id") == job_id)
+        if mine:
+            claims.update_claim(self.sweep_dir, run_id, slurm_job_id=job_id)
+        else:
+            owner = {"host": os.uname().nodename, "pid": os.getpid(), "slurm_job_id": job_id,
+                     "launch_id": self.launch_id, "created": time.time()}
+            if claims.try_claim(self.sweep_dir, run_id, owner) is None:
+                return "skipped: claimed by another live owner"
+        status = run_point_blocking(self.sweep_dir, run_id, gpus=self.gpus, retry_diverged=self.retry_diverged,
+                                    python=self.python)
+        if status in records.FINISHED:
+            claims.release_claim(self.sweep_dir, run_id)
+            return status
+        # Not finished: stopped by a signal (the job is being requeued or cancelled)
+        # or crashed. Raising records the attempt as failed in submitit's logs; the
+        # run record stays resumable and a requeued job or the next launch resumes it.
+        raise RuntimeError(f"{run_id} stopped with record status {status!r}; see {self.sweep_dir}/logs/{run_id}.log")
+
+    def checkpoint(self, run_id: str):
+        """Called by submitit on the preemption signal: let the trainer checkpoint, then requeue."""
+        import submitit
+
+        child = _CURRENT_CHILD[0]
+        if child is not None:
+            child.forward(signal.SIGUSR1)
+            try:
+                child.proc.wait(timeout=max(5, _signal_budget_s() - 5))
+            except subprocess.TimeoutExpired:
+                pass
+        return submitit.helpers.DelayedSubmission(self, run_id)
+
+
+def _signal_budget_s() -> int:
+    return int(os.environ.get("OPTLAW_SIGNAL_DELAY_S", "60"))
+
+
+def submit(
+    sweep_dir: str | Path,
+    manifest: dict,
+    run_ids: list[str],
+    launcher_cfg: dict,
+    retry_diverged: bool = False,
+    out=sys.stdout,
+) -> list[str]:
+    """Queue ``run_ids`` as job arrays; returns the SLURM job ids (one per point)."""
+    import submitit
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    os.environ["SUBMITIT_PREEMPT_SIGNAL"] = PREEMPT_SIGNAL
+    SlurmJobEnvironment.USR_SIG = PREEMPT_SIGNAL
+
+    sweep_dir = Path(sweep_dir).resolve()
+    by_id = {p["run_id"]: p for p in manifest["points"]}
+    groups: dict[tuple, list[str]] = {}
+    for run_id in run_ids:
+        row = resources_for(launcher_cfg, by_id[run_id].get("non_embedding_params"))
+        groups.setdefault(tuple(sorted(row.items(), key=lambda kv: kv[0])), []).append(run_id)
+
+    launch_id = uuid.uuid4().hex[:12]
+    claimed: list[str] = []
+    for run_id in run_ids:
+        owner = {"host": os.uname().nodename, "pid": os.getpid(), "pid_start": claims.process_start_time(os.getpid()),
+                 "launch_id": launch_id, "created": time.time()}
+        if claims.try_claim(sweep_dir, run_id, owner) is None:
+            print(f"skip {run_id}: another live launch holds it", file=out)
+        else:
+            claimed.append(run_id)
+    job_ids: list[str] = []
+    try:
+        for row_items, group_ids in groups.items():
+            group_ids = [r for r in group_ids if r in claimed]
+            if not group_ids:
+                continue
+            row = dict(row_items)
+            executor = _executor(sweep_dir, launcher_cfg, row, manifest.get("sweep") or "optlaw", len(group_ids))
+            job = SlurmPointJob(str(sweep_dir), launch_id, int(row.get("gpus_per_node") or 0), retry_diverged,
+                                launcher_cfg.get("python"))
+            try:
+                jobs = executor.map_array(job, group_ids)
+            except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError, OSError) as exc:
+                message = getattr(exc, "stderr", None) or getattr(exc, "output", None) or str(exc)
+                if isinstance(message, bytes):
+                    message = message.decode(errors="replace")
+                raise UserError(f"sbatch rejected the job array: {' '.join(str(message).split())}; fix the launcher.* options") from None
+            for run_id, submitted in zip(group_ids, jobs):
+                claims.update_claim(sweep_dir, run_id, slurm_job_id=submitted.job_id)
+                job_ids.append(submitted.job_id)
+            first = jobs[0].job_id.split("_")[0]
+            print(f"queued array {first}: {len(jobs)} points, {row}", file=out)
+    except BaseException:
+        # Nothing half-submitted stays claimed: points without a job id are free again.
+        for run_id in claimed:
+            if not (claims.read_claim(sweep_dir, run_id) or {}).get("slurm_job_id"):
+                claims.release_claim(sweep_dir, run_id)
+        raise
+    return job_ids
+
+
+def _executor(sweep_dir: Path, launcher_cfg: dict, row: dict, name: str, count: int):
+    import submitit
+
+    folder = launcher_cfg.get("folder") or str(sweep_dir / "slurm_logs")
+    executor = submitit.SlurmExecutor(folder=f"{folder}/%j", max_num_timeout=int(launcher_cfg.get("max_requeues", 10)),
+                                      python=launcher_cfg.get("python"))
+    params = {
+        "job_name": f"optlaw-{name}",
+        "time": int(row.get("time_min") or 60),
+        "nodes": 1,
+        "ntasks_per_node": 1,
+        "cpus_per_task": int(row.get("cpus_per_task") or 1),
+        "array_parallelism": min(int(launcher_cfg.get("array_parallelism") or count), count),
+        "signal_delay_s": int(launcher_cfg.get("signal_delay_s") or 120),
+        "setup": [f"export SUBMITIT_PREEMPT_SIGNAL={PREEMPT_SIGNAL}",
+                  f"export OPTLAW_SIGNAL_DELAY_S={int(launcher_cfg.get('signal_delay_s') or 120)}",
+                  *list(launcher_cfg.get("setup") or [])],
+        "stderr_to_stdout": True,
+    }
+    if row.get("gpus_per_node"):
+        params["gpus_per_node"] = int(row["gpus_per_node"])
+    if row.get("mem_gb"):
+        params["mem"] = f"{int(row['mem_gb'])}G"
+    for key in ("partition", "account", "qos"):
+        if launcher_cfg.get(key):
+            params[key] = launcher_cfg[key]
+    extra = dict(launcher_cfg.get("additional_parameters") or {})
+    if extra:
+        params["additional_parameters"] = extra
+    executor.update_parameters(**params)
+    return executor

@@ -1,0 +1,62 @@
+"""The state of each grid point, from its run record and its claim.
+
+States shown to users: ``done``, ``diverged``, ``failed``, ``running`` (a live
+owner holds the claim: a local process or a queued/running SLURM job) and
+``pending`` (nothing yet, or a record left ``running`` by an owner that died,
+which is resumable from its last checkpoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from optlaw import records
+from optlaw.sweep import claims
+
+DISPLAY_STATES = ("done", "diverged", "failed", "running", "pending")
+
+
+@dataclass
+class PointState:
+    run_id: str
+    label: str
+    state: str
+    note: str
+    record: dict | None
+    claim: dict | None
+
+
+def point_state(sweep_dir: str | Path, point: dict) -> PointState:
+    run_dir = Path(sweep_dir) / point["run_dir"]
+    record = records.read_record(run_dir)
+    claim = claims.live_claim(sweep_dir, point["run_id"])
+    status = (record or {}).get("status")
+    note = ""
+    if status in (records.DONE, records.DIVERGED):
+        state = status
+        if status == records.DIVERGED and record.get("reason"):
+            note = str(record["reason"])
+    elif claim is not None:
+        state = "running"
+        note = f"slurm job {claim['slurm_job_id']}" if claim.get("slurm_job_id") else f"{claim.get('host')}:{claim.get('child_pid') or claim.get('pid')}"
+    elif status == records.FAILED:
+        state = "failed"
+        note = str(record.get("reason") or "")
+    elif status == records.RUNNING:
+        state = "pending"
+        note = "interrupted; resumes from its last checkpoint"
+    else:
+        state = "pending"
+    return PointState(point["run_id"], point.get("label", ""), state, note, record, claim)
+
+
+def needs_run(state: PointState, retry_diverged: bool = False) -> bool:
+    """Whether a launch should run this point: not finished, and nobody alive owns it."""
+    if state.state in ("pending", "failed"):
+        return True
+    return retry_diverged and state.state == "diverged"
+
+
+def all_states(sweep_dir: str | Path, manifest: dict) -> list[PointState]:
+    return [point_state(sweep_dir, p) for p in manifest["points"]]
