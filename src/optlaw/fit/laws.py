@@ -1,0 +1,374 @@
+"""The laws optlaw fits, as functions of a RunTable returning a FitResult.
+
+- ``fit_separate``: one Chinchilla law L = E + A/N^alpha + B/D^beta per optimizer.
+- ``fit_shared``: L = E + A/(rho_N N)^alpha + B/(rho_D D)^beta, with E, A, B, alpha, beta
+  shared and rho_N, rho_D per optimizer (reference optimizer: rho = 1). Solved as
+  per-optimizer coefficients A_o = A rho_N,o^-alpha, B_o = B rho_D,o^-beta (linear for
+  fixed exponents), so rho_N,o = (A / A_o)^(1/alpha). Variants ``rho_D`` and ``rho_N``
+  share A (resp. B) across optimizers, so only the other rho is free.
+- ``fit_compute``: the shared law plus each optimizer's cost per N*D (FLOPs x step-cost
+  factor, or wall-clock), giving its effective compute multiplier against the reference
+  and its compute-optimal allocation N*(C), D*(C).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from optlaw.errors import UserError
+from optlaw.fit import solver
+from optlaw.fit.result import FitResult
+from optlaw.fit.table import FitWarning, RunTable
+
+VARIANTS = ("full", "rho_D", "rho_N")
+COST_BASES = ("flops", "wallclock")
+DEFAULT_BOOTSTRAP = 1000
+CI_LEVEL = 0.95
+SEPARATE_MIN_CELLS = 5          # five parameters
+SHARED_MIN_CELLS = {"full": 2, "rho_D": 1, "rho_N": 1}  # own parameters per non-reference optimizer
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _warn(message: str, notes: list[str]) -> None:
+    notes.append(message)
+    warnings.warn(message, FitWarning, stacklevel=3)
+
+
+def _problem(table: RunTable, structure: solver.Structure, objective: str) -> solver.Problem:
+    if objective not in solver.OBJECTIVES:
+        raise UserError(f"objective must be one of {', '.join(solver.OBJECTIVES)}, got {objective!r}")
+    return solver.Problem(np.log(table.N), np.log(table.D), table.loss, structure, objective)
+
+
+def cell_bootstrap_counts(table: RunTable, n_boot: int, seed: int = 0) -> np.ndarray:
+    """Resampling counts (n_boot, n_points): cells (optimizer, N, D) drawn with replacement
+    within each optimizer, every run of a drawn cell counted once per draw."""
+    rng = np.random.default_rng(seed)
+    keys = table.cell_keys()
+    counts = np.zeros((n_boot, len(table)))
+    for opt in table.optimizers:
+        idx = [i for i, k in enumerate(keys) if k[0] == opt]
+        cells = sorted({keys[i] for i in idx})
+        position = {c: j for j, c in enumerate(cells)}
+        cell_of_point = np.array([position[keys[i]] for i in idx])
+        draws = rng.integers(0, len(cells), size=(n_boot, len(cells)))
+        cell_counts = np.zeros((n_boot, len(cells)))
+        np.add.at(cell_counts, (np.arange(n_boot)[:, None], draws), 1.0)
+        counts[:, idx] = cell_counts[:, cell_of_point]
+    return counts
+
+
+def _percentiles(samples: dict[str, np.ndarray], level: float = CI_LEVEL) -> dict[str, tuple[float, float]]:
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    out = {}
+    for name, values in samples.items():
+        values = values[np.isfinite(values)]
+        if values.size:
+            lo, hi = np.percentile(values, q)
+            out[name] = (float(lo), float(hi))
+    return out
+
+
+def conditioning(alpha: float, beta: float, coef: np.ndarray, p: solver.Problem,
+                 names: list[str]) -> dict:
+    """Condition number of J^T J and parameter correlations, J taken with respect to
+    Hoffmann's parameters (e = log E, a = log A, b = log B, alpha, beta) of the fitted
+    residual (log loss for huber_log, loss for squared). Coefficients at zero are left out."""
+    s = p.structure
+    c = coef
+    TA = c[1 + s.a_group] * np.exp(-alpha * p.logN)
+    TB = c[1 + s.n_a + s.b_group] * np.exp(-beta * p.logD)
+    pred = c[0] + TA + TB
+    scale = 1.0 / pred if p.objective == "huber_log" else np.ones_like(pred)
+    J = np.zeros((p.n, 2 + s.n_coef))
+    rows = np.arange(p.n)
+    J[:, 0] = -p.logN * TA * scale
+    J[:, 1] = -p.logD * TB * scale
+    J[:, 2] = c[0] * scale
+    J[rows, 3 + s.a_group] = TA * scale
+    J[rows, 3 + s.n_a + s.b_group] = TB * scale
+    keep = np.concatenate([[True, True], coef > 0])
+    J = J[:, keep]
+    kept_names = [n for n, k in zip(["alpha", "beta"] + names, keep) if k]
+    JtJ = J.T @ J
+    eig = np.linalg.eigvalsh(JtJ)
+    cond = float(eig[-1] / eig[0]) if eig[0] > 0 else float("inf")
+    cov = np.linalg.pinv(JtJ)
+    sd = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
+    corr = cov / np.outer(sd, sd)
+    off = np.abs(corr[~np.eye(len(corr), dtype=bool)])
+    return {"condition_number": cond, "parameters": kept_names, "correlation": corr.round(4).tolist(),
+            "max_abs_correlation": float(off.max()) if off.size else 0.0}
+
+
+def _goodness(table: RunTable, result_predict) -> dict:
+    out = {}
+    for opt in table.optimizers:
+        m = table.optimizer == opt
+        pred = result_predict(table.N[m], table.D[m], opt)
+        resid = table.loss[m] - pred
+        out[opt] = {"n_points": int(m.sum()), "rmse": float(np.sqrt(np.mean(resid ** 2))),
+                    "mean_relative_error": float(np.mean(np.abs(resid) / table.loss[m])),
+                    "residuals": [{"N": float(n), "D": float(d), "loss": float(l), "predicted": float(q)}
+                                  for n, d, l, q in zip(table.N[m], table.D[m], table.loss[m], pred)]}
+    return out
+
+
+# ----------------------------------------------------------------------------- separate
+
+def fit_separate(table: RunTable, objective: str = "huber_log", bootstrap: int = 0, seed: int = 0,
+                 min_cells: int = SEPARATE_MIN_CELLS) -> FitResult:
+    """One Chinchilla law per optimizer. Optimizers with fewer than ``min_cells`` cells are
+    left out with a warning; if none remains, UserError."""
+    notes: list[str] = []
+    fitted = []
+    for opt in table.optimizers:
+        k = table.n_cells(opt)
+        if k < min_cells:
+            _warn(f"optimizer {opt!r} has {k} cell(s), fewer than the {min_cells} a separate Chinchilla fit "
+                  f"needs; left out of the separate fits (add runs for it)", notes)
+        else:
+            fitted.append(opt)
+    if not fitted:
+        raise UserError(f"no optimizer has the {min_cells} distinct (N, D) cells a separate Chinchilla fit needs; "
+                        "add runs or use --law shared")
+    params, ci, laws, per_opt = {}, {}, {}, {}
+    counts_all = cell_bootstrap_counts(table, bootstrap, seed) if bootstrap else None
+    on_bound = []
+    for opt in fitted:
+        m = table.optimizer == opt
+        sub = table.subset(m)
+        n = len(sub)
+        p = _problem(sub, solver.Structure(np.zeros(n, int), np.zeros(n, int), 1, 1), objective)
+        sol = solver.solve(p)
+        E, A, B = (float(v) for v in sol.coef)
+        values = {"E": E, "A": A, "B": B, "alpha": sol.alpha, "beta": sol.beta,
+                  "allocation_exponent": sol.beta / (sol.alpha + sol.beta)}
+        for k, v in values.items():
+            params[f"{k}/{opt}"] = v
+        laws[opt] = (sol.alpha, sol.beta, E, A, B)
+        cond = conditioning(sol.alpha, sol.beta, sol.coef, p, ["E", "A", "B"])
+        per_opt[opt] = {"objective_value": sol.objective_value, "on_bound": sol.on_bound, **cond,
+                        "n_points": n, "n_cells": sub.n_cells()}
+        on_bound += [f"{opt}: {f}" for f in sol.on_bound]
+        if bootstrap:
+            theta = solver.bootstrap(sol, p, counts_all[:, m])
+            a, b, c = theta[:, 0], theta[:, 1], np.exp(theta[:, 2:])
+            samples = {"E": c[:, 0], "A": c[:, 1], "B": c[:, 2], "alpha": a, "beta": b,
+                       "allocation_exponent": b / (a + b)}
+            ci.update({f"{k}/{opt}": v for k, v in _percentiles(samples).items()})
+    result = FitResult("chinchilla", "separate", objective, table.n_basis, None, fitted, params, ci,
+                       {"n_points": int(sum(per_opt[o]["n_points"] for o in fitted)), "per_optimizer": per_opt,
+                        "on_bound": on_bound, "bootstrap_replicates": bootstrap, "warnings": notes}, laws)
+    result.diagnostics["goodness"] = _goodness(table.subset(np.isin(table.optimizer, fitted)), result.predict)
+    return result
+
+
+# ----------------------------------------------------------------------------- shared
+
+def _shared_structure(table: RunTable, optimizers: list[str], reference: str, variant: str) -> solver.Structure:
+    # The reference takes group 0 so that A = A_0 and B = B_0.
+    order = [reference] + [o for o in optimizers if o != reference]
+    index = {o: i for i, o in enumerate(order)}
+    g = np.array([index[o] for o in table.optimizer])
+    zeros = np.zeros(len(table), dtype=int)
+    n = len(order)
+    if variant == "full":
+        return solver.Structure(g, g, n, n)
+    if variant == "rho_D":
+        return solver.Structure(zeros, g, 1, n)
+    return solver.Structure(g, zeros, n, 1)
+
+
+def _check_reference(table: RunTable, reference: str) -> None:
+    if reference not in table.optimizers:
+        raise UserError(f"reference optimizer {reference!r} is not in the data (optimizers: "
+                        f"{', '.join(table.optimizers)}); pass one of them with --reference")
+
+
+def _shared_derived(theta_alpha, theta_beta, coef, order: list[str], variant: str) -> dict[str, np.ndarray]:
+    """Named numbers from (alpha, beta, coef) arrays; works on one solution or a batch."""
+    a, b = np.asarray(theta_alpha), np.asarray(theta_beta)
+    n = len(order)
+    n_a = n if variant in ("full", "rho_N") else 1
+    E = coef[..., 0]
+    A_o = coef[..., 1:1 + n_a]
+    B_o = coef[..., 1 + n_a:]
+    out = {"E": E, "A": A_o[..., 0], "B": B_o[..., 0], "alpha": a, "beta": b, "allocation_exponent": b / (a + b)}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i, opt in enumerate(order):
+            out[f"rho_N/{opt}"] = (A_o[..., 0] / A_o[..., i]) ** (1 / a) if n_a > 1 else np.ones_like(a)
+            out[f"rho_D/{opt}"] = (B_o[..., 0] / B_o[..., i]) ** (1 / b) if B_o.shape[-1] > 1 else np.ones_like(b)
+    return out
+
+
+def eligible_for_shared(table: RunTable, reference: str, variant: str, notes: list[str]) -> RunTable:
+    need = SHARED_MIN_CELLS[variant]
+    keep = []
+    for opt in table.optimizers:
+        k = table.n_cells(opt)
+        if opt != reference and k < need:
+            _warn(f"optimizer {opt!r} has {k} cell(s), fewer than the {need} the {variant} shared law needs "
+                  "for its rho's; left out (add runs for it)", notes)
+        else:
+            keep.append(opt)
+    return table.subset(np.isin(table.optimizer, keep))
+
+
+def fit_shared(table: RunTable, reference: str = "adamw", variant: str = "full", objective: str = "huber_log",
+               bootstrap: int = 0, seed: int = 0) -> FitResult:
+    """The shared-exponent law with per-optimizer rho_N, rho_D (see module docstring)."""
+    if variant not in VARIANTS:
+        raise UserError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    _check_reference(table, reference)
+    notes: list[str] = []
+    table = eligible_for_shared(table, reference, variant, notes)
+    if table.n_cells(reference) < 3:
+        _warn(f"reference optimizer {reference!r} has only {table.n_cells(reference)} cell(s); "
+              "the shared law's A and B rest on it", notes)
+    order = [reference] + [o for o in table.optimizers if o != reference]
+    structure = _shared_structure(table, order, reference, variant)
+    p = _problem(table, structure, objective)
+    sol = solver.solve(p)
+    derived = _shared_derived(sol.alpha, sol.beta, sol.coef, order, variant)
+    params = {k: float(v) for k, v in derived.items()}
+    laws = {}
+    n_a = structure.n_a
+    for i, opt in enumerate(order):
+        A_o = sol.coef[1 + (i if n_a > 1 else 0)]
+        B_o = sol.coef[1 + n_a + (i if structure.n_b > 1 else 0)]
+        laws[opt] = (sol.alpha, sol.beta, float(sol.coef[0]), float(A_o), float(B_o))
+    names = ["E"] + [f"A/{o}" for o in (order if n_a > 1 else ["shared"])] + \
+        [f"B/{o}" for o in (order if structure.n_b > 1 else ["shared"])]
+    diagnostics = {"n_points": len(table), "objective_value": sol.objective_value, "on_bound": sol.on_bound,
+                   "n_points_per_optimizer": {o: int(np.sum(table.optimizer == o)) for o in order},
+                   "n_cells_per_optimizer": {o: table.n_cells(o) for o in order},
+                   **conditioning(sol.alpha, sol.beta, sol.coef, p, names),
+                   "bootstrap_replicates": bootstrap, "warnings": notes}
+    ci: dict = {}
+    samples = None
+    if bootstrap:
+        counts = cell_bootstrap_counts(table, bootstrap, seed)
+        theta = solver.bootstrap(sol, p, counts)
+        samples = _shared_derived(theta[:, 0], theta[:, 1], np.exp(theta[:, 2:]), order, variant)
+        ci = _percentiles(samples)
+    result = FitResult("shared", variant, objective, table.n_basis, reference, order, params, ci, diagnostics, laws)
+    result.diagnostics["goodness"] = _goodness(table, result.predict)
+    result._bootstrap_samples = samples  # kept for fit_compute's derived intervals
+    return result
+
+
+# ----------------------------------------------------------------------------- compute
+
+def cost_per_ND(table: RunTable, cost: str = "flops") -> dict[str, float]:
+    """Each optimizer's cost of one unit of N*D: median over its runs of
+    flops x step_cost / (N D) (6 x step_cost when flops are missing), or wallclock_s / (N D)."""
+    if cost not in COST_BASES:
+        raise UserError(f"cost must be one of {', '.join(COST_BASES)}, got {cost!r}")
+    out = {}
+    for opt in table.optimizers:
+        m = table.optimizer == opt
+        if cost == "wallclock":
+            wc = table.wallclock_s[m]
+            if not np.isfinite(wc).any():
+                raise UserError(f"optimizer {opt!r} has no wallclock_s in its runs; use --cost flops")
+            ratio = wc / (table.N[m] * table.D[m])
+        else:
+            flops = np.where(np.isfinite(table.flops[m]), table.flops[m], 6.0 * table.N[m] * table.D[m])
+            ratio = flops * table.step_cost[m] / (table.N[m] * table.D[m])
+        out[opt] = float(np.nanmedian(ratio))
+    return out
+
+
+def compute_optimal(alpha, beta, E, A, B, k, C):
+    """N*(C), D*(C), L*(C) for L = E + A N^-alpha + B D^-beta under cost C = k N D."""
+    C = np.asarray(C, dtype=float)
+    g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+    N_opt = g * (C / k) ** (beta / (alpha + beta))
+    D_opt = C / (k * N_opt)
+    return N_opt, D_opt, E + A * N_opt ** -alpha + B * D_opt ** -beta
+
+
+def fit_compute(table: RunTable, reference: str = "adamw", variant: str = "full", objective: str = "huber_log",
+                bootstrap: int = 0, seed: int = 0, cost: str = "flops", n_budgets: int = 5) -> FitResult:
+    """Shared law plus compute: multiplier m_o = rho_N rho_D k_ref / k_o (the reference needs
+    m_o times the compute to match optimizer o's compute-optimal loss), and N*(C), D*(C).
+
+    Allocations are reported at ``n_budgets`` budgets spanning the data's cost range; a
+    warning is raised when a budget or the optimal D/N lies outside the data's range.
+    """
+    shared = fit_shared(table, reference, variant, objective, bootstrap, seed)
+    notes = shared.diagnostics["warnings"]
+    table = table.subset(np.isin(table.optimizer, shared.optimizers))
+    k = cost_per_ND(table, cost)
+    if cost == "flops" and not np.isfinite(table.flops).any():
+        notes.append("no flops in the data: cost taken as 6 N D x step_cost")
+    params, ci = dict(shared.params), dict(shared.ci)
+    samples = shared._bootstrap_samples
+    a_s = params["alpha"]
+    for opt in shared.optimizers:
+        params[f"cost_per_ND/{opt}"] = k[opt]
+        params[f"compute_multiplier/{opt}"] = params[f"rho_N/{opt}"] * params[f"rho_D/{opt}"] * k[reference] / k[opt]
+        if samples is not None:
+            ci.update(_percentiles({f"compute_multiplier/{opt}": samples[f"rho_N/{opt}"] * samples[f"rho_D/{opt}"]
+                                    * k[reference] / k[opt]}))
+    allocation = {}
+    for opt in shared.optimizers:
+        m = table.optimizer == opt
+        data_cost = k[opt] * table.N[m] * table.D[m]
+        ratio = table.D[m] / table.N[m]
+        budgets = np.geomspace(data_cost.min(), data_cost.max(), n_budgets) if data_cost.min() < data_cost.max() \
+            else np.array([data_cost.min()])
+        alpha, beta, E, A, B = shared.laws[opt]
+        N_opt, D_opt, L_opt = compute_optimal(alpha, beta, E, A, B, k[opt], budgets)
+        rows = []
+        for j, C in enumerate(budgets):
+            row = {"C": float(C), "N_opt": float(N_opt[j]), "D_opt": float(D_opt[j]), "loss_opt": float(L_opt[j]),
+                   "tokens_per_param": float(D_opt[j] / N_opt[j])}
+            if samples is not None:
+                Nb, Db = _allocation_samples(samples, opt, reference, variant, k, C)
+                row["N_opt_ci"] = list(_percentiles({"x": Nb}).get("x", (np.nan, np.nan)))
+                row["D_opt_ci"] = list(_percentiles({"x": Db}).get("x", (np.nan, np.nan)))
+            outside = []
+            if not ratio.min() * (1 - 1e-6) <= D_opt[j] / N_opt[j] <= ratio.max() * (1 + 1e-6):
+                outside.append(f"D/N={D_opt[j] / N_opt[j]:.3g} outside the data's [{ratio.min():.3g}, {ratio.max():.3g}]")
+            row["extrapolated"] = outside
+            rows.append(row)
+        allocation[opt] = {"budgets": rows, "data_cost_range": [float(data_cost.min()), float(data_cost.max())],
+                           "data_tokens_per_param_range": [float(ratio.min()), float(ratio.max())]}
+        extrapolated = [r for r in rows if r["extrapolated"]]
+        if extrapolated:
+            _warn(f"{opt}: compute-optimal allocation at {len(extrapolated)} of {len(rows)} budgets has "
+                  f"{extrapolated[0]['extrapolated'][0]}: an extrapolation", notes)
+    diagnostics = dict(shared.diagnostics)
+    diagnostics.update({"cost_basis": cost, "cost_per_ND": k, "allocation": allocation})
+    result = FitResult("compute", variant, objective, table.n_basis, reference, shared.optimizers, params, ci,
+                       diagnostics, shared.laws)
+    result._bootstrap_samples = samples
+    result._cost_per_ND = k
+    return result
+
+
+def _allocation_samples(samples, opt, reference, variant, k, C):
+    # Through the rescaling L_o(N, D) = L_ref(rho_N N, rho_D D): optimizer o at budget C
+    # behaves like the reference at C' = C rho_N rho_D k_ref / k_o.
+    a, b = samples["alpha"], samples["beta"]
+    rn, rd = samples[f"rho_N/{opt}"], samples[f"rho_D/{opt}"]
+    C_ref = C * rn * rd * k[reference] / k[opt]
+    N_ref, D_ref, _ = compute_optimal(a, b, samples["E"], samples["A"], samples["B"], k[reference], C_ref)
+    return N_ref / rn, D_ref / rd
+
+
+def check_budget(result: FitResult, table: RunTable, C: float, optimizer: str) -> list[str]:
+    """Warnings for an allocation asked at budget C outside the optimizer's data cost range."""
+    k = result.diagnostics["cost_per_ND"][optimizer]
+    m = table.optimizer == optimizer
+    lo, hi = (k * table.N[m] * table.D[m]).min(), (k * table.N[m] * table.D[m]).max()
+    if C < lo or C > hi:
+        msg = f"{optimizer}: budget C={C:.3g} is outside the data's cost range [{lo:.3g}, {hi:.3g}]: an extrapolation"
+        warnings.warn(msg, FitWarning, stacklevel=2)
+        return [msg]
+    return []

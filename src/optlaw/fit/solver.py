@@ -1,0 +1,374 @@
+"""Solving L = E + A_g(i) / N_i^alpha + B_h(i) / D_i^beta by variable projection.
+
+One solver serves every law in optlaw: the exponents (alpha, beta) are shared by
+all points, and each point picks its A and B coefficient through a group index.
+A separate Chinchilla fit has one A and one B; the shared-exponent law has one
+A and one B per optimizer (the rho's are ratios of those, see ``laws``); the
+nested variants share A or B across optimizers.
+
+For fixed exponents the prediction is linear in the coefficients c = (E, A..., B...) >= 0:
+- squared error on raw loss: c is one non-negative least squares (NNLS) solve;
+- Huber on log loss: log(X c) is not linear in c, so c comes from a short
+  Gauss-Newton solve whose every step is an NNLS on the linearised, Huber-reweighted
+  problem (an MM step: the quadratic with weight psi(r)/r majorises Huber at r),
+  with backtracking so the objective never increases.
+Exponents: a coarse grid (coefficients projected out at each node), then the best
+few nodes are polished jointly by a batched damped Gauss-Newton in
+theta = (alpha, beta, log c). The same batched polish, warm-started at the full-data
+optimum, solves all bootstrap replicates at once (weights = resampling counts).
+
+Hoffmann et al. (2022)'s multi-start L-BFGS over the log-sum-exp parameterisation
+is kept as a cross-check (``hoffmann_lbfgs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize, nnls
+from scipy.special import huber, logsumexp
+
+OBJECTIVES = ("huber_log", "squared")
+# Hoffmann et al. 2022, appendix D.2: Huber loss with delta = 1e-3 on log loss.
+HUBER_DELTA = 1e-3
+# Search range of the exponents; a solution within BOUND_TOL of either end is flagged.
+EXPONENT_BOUNDS = (0.01, 3.0)
+BOUND_TOL = 1e-3
+GRID_SIZE = 24          # nodes per exponent on the coarse grid (geometric spacing)
+N_POLISH_STARTS = 6     # best grid nodes polished jointly
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Which A and which B coefficient each point uses. c = (E, A_0..A_{n_a-1}, B_0..B_{n_b-1})."""
+
+    a_group: np.ndarray
+    b_group: np.ndarray
+    n_a: int
+    n_b: int
+
+    @property
+    def n_coef(self) -> int:
+        return 1 + self.n_a + self.n_b
+
+    def subset(self, mask: np.ndarray) -> "Structure":
+        return Structure(self.a_group[mask], self.b_group[mask], self.n_a, self.n_b)
+
+
+@dataclass
+class Problem:
+    """Data of one fit, in logs (computed once)."""
+
+    logN: np.ndarray
+    logD: np.ndarray
+    loss: np.ndarray
+    structure: Structure
+    objective: str = "huber_log"
+    delta: float = HUBER_DELTA
+    exponent_bounds: tuple[float, float] = EXPONENT_BOUNDS
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}")
+        self.logL = np.log(self.loss)
+
+    @property
+    def n(self) -> int:
+        return len(self.loss)
+
+    def subset(self, mask: np.ndarray) -> "Problem":
+        return Problem(self.logN[mask], self.logD[mask], self.loss[mask], self.structure.subset(mask),
+                       self.objective, self.delta, self.exponent_bounds)
+
+
+@dataclass
+class Solution:
+    alpha: float
+    beta: float
+    coef: np.ndarray
+    objective_value: float
+    on_bound: list[str] = field(default_factory=list)
+    n_polish_iterations: int = 0
+
+
+# ----------------------------------------------------------------------------- pieces
+
+def design(alpha: float, beta: float, p: Problem) -> np.ndarray:
+    s = p.structure
+    X = np.zeros((p.n, s.n_coef))
+    rows = np.arange(p.n)
+    X[:, 0] = 1.0
+    X[rows, 1 + s.a_group] = np.exp(-alpha * p.logN)
+    X[rows, 1 + s.n_a + s.b_group] = np.exp(-beta * p.logD)
+    return X
+
+
+def loss_terms(pred: np.ndarray, p: Problem, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per-point objective terms for predictions ``pred`` (any leading batch shape)."""
+    if p.objective == "squared":
+        terms = (pred - p.loss) ** 2
+    else:
+        terms = huber(p.delta, np.log(np.maximum(pred, 1e-300)) - p.logL)
+    return terms if weights is None else terms * weights
+
+
+def _nnls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # Columns differ by orders of magnitude (1 vs N^-alpha); scale them so NNLS is well posed.
+    norms = np.linalg.norm(A, axis=0)
+    norms[norms == 0] = 1.0
+    x, _ = nnls(A / norms, b, maxiter=50 * A.shape[1])
+    return x / norms
+
+
+def project_coefficients(X: np.ndarray, p: Problem, weights: np.ndarray, exact: bool = True,
+                         max_iter: int = 60, rtol: float = 1e-13) -> np.ndarray:
+    """The non-negative coefficients minimising the objective for a fixed design X."""
+    sw = np.sqrt(weights)
+    if p.objective == "squared":
+        return _nnls(sw[:, None] * X, sw * p.loss)
+    # First-order start: log(Xc/L) ~ (Xc - L)/L, so relative least squares is close.
+    c = _nnls(sw[:, None] * X / p.loss[:, None], sw)
+    if not exact:
+        return c
+    pred = X @ c
+    if np.any(pred <= 0):
+        c[0] = max(c[0], 1e-12)
+        pred = X @ c
+    f = float(loss_terms(pred, p, weights).sum())
+    for _ in range(max_iter):
+        r = np.log(pred) - p.logL
+        u = weights * np.minimum(1.0, p.delta / np.maximum(np.abs(r), 1e-300))
+        J = X / pred[:, None]
+        su = np.sqrt(u)
+        target = _nnls(su[:, None] * J, su * (J @ c - r))
+        t, accepted = 1.0, False
+        while t > 1e-8:
+            trial = c + t * (target - c)
+            pred_t = X @ trial
+            if np.all(pred_t > 0):
+                f_t = float(loss_terms(pred_t, p, weights).sum())
+                if f_t <= f:
+                    accepted = True
+                    break
+            t *= 0.5
+        if not accepted:
+            break
+        improvement = f - f_t
+        c, pred, f = trial, pred_t, f_t
+        if improvement <= rtol * max(f, 1e-300):
+            break
+    return c
+
+
+# ----------------------------------------------------------------------------- batched polish
+
+def _predict_batch(theta: np.ndarray, p: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """theta: (R, 2 + n_coef) = (alpha, beta, log c). Returns pred and the three term arrays (R, n)."""
+    s = p.structure
+    alpha, beta, c = theta[:, 0], theta[:, 1], np.exp(theta[:, 2:])
+    TE = np.broadcast_to(c[:, :1], (len(theta), p.n))
+    TA = c[:, 1 + s.a_group] * np.exp(-alpha[:, None] * p.logN[None, :])
+    TB = c[:, 1 + s.n_a + s.b_group] * np.exp(-beta[:, None] * p.logD[None, :])
+    return TE + TA + TB, TE, TA, TB
+
+
+def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,
+           max_iter: int = 200, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, int]:
+    """Batched damped Gauss-Newton (IRLS for Huber) on theta = (alpha, beta, log c).
+
+    ``theta0`` (R, 2 + n_coef) and ``weights`` (R, n) hold one problem per row (multi-start
+    or bootstrap replicates). ``active`` marks the coefficients that are free; the others
+    stay at their value (a coefficient at zero has log c = -inf and is held there).
+    Returns theta (R, .), objective values (R,), iterations used.
+    """
+    s = p.structure
+    theta = np.array(theta0, dtype=float)
+    R, P = theta.shape
+    free = np.concatenate([[True, True], active])
+    lo, hi = p.exponent_bounds
+    rows = np.arange(p.n)
+
+    f = loss_terms(_predict_batch(theta, p)[0], p, weights).sum(axis=1)
+    running = np.ones(R, dtype=bool)
+    it = 0
+    for it in range(1, max_iter + 1):
+        idx = np.flatnonzero(running)
+        if idx.size == 0:
+            break
+        th, w = theta[idx], weights[idx]
+        pred, TE, TA, TB = _predict_batch(th, p)
+        if p.objective == "squared":
+            r, scale = pred - p.loss, np.ones_like(pred)
+            u = w
+        else:
+            r, scale = np.log(pred) - p.logL, 1.0 / pred
+            u = w * np.minimum(1.0, p.delta / np.maximum(np.abs(r), 1e-300))
+        J = np.zeros((len(idx), p.n, P))
+        J[:, :, 0] = -p.logN * TA * scale
+        J[:, :, 1] = -p.logD * TB * scale
+        J[:, :, 2] = TE * scale
+        J[:, rows, 3 + s.a_group] = TA * scale
+        J[:, rows, 3 + s.n_a + s.b_group] = TB * scale
+        J[:, :, ~free] = 0.0
+        Ju = J * u[:, :, None]
+        H = np.matmul(Ju.transpose(0, 2, 1), J)
+        g = np.einsum("rnp,rn->rp", Ju, r)
+        diag = np.einsum("rpp->rp", H)
+        # Tiny Levenberg damping keeps the solve defined when a direction is flat; fixed
+        # coordinates get a unit diagonal and zero gradient, so their step is zero.
+        H = H + (1e-10 * diag + (~free) * 1.0 + 1e-300)[:, :, None] * np.eye(P)[None]
+        try:
+            step = -np.linalg.solve(H, g[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            step = -np.stack([np.linalg.lstsq(h, gg, rcond=None)[0] for h, gg in zip(H, g)])
+        step[:, ~free] = 0.0
+        f_old = f[idx]
+        t = np.ones(len(idx))
+        accepted = np.zeros(len(idx), dtype=bool)
+        new_theta = th.copy()
+        new_f = f_old.copy()
+        for _ in range(30):
+            todo = ~accepted
+            if not todo.any():
+                break
+            trial = th[todo] + t[todo, None] * step[todo]
+            trial[:, :2] = np.clip(trial[:, :2], lo, hi)
+            pred_t = _predict_batch(trial, p)[0]
+            f_t = loss_terms(pred_t, p, w[todo]).sum(axis=1)
+            ok = np.isfinite(f_t) & (f_t <= f_old[todo])
+            sel = np.flatnonzero(todo)
+            new_theta[sel[ok]] = trial[ok]
+            new_f[sel[ok]] = f_t[ok]
+            accepted[sel[ok]] = True
+            t[todo] *= 0.5
+        theta[idx], f[idx] = new_theta, new_f
+        gain = f_old - new_f
+        done = (~accepted) | (gain <= rtol * np.maximum(np.abs(f_old), 1e-300))
+        running[idx[done]] = False
+    return theta, f, it
+
+
+# ----------------------------------------------------------------------------- the fit
+
+def exponent_grid(bounds: tuple[float, float] = EXPONENT_BOUNDS, size: int = GRID_SIZE) -> np.ndarray:
+    lo, hi = bounds
+    return np.geomspace(max(lo, 0.02), min(hi, 2.5), size)
+
+
+def solve(p: Problem, weights: np.ndarray | None = None, grid_size: int = GRID_SIZE,
+          n_starts: int = N_POLISH_STARTS) -> Solution:
+    """Global fit: coarse exponent grid with coefficients projected out, then a joint polish."""
+    w = np.ones(p.n) if weights is None else np.asarray(weights, dtype=float)
+    grid = exponent_grid(p.exponent_bounds, grid_size)
+    scored = []
+    for a in grid:
+        for b in grid:
+            X = design(a, b, p)
+            c = project_coefficients(X, p, w, exact=False)
+            scored.append((float(loss_terms(X @ c, p, w).sum()), a, b))
+    scored.sort()
+    starts = [(a, b) for _, a, b in scored[:n_starts]]
+    candidates = []
+    for a, b in starts:
+        c = project_coefficients(design(a, b, p), p, w, exact=True)
+        candidates.append((a, b, c))
+    # Coefficients NNLS put at zero (on the bound c >= 0) stay there during the polish.
+    best = None
+    for a, b, c in candidates:
+        active = c > 0
+        theta0 = np.concatenate([[a, b], np.log(np.where(active, c, 1.0))])[None]
+        theta0[0, 2:][~active] = -np.inf
+        theta, f, iters = polish(theta0, p, w[None], active)
+        if best is None or f[0] < best[3]:
+            best = (theta[0], active, iters, float(f[0]))
+    theta, active, iters, fval = best
+    alpha, beta = float(theta[0]), float(theta[1])
+    # Re-project: exact coefficients at the polished exponents (catches a coefficient
+    # that should leave or reach zero), keep whichever is better.
+    c_proj = project_coefficients(design(alpha, beta, p), p, w, exact=True)
+    f_proj = float(loss_terms(design(alpha, beta, p) @ c_proj, p, w).sum())
+    coef = np.exp(theta[2:])
+    if f_proj < fval:
+        coef, fval = c_proj, f_proj
+    return Solution(alpha, beta, coef, fval, bound_flags(alpha, beta, coef, p), iters)
+
+
+def bound_flags(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> list[str]:
+    lo, hi = p.exponent_bounds
+    flags = []
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if value <= lo * (1 + BOUND_TOL) or value >= hi * (1 - BOUND_TOL):
+            flags.append(f"{name}={value:.4g} is on the search bound [{lo}, {hi}]")
+    if coef[0] <= 0:
+        flags.append("E=0 is on the bound E >= 0")
+    if np.any(coef[1:] <= 0):
+        flags.append(f"{int(np.sum(coef[1:] <= 0))} coefficient(s) A/B at the bound 0")
+    return flags
+
+
+def predict(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> np.ndarray:
+    return design(alpha, beta, p) @ coef
+
+
+def bootstrap(sol: Solution, p: Problem, counts: np.ndarray, max_iter: int = 200) -> np.ndarray:
+    """Refit under resampling ``counts`` (R, n) from the full-data optimum. Returns theta (R, 2 + n_coef)."""
+    active = sol.coef > 0
+    theta0 = np.concatenate([[sol.alpha, sol.beta], np.log(np.where(active, sol.coef, 1.0))])
+    theta0[2:][~active] = -np.inf
+    theta, _, _ = polish(np.repeat(theta0[None], len(counts), axis=0), p, counts.astype(float), active, max_iter)
+    return theta
+
+
+# ----------------------------------------------------------------------------- Hoffmann cross-check
+
+def hoffmann_grid() -> np.ndarray:
+    """Hoffmann et al. 2022's 4,500 starting points (e, a, b, alpha, beta) for L-BFGS."""
+    e = np.arange(-1.0, 1.5, 0.5)
+    a = b = np.arange(0.0, 30.0, 5.0)
+    alpha = beta = np.arange(0.0, 2.5, 0.5)
+    mesh = np.meshgrid(e, a, b, alpha, beta, indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=1)
+
+
+def _lse_objective(x: np.ndarray, p: Problem) -> tuple[float, np.ndarray]:
+    """Objective and gradient in Hoffmann's parameterisation x = (e, a_0.., b_0.., alpha, beta)."""
+    s = p.structure
+    e, a, b, alpha, beta = x[0], x[1:1 + s.n_a], x[1 + s.n_a:1 + s.n_a + s.n_b], x[-2], x[-1]
+    z = np.stack([np.full(p.n, e), a[s.a_group] - alpha * p.logN, b[s.b_group] - beta * p.logD])
+    lse = logsumexp(z, axis=0)
+    soft = np.exp(z - lse)
+    if p.objective == "squared":
+        pred = np.exp(lse)
+        r = pred - p.loss
+        f = float(np.sum(r * r))
+        dm = 2.0 * r * pred  # d f / d lse
+    else:
+        r = lse - p.logL
+        f = float(np.sum(huber(p.delta, r)))
+        dm = np.clip(r, -p.delta, p.delta)
+    grad = np.empty_like(x)
+    grad[0] = np.sum(dm * soft[0])
+    grad[1:1 + s.n_a] = np.bincount(s.a_group, dm * soft[1], s.n_a)
+    grad[1 + s.n_a:1 + s.n_a + s.n_b] = np.bincount(s.b_group, dm * soft[2], s.n_b)
+    grad[-2] = -np.sum(dm * soft[1] * p.logN)
+    grad[-1] = -np.sum(dm * soft[2] * p.logD)
+    return f, grad
+
+
+def hoffmann_lbfgs(p: Problem, starts: np.ndarray | None = None) -> Solution:
+    """Multi-start L-BFGS over log L = LSE(a - alpha log N, b - beta log D, e) (Hoffmann et al. 2022).
+
+    Every optimizer's a and b start at the grid's a and b. Slow by design: it is the baseline.
+    """
+    s = p.structure
+    starts = hoffmann_grid() if starts is None else starts
+    best_f, best_x = np.inf, None
+    for e, a, b, alpha, beta in starts:
+        x0 = np.concatenate([[e], np.full(s.n_a, a), np.full(s.n_b, b), [alpha, beta]])
+        res = minimize(_lse_objective, x0, args=(p,), jac=True, method="L-BFGS-B")
+        if np.isfinite(res.fun) and res.fun < best_f:
+            best_f, best_x = float(res.fun), res.x
+    coef = np.exp(np.concatenate([[best_x[0]], best_x[1:1 + s.n_a + s.n_b]]))
+    alpha, beta = float(best_x[-2]), float(best_x[-1])
+    return Solution(alpha, beta, coef, best_f, [])

@@ -1,0 +1,351 @@
+"""The table a fit reads: one row per training run (optimizer, N, D, loss, ...).
+
+Built from run records under sweep directories (``load_runs``) or from a CSV of
+published runs (``load_csv``). Invalid rows are dropped with a warning rather
+than failing the whole fit; only input that leaves nothing to fit is an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from optlaw.errors import UserError
+from optlaw.records import DONE, iter_records
+
+REQUIRED_COLUMNS = ("optimizer", "N", "D", "loss")
+OPTIONAL_COLUMNS = ("seed", "flops", "step_cost", "family", "wallclock_s")
+N_BASES = ("total", "non_embedding")
+SEED_MODES = ("all", "mean")
+
+
+class FitWarning(UserWarning):
+    """Something about the data a reader of the fit should know (also listed in the report)."""
+
+
+@dataclass
+class RunTable:
+    """Columns as numpy arrays, one entry per run, plus what was left out and why."""
+
+    optimizer: np.ndarray
+    N: np.ndarray
+    D: np.ndarray
+    loss: np.ndarray
+    seed: np.ndarray
+    flops: np.ndarray
+    step_cost: np.ndarray
+    wallclock_s: np.ndarray
+    family: np.ndarray
+    n_basis: str = "as_given"
+    source: str = ""
+    excluded: list[dict] = field(default_factory=list)
+    tuning: list[dict] = field(default_factory=list)
+    seed_noise: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+    @property
+    def optimizers(self) -> list[str]:
+        return sorted(set(self.optimizer.tolist()))
+
+    def cell_keys(self) -> list[tuple[str, float, float]]:
+        return list(zip(self.optimizer.tolist(), self.N.tolist(), self.D.tolist()))
+
+    def n_cells(self, optimizer: str | None = None) -> int:
+        keys = self.cell_keys()
+        if optimizer is not None:
+            keys = [k for k in keys if k[0] == optimizer]
+        return len(set(keys))
+
+    def subset(self, mask: np.ndarray) -> "RunTable":
+        mask = np.asarray(mask)
+        cols = {name: getattr(self, name)[mask] for name in _ARRAY_FIELDS}
+        return RunTable(**cols, n_basis=self.n_basis, source=self.source, excluded=list(self.excluded),
+                        tuning=list(self.tuning), seed_noise=dict(self.seed_noise), notes=list(self.notes))
+
+    def warn(self, message: str) -> None:
+        self.notes.append(message)
+        warnings.warn(message, FitWarning, stacklevel=3)
+
+    @classmethod
+    def from_columns(cls, optimizer, N, D, loss, seed=None, flops=None, step_cost=None, wallclock_s=None,
+                     family=None, **meta) -> "RunTable":
+        """Build and validate a table from plain sequences (see ``validate``)."""
+        n = len(loss)
+        table = cls(
+            optimizer=np.asarray([str(o) for o in optimizer], dtype=object),
+            N=_as_float(N), D=_as_float(D), loss=_as_float(loss),
+            seed=np.zeros(n, dtype=int) if seed is None else np.asarray(
+                [0 if _missing(s) else int(float(s)) for s in seed], dtype=int),
+            flops=np.full(n, np.nan) if flops is None else _as_float(flops),
+            step_cost=np.ones(n) if step_cost is None else np.where(np.isnan(_as_float(step_cost)), 1.0,
+                                                                     _as_float(step_cost)),
+            wallclock_s=np.full(n, np.nan) if wallclock_s is None else _as_float(wallclock_s),
+            family=np.asarray(["" if _missing(f) else str(f) for f in (family or [""] * n)], dtype=object),
+            **meta,
+        )
+        if not (len(table.optimizer) == len(table.N) == len(table.D) == n):
+            raise UserError("columns optimizer, N, D, loss have different lengths; give one value per run")
+        return table.validate()
+
+    def validate(self) -> "RunTable":
+        """Drop rows with NaN/non-positive N, D or loss and exact duplicate rows, with a warning each."""
+        bad = ~(np.isfinite(self.N) & np.isfinite(self.D) & np.isfinite(self.loss)
+                & (self.N > 0) & (self.D > 0) & (self.loss > 0))
+        table = self
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            shown = ", ".join(str(int(r)) for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+            table.warn(f"dropped {bad.sum()} row(s) with NaN or non-positive N, D or loss (rows {shown}); "
+                       "fix or remove them in the input")
+            table = table.subset(~bad)
+        seen: set = set()
+        dup = np.zeros(len(table), dtype=bool)
+        for i, key in enumerate(zip(table.optimizer, table.N, table.D, table.seed, table.loss)):
+            dup[i] = key in seen
+            seen.add(key)
+        if dup.any():
+            table.warn(f"dropped {dup.sum()} duplicate row(s) (same optimizer, N, D, seed and loss); "
+                       "each run should appear once")
+            table = table.subset(~dup)
+        if len(table) == 0:
+            raise UserError("no valid rows left to fit (all rows had NaN/non-positive N, D or loss); check the input")
+        return table
+
+
+_ARRAY_FIELDS = ("optimizer", "N", "D", "loss", "seed", "flops", "step_cost", "wallclock_s", "family")
+
+
+def _missing(value) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def _as_float(values) -> np.ndarray:
+    out = np.empty(len(values))
+    for i, v in enumerate(values):
+        try:
+            out[i] = float(v) if not _missing(v) else np.nan
+        except (TypeError, ValueError):
+            out[i] = np.nan
+    return out
+
+
+# ----------------------------------------------------------------------------- CSV
+
+def load_csv(path: str | os.PathLike, columns: dict[str, str] | None = None,
+             default_optimizer: str | None = None, n_basis: str = "as_given") -> RunTable:
+    """A table from a CSV with columns ``optimizer,N,D,loss`` (+ optional ``seed,flops,step_cost,family``).
+
+    ``columns`` maps our names to the CSV's (e.g. ``{"N": "N_nonembed", "loss": "loss_c4_en"}``).
+    When the CSV has no D but has flops, D = flops / (6 N) (Hoffmann et al. 2022's C = 6ND).
+    ``default_optimizer`` names the optimizer of a CSV without an optimizer column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"CSV file {str(path)!r} not found; pass an existing file to --csv")
+    mapping = dict(columns or {})
+    unknown = set(mapping) - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS)
+    if unknown:
+        raise UserError(f"unknown column name(s) {sorted(unknown)} in the column mapping; "
+                        f"map one of {list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        rows = list(reader)
+
+    def column(name: str) -> list | None:
+        source = mapping.get(name, name)
+        if source not in header:
+            if name in mapping:
+                raise UserError(f"column {source!r} (mapped to {name}) not in {path.name}; "
+                                f"columns are: {', '.join(header)}")
+            return None
+        return [row[source] for row in rows]
+
+    data = {name: column(name) for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS}
+    notes = []
+    if data["optimizer"] is None and default_optimizer:
+        data["optimizer"] = [default_optimizer] * len(rows)
+    if data["D"] is None and data["flops"] is not None and data["N"] is not None:
+        data["D"] = list(_as_float(data["flops"]) / (6.0 * _as_float(data["N"])))
+        notes.append("D derived from flops as D = flops / (6 N)")
+    missing = [name for name in REQUIRED_COLUMNS if data[name] is None]
+    if missing:
+        raise UserError(f"{path.name} lacks column(s) {', '.join(missing)} (columns: {', '.join(header)}); "
+                        "rename them or map them, e.g. --column N=N_nonembed"
+                        + ("; or give --default-optimizer NAME" if "optimizer" in missing else ""))
+    table = RunTable.from_columns(
+        data["optimizer"], data["N"], data["D"], data["loss"], seed=data["seed"], flops=data["flops"],
+        step_cost=data["step_cost"], wallclock_s=data["wallclock_s"], family=data["family"],
+        n_basis=n_basis, source=str(path), notes=notes,
+    )
+    table.seed_noise = seed_noise(table)
+    return table
+
+
+# ----------------------------------------------------------------------------- run records
+
+def load_runs(dirs: list[str | os.PathLike] | str | os.PathLike, n_basis: str = "non_embedding",
+              seeds: str = "all") -> RunTable:
+    """A table from the ``run.json`` records under one or more sweep directories.
+
+    Only ``done`` runs are fitted; the others are kept in ``table.excluded`` with their
+    status and reason. Cells (optimizer, N, D) holding several hyperparameter settings
+    (a tuning sweep) keep the best setting (lowest mean loss over seeds); the winner is
+    recorded in ``table.tuning`` with a warning when it sits at the edge of the swept range.
+    ``seeds``: ``all`` keeps every seed as a row, ``mean`` averages them per cell.
+    """
+    if n_basis not in N_BASES:
+        raise UserError(f"n_basis must be one of {N_BASES}, got {n_basis!r}")
+    if seeds not in SEED_MODES:
+        raise UserError(f"seeds must be one of {SEED_MODES}, got {seeds!r}")
+    dirs = [dirs] if isinstance(dirs, (str, os.PathLike)) else list(dirs)
+    n_key = "N_total" if n_basis == "total" else "N_non_embedding"
+    runs, excluded = [], []
+    for root in dirs:
+        if not Path(root).is_dir():
+            raise UserError(f"sweep directory {str(root)!r} not found; pass existing directories to --runs")
+        for run_dir, rec in iter_records(root):
+            N = rec.get(n_key, rec.get("N"))
+            entry = {
+                "run_id": rec.get("run_id", run_dir.name), "run_dir": str(run_dir),
+                "optimizer": rec.get("optimizer"), "N": N, "D": rec.get("D", rec.get("tokens_trained")),
+                "loss": rec.get("final_val_loss"), "seed": rec.get("seed", 0), "flops": rec.get("flops"),
+                "step_cost": rec.get("step_cost_ratio"), "wallclock_s": rec.get("wallclock_s"),
+                "family": rec.get("family") or "", "sweep": rec.get("sweep"),
+                "hyperparameters": rec.get("hyperparameters") or {},
+                "status": rec.get("status"), "reason": rec.get("reason") or "",
+            }
+            if entry["status"] != DONE:
+                excluded.append(_excluded(entry, entry["reason"] or f"status {entry['status']}"))
+                continue
+            lacking = [k for k in ("optimizer", "N", "D", "loss") if _missing(entry[k])]
+            if lacking:
+                excluded.append(_excluded(entry, f"record lacks {', '.join(lacking)}"))
+                continue
+            runs.append(entry)
+    if not runs:
+        raise UserError(f"no finished ('done') runs with optimizer, N, D and final_val_loss under "
+                        f"{', '.join(map(str, dirs))}; run the sweep first or check --runs")
+    runs, tuning, tuning_notes = _best_per_cell(runs)
+    table = RunTable.from_columns(
+        [r["optimizer"] for r in runs], [r["N"] for r in runs], [r["D"] for r in runs],
+        [r["loss"] for r in runs], seed=[r["seed"] for r in runs], flops=[r["flops"] for r in runs],
+        step_cost=[r["step_cost"] for r in runs], wallclock_s=[r["wallclock_s"] for r in runs],
+        family=[r["family"] for r in runs], n_basis=n_basis, source=", ".join(map(str, dirs)),
+        excluded=excluded, tuning=tuning,
+    )
+    for note in tuning_notes:
+        table.warn(note)
+    if excluded:
+        table.notes.append(f"{len(excluded)} run(s) not fitted (diverged, failed, running or incomplete); "
+                           "listed in the report")
+    table.seed_noise = seed_noise(table)
+    if seeds == "mean":
+        table = mean_over_seeds(table)
+    return table
+
+
+def _excluded(entry: dict, reason: str) -> dict:
+    return {k: entry[k] for k in ("run_id", "optimizer", "N", "D", "seed", "status")} | {
+        "reason": reason, "hyperparameters": entry["hyperparameters"]}
+
+
+def _hp_key(hp: dict) -> str:
+    return json.dumps(hp, sort_keys=True, default=str)
+
+
+def _best_per_cell(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
+    cells: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        cells[(r["optimizer"], float(r["N"]), float(r["D"]))].append(r)
+    kept, tuning, notes = [], [], []
+    for (opt, N, D), members in sorted(cells.items()):
+        settings: dict[str, list[dict]] = defaultdict(list)
+        for r in members:
+            settings[_hp_key(r["hyperparameters"])].append(r)
+        if len(settings) == 1:
+            kept.extend(members)
+            continue
+        mean_loss = {k: float(np.mean([float(r["loss"]) for r in v])) for k, v in settings.items()}
+        best = min(mean_loss, key=mean_loss.get)
+        kept.extend(settings[best])
+        winner = settings[best][0]["hyperparameters"]
+        swept = _swept_values([v[0]["hyperparameters"] for v in settings.values()])
+        at_edge = [name for name, values in swept.items()
+                   if _is_number(winner.get(name)) and winner[name] in (min(values), max(values))]
+        points = [{"hyperparameters": v[0]["hyperparameters"], "loss": mean_loss[k]} for k, v in settings.items()]
+        tuning.append({"optimizer": opt, "N": N, "D": D, "winner": winner, "winner_loss": mean_loss[best],
+                       "swept": {k: sorted(v) for k, v in swept.items()}, "at_edge": at_edge, "points": points})
+        for name in at_edge:
+            notes.append(f"cell ({opt}, N={N:.3g}, D={D:.3g}): best {name}={winner[name]} is at the edge of the "
+                         f"swept range {sorted(swept[name])}; the cell is probably under-tuned, widen the sweep")
+    return kept, tuning, notes
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _swept_values(settings: list[dict]) -> dict[str, set]:
+    """Numeric hyperparameters that take more than one value across a cell's settings."""
+    values: dict[str, set] = defaultdict(set)
+    for hp in settings:
+        for name, value in _flatten(hp).items():
+            if _is_number(value):
+                values[name].add(value)
+    return {k: v for k, v in values.items() if len(v) > 1}
+
+
+def _flatten(hp: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in hp.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+# ----------------------------------------------------------------------------- seeds
+
+def seed_noise(table: RunTable) -> dict:
+    """Standard deviation of loss between seeds of the same cell, per optimizer (cells with >= 2 seeds)."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for key, loss in zip(table.cell_keys(), table.loss.tolist()):
+        groups[key].append(loss)
+    per_opt: dict[str, list[float]] = defaultdict(list)
+    for (opt, _, _), losses in groups.items():
+        if len(losses) >= 2:
+            per_opt[opt].append(float(np.std(losses, ddof=1)))
+    return {opt: {"cells_with_seeds": len(stds), "mean_std": float(np.mean(stds)), "max_std": float(np.max(stds))}
+            for opt, stds in sorted(per_opt.items())}
+
+
+def mean_over_seeds(table: RunTable) -> RunTable:
+    """One row per cell, loss averaged over seeds (other numeric columns averaged too)."""
+    index: dict[tuple, list[int]] = defaultdict(list)
+    for i, key in enumerate(table.cell_keys()):
+        index[key].append(i)
+    rows = [idx for _, idx in sorted(index.items())]
+    first = [idx[0] for idx in rows]
+
+    def mean(col):
+        return np.array([np.nanmean(col[idx]) if np.isfinite(col[idx]).any() else np.nan for idx in rows])
+
+    out = RunTable(optimizer=table.optimizer[first], N=table.N[first], D=table.D[first], loss=mean(table.loss),
+                   seed=np.full(len(rows), -1), flops=mean(table.flops), step_cost=mean(table.step_cost),
+                   wallclock_s=mean(table.wallclock_s), family=table.family[first], n_basis=table.n_basis,
+                   source=table.source, excluded=table.excluded, tuning=table.tuning,
+                   seed_noise=table.seed_noise, notes=table.notes + ["loss averaged over seeds per cell"])
+    return out
