@@ -1,0 +1,143 @@
+"""Grid expansion, run identity, manifest and bad-input errors of `optlaw sweep` (no training)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from optlaw.config import compose, to_plain
+from optlaw.errors import ConfigError, UserError
+from optlaw.sweep.cli import main_status, main_sweep
+from optlaw.sweep.grid import expand
+from optlaw.sweep.manifest import read_manifest
+
+TINY = """\
+name: {name}
+task: llm
+models: [llama/1m]
+optimizers: [adamw]
+seeds: {seeds}
+tokens_per_param: null
+tokens: {tokens}
+extra_axes: {{}}
+optimizer_axes: {optimizer_axes}
+fixed:
+  device: cpu
+  batch.global_tokens: 512
+  batch.micro_batch_size: 4
+  eval.tokens: 1024
+  eval.fractions: []
+branching: {{enabled: false, decay_fraction: 0.2, warmup_tokens: null}}
+"""
+
+
+def write_sweep(config_root: Path, name: str = "tiny", seeds="[0]", tokens="[2048, 3072]", optimizer_axes="{}") -> None:
+    (config_root / "sweep").mkdir(parents=True, exist_ok=True)
+    text = TINY.format(name=name, seeds=seeds, tokens=tokens, optimizer_axes=optimizer_axes)
+    (config_root / "sweep" / f"{name}.yaml").write_text(text)
+
+
+@pytest.fixture
+def user_configs(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "user_configs"
+    write_sweep(root)
+    monkeypatch.setenv("OPTLAW_EXTRA_CONFIGS", str(root))
+    return root
+
+
+def definition(name="tiny", **fields) -> dict:
+    base = {
+        "name": name, "task": "llm", "models": ["llama/1m"], "optimizers": ["adamw"], "seeds": [0],
+        "tokens_per_param": None, "tokens": [2048, 3072], "extra_axes": {}, "optimizer_axes": {},
+        "fixed": {"device": "cpu", "batch.global_tokens": 512}, "branching": {"enabled": False},
+    }
+    base.update(fields)
+    return base
+
+
+def test_ids_are_stable_and_equal_to_the_trainers():
+    from optlaw.train.identity import run_id
+
+    first = expand(definition())
+    second = expand(definition())
+    assert [p.run_id for p in first] == [p.run_id for p in second]
+    assert len({p.run_id for p in first}) == 2
+    for point in first:
+        assert point.run_id == run_id(to_plain(compose("train", point.overrides)))
+        assert point.tokens in (2048.0, 3072.0)
+        assert point.flops and point.flops > 6 * point.non_embedding_params * point.tokens * 0.99
+
+
+def test_grid_is_the_product_of_axes_with_per_optimizer_axes():
+    points = expand(definition(seeds=[0, 1], optimizer_axes={"adamw": {"optimizer.lr_mult": [0.5, 2.0]}}))
+    assert len(points) == 2 * 2 * 2
+    assert {p.axes["optimizer.lr_mult"] for p in points} == {0.5, 2.0}
+
+
+def test_empty_axis_is_an_empty_grid_error():
+    with pytest.raises(ConfigError, match="axis 'seeds' is an empty list"):
+        expand(definition(seeds=[]))
+
+
+def test_axis_value_naming_no_config():
+    with pytest.raises(ConfigError, match=r"unknown model 'llama/7t'"):
+        expand(definition(models=["llama/1m", "llama/7t"]))
+
+
+def test_both_budget_axes_refused():
+    with pytest.raises(ConfigError, match="both 'tokens_per_param' and 'tokens'"):
+        expand(definition(tokens_per_param=[20]))
+
+
+def test_dry_run_writes_manifest_and_plan(user_configs, tmp_path, capsys):
+    sweep_dir = tmp_path / "sw"
+    assert main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    manifest = read_manifest(sweep_dir)
+    assert [p["tokens"] for p in manifest["points"]] == [2048.0, 3072.0]
+    for point in manifest["points"]:
+        assert point["run_id"] in out
+        assert point["run_dir"] == f"runs/{point['run_id']}"
+    assert "2 points" in out and "GPU-hours" in out and "already finished: 0" in out
+    assert not (sweep_dir / "runs").exists()  # a dry run trains nothing
+    ids = [p["run_id"] for p in manifest["points"]]
+    assert main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"]) == 0
+    assert [p["run_id"] for p in read_manifest(sweep_dir)["points"]] == ids
+
+
+def test_sweep_dir_of_another_definition_is_refused(user_configs, tmp_path):
+    sweep_dir = tmp_path / "sw"
+    main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"])
+    with pytest.raises(UserError, match=r"different sweep definition; differing keys: seeds"):
+        main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "sweep.seeds=[0,1]", "--dry-run"])
+    with pytest.raises(UserError, match=r"cli_overrides"):
+        main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "train.grad_clip=0.5", "--dry-run"])
+
+
+def test_bad_command_lines(user_configs, tmp_path):
+    with pytest.raises(UserError, match="name the sweep"):
+        main_sweep([f"sweep_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="unknown sweep 'nope'"):
+        main_sweep(["sweep=nope", f"sweep_dir={tmp_path / 'x'}", "--dry-run"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        main_sweep(["sweep=tiny", f"sweep_dir={tmp_path / 'y'}", "no_such_key=1", "--dry-run"])
+    with pytest.raises(UserError, match="no manifest.json"):
+        main_status([str(tmp_path / "empty")])
+
+
+def test_status_of_a_fresh_sweep(user_configs, tmp_path, capsys):
+    sweep_dir = tmp_path / "sw"
+    main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"])
+    capsys.readouterr()
+    assert main_status([str(sweep_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "2 points: 0 done, 0 diverged, 0 failed, 0 running, 2 pending" in out
+    # An interrupted record (status running, no live owner) is resumable: pending, with a note.
+    point = read_manifest(sweep_dir)["points"][0]
+    run_dir = sweep_dir / point["run_dir"]
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"run_id": point["run_id"], "status": "running"}))
+    main_status([str(sweep_dir)])
+    assert "interrupted; resumes from its last checkpoint" in capsys.readouterr().out
