@@ -1,0 +1,220 @@
+"""The random-feature alpha study: alpha(optimizer, s) with intervals, shifts over GD,
+a sensitivity table over the setting, the spectral-diagnostic check, plots and report.
+
+Work is split into one task per (spectrum s, seed, problem variant); each task draws
+the features once, does one eigendecomposition per N and evaluates every optimizer
+and every (steps, damping) variant on it. Tasks run in worker processes with one
+BLAS thread each, because two processes x one thread beat one process x two threads
+on a shared 2-core machine (measured: threads thrash under load).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+import numpy as np
+
+from optlaw.errors import UserError
+from optlaw.proxy.alpha_fit import fit_alpha_known_floor
+from optlaw.proxy.optimizers import check_optimizers
+from optlaw.proxy.spectra import check_source, check_spectrum_exponent
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A study setting; the main one and each sensitivity variant change one knob."""
+
+    name: str
+    steps: int
+    damping: float
+    source_r: float
+    input_dim: int
+
+
+def solve_task(task: dict) -> list[dict]:
+    """Worker: every (variant, N, optimizer) row for one (s, seed, source_r, input_dim)."""
+    from optlaw.proxy.dynamics import modes_from_curvature, tune_step_size
+    from optlaw.proxy.random_features import RandomFeatureProblem
+
+    problem = RandomFeatureProblem(task["input_dim"], task["s"], task["source_r"], max(task["N_values"]),
+                                   task["seed"], noise_variance=task["noise_variance"])
+    from optlaw.proxy.diagnostic import estimate_s
+
+    rows = []
+    s_hat = None
+    for N in sorted(task["N_values"], reverse=True):
+        H, c = problem.curvature(N)
+        eig = np.linalg.eigh(H)
+        if s_hat is None:  # the diagnostic's view of this draw: the largest model's curvature spectrum
+            s_hat = estimate_s(eig[0]).s
+        for combo in task["combos"]:
+            for name in combo["optimizers"]:
+                modes = modes_from_curvature(H, c, name, combo["damping"], eig=eig)
+                approximation = max(0.5 * (1.0 - float(modes.a.sum())), 0.0)
+                choice = tune_step_size(modes, combo["steps"], task["multipliers"])
+                rows.append({
+                    "variant": combo["variant"], "optimizer": name, "s": task["s"], "seed": task["seed"], "N": N,
+                    "D": combo["steps"], "damping": combo["damping"], "source_r": task["source_r"],
+                    "input_dim": task["input_dim"],
+                    "loss": problem.irreducible + approximation + choice.excess,
+                    "irreducible": problem.irreducible, "approximation": approximation,
+                    "optimization": choice.excess, "eta": choice.eta, "eta_multiplier": choice.eta_multiplier,
+                    "s_hat": s_hat,
+                })
+    return rows
+
+
+def _worker_init() -> None:
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+
+def build_tasks(cfg: dict, main: Variant, variants: list[Variant]) -> list[dict]:
+    """Group (s, seed, variant) work so that variants sharing a feature draw share the eigendecompositions."""
+    optimizers = check_optimizers(cfg["optimizers"])
+    sens = cfg.get("sensitivity") or {}
+    sens_seeds = [int(x) for x in sens.get("seeds", [])]
+    sens_optimizers = check_optimizers(sens.get("optimizers", optimizers))
+    groups: dict[tuple, list[dict]] = {}
+    for s in cfg["s_values"]:
+        for seed in cfg["seeds"]:
+            key = (s, seed, main.source_r, main.input_dim)
+            groups.setdefault(key, []).append({"variant": main.name, "steps": main.steps, "damping": main.damping,
+                                               "optimizers": optimizers})
+        for v in variants:
+            for seed in sens_seeds:
+                key = (s, seed, v.source_r, v.input_dim)
+                groups.setdefault(key, []).append({"variant": v.name, "steps": v.steps, "damping": v.damping,
+                                                   "optimizers": sens_optimizers})
+    return [{"s": s, "seed": seed, "source_r": r, "input_dim": dim, "combos": combos,
+             "N_values": list(cfg["N_values"]), "noise_variance": float(cfg["noise_variance"]),
+             "multipliers": list(cfg["step_size_multipliers"])}
+            for (s, seed, r, dim), combos in groups.items()]
+
+
+def sensitivity_variants(cfg: dict, main: Variant) -> list[Variant]:
+    sens = cfg.get("sensitivity") or {}
+    out = []
+    for steps in sens.get("steps", []):
+        out.append(Variant(f"steps={steps}", int(steps), main.damping, main.source_r, main.input_dim))
+    for damping in sens.get("damping", []):
+        out.append(Variant(f"damping={damping}", main.steps, float(damping), main.source_r, main.input_dim))
+    for r in sens.get("source_r", []):
+        out.append(Variant(f"source_r={r}", main.steps, main.damping, float(r), main.input_dim))
+    for dim in sens.get("input_dim", []):
+        out.append(Variant(f"input_dim={dim}", main.steps, main.damping, main.source_r, int(dim)))
+    return out
+
+
+def check_study_config(cfg: dict) -> None:
+    check_optimizers(cfg["optimizers"])
+    if "gd" not in cfg["optimizers"]:
+        raise UserError("optimizers must include gd: shifts are measured against it")
+    for s in cfg["s_values"]:
+        check_spectrum_exponent(s, "s_values")
+    check_source(cfg["source_r"], 1.0)
+    N_values = sorted(int(n) for n in cfg["N_values"])
+    if len(N_values) < 3 or N_values[0] < 1:
+        raise UserError("N_values needs at least 3 positive model sizes for an alpha fit")
+    if max(N_values) > int(cfg["input_dim"]):
+        raise UserError(f"largest N ({max(N_values)}) exceeds input_dim ({cfg['input_dim']}); raise input_dim")
+    if not cfg["seeds"]:
+        raise UserError("seeds must list at least one seed (several give intervals)")
+
+
+def run_rows(tasks: list[dict], workers: int, progress: bool = True) -> list[dict]:
+    rows: list[dict] = []
+    start = time.perf_counter()
+    total = len(tasks)
+
+    def report(done: int, task: dict) -> None:
+        if progress:
+            elapsed = time.perf_counter() - start
+            print(f"[{done}/{total}] s={task['s']} seed={task['seed']} source_r={task['source_r']} "
+                  f"input_dim={task['input_dim']}  {elapsed:.0f} s", file=sys.stderr, flush=True)
+
+    if workers <= 1:
+        for i, task in enumerate(tasks, 1):
+            rows += solve_task(task)
+            report(i, task)
+        return rows
+    # spawn: children import numpy after OPENBLAS_NUM_THREADS is set (fork would inherit the pool).
+    previous = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                 initializer=_worker_init) as pool:
+            futures = {pool.submit(solve_task, t): t for t in tasks}
+            for i, fut in enumerate(as_completed(futures), 1):
+                rows += fut.result()
+                report(i, futures[fut])
+    finally:
+        if previous is None:
+            os.environ.pop("OPENBLAS_NUM_THREADS", None)
+        else:
+            os.environ["OPENBLAS_NUM_THREADS"] = previous
+    return rows
+
+
+def loss_matrix(rows: list[dict], variant: str, optimizer: str, s: float, N_values) -> tuple[np.ndarray, list]:
+    """losses[seed index, N index] for one (variant, optimizer, s)."""
+    sel = [r for r in rows if r["variant"] == variant and r["optimizer"] == optimizer and r["s"] == s]
+    seeds = sorted({r["seed"] for r in sel})
+    index = {(r["seed"], r["N"]): r["loss"] for r in sel}
+    return np.array([[index[(seed, N)] for N in N_values] for seed in seeds]), seeds
+
+
+def alpha_table(rows: list[dict], variant: str, optimizers, s_values, N_values, irreducible: float,
+                n_boot: int, level: float, seed: int = 0) -> dict:
+    """alpha and shift-over-GD per (optimizer, s): point fit on seed means, paired bootstrap over seeds.
+
+    Resampling the same seeds for every optimizer keeps the common feature draw, so
+    the shift interval reflects the paired comparison, not two independent ones.
+    """
+    rng = np.random.default_rng(seed)
+    tail = (1.0 - level) / 2.0
+    alpha: dict = {o: {} for o in optimizers}
+    shift: dict = {o: {} for o in optimizers}
+    for s in s_values:
+        mats = {o: loss_matrix(rows, variant, o, s, N_values)[0] for o in optimizers}
+        n_seeds = mats[optimizers[0]].shape[0]
+
+        def fit(o, idx):
+            return fit_alpha_known_floor(N_values, mats[o][idx].mean(axis=0), irreducible).alpha
+
+        point = {o: fit(o, np.arange(n_seeds)) for o in optimizers}
+        with_ci = n_seeds >= 2 and n_boot > 0
+        if with_ci:
+            draws = {o: np.empty(n_boot) for o in optimizers}
+            for b in range(n_boot):
+                idx = rng.integers(0, n_seeds, n_seeds)
+                for o in optimizers:
+                    draws[o][b] = fit(o, idx)
+        for o in optimizers:
+            entry = {"alpha": point[o], "ci": None}
+            sh = {"shift": point[o] - point["gd"], "ci": None}
+            if with_ci:
+                entry["ci"] = [float(x) for x in np.quantile(draws[o], [tail, 1 - tail])]
+                sh["ci"] = [float(x) for x in np.quantile(draws[o] - draws["gd"], [tail, 1 - tail])]
+            alpha[o][s] = entry
+            shift[o][s] = sh
+    return {"alpha": alpha, "shift": shift}
+
+
+def run_study(cfg: dict, out) -> dict:
+    """The whole study; returns the alpha.json content."""
+    from pathlib import Path
+
+    from optlaw.proxy.rf_report import write_outputs
+
+    check_study_config(cfg)
+    main = Variant("main", int(cfg["steps"]), float(cfg["damping"]), float(cfg["source_r"]), int(cfg["input_dim"]))
+    variants = sensitivity_variants(cfg, main)
+    tasks = build_tasks(cfg, main, variants)
+    start = time.perf_counter()
+    rows = run_rows(tasks, int(cfg.get("workers", 1)), bool(cfg.get("progress", True)))
+    return write_outputs(Path(out), cfg, rows, main.name, variants, time.perf_counter() - start)
