@@ -28,4 +28,13 @@ def build_corpus(data_cfg: Any, cache_dir: str | None = None) -> Corpus:
     raise ConfigError(f"unknown data.name={name!r}; choose one of: {', '.join(DATA_NAMES)} (data=synthetic or data=text)")
 
 
-__all__ = ["build_corpus", "Corpus", "DATA_NAMES"]
+def check_vocab_fits(corpus_vocab_size: int, model_vocab_size: int) -> None:
+    """Raise a one-line ConfigError when the corpus has token ids the model cannot embed."""
+    if corpus_vocab_size > model_vocab_size:
+        raise ConfigError(
+            f"the corpus vocabulary has {corpus_vocab_size} tokens but model.vocab_size={model_vocab_size}; "
+            f"set model.vocab_size={corpus_vocab_size} (or more), or use a smaller tokenizer (data.tokenizer_vocab_size)"
+        )
+
+
+__all__ = ["build_corpus", "check_vocab_fits", "Corpus", "DATA_NAMES"]

@@ -1,0 +1,39 @@
+"""``optlaw data <overrides>``: tokenize a corpus into the cache once, before any training.
+
+Takes the same overrides as ``optlaw train`` (data=text data.files=[...] ...), so the
+cache entry it builds is exactly the one training runs will reuse.
+"""
+
+from __future__ import annotations
+
+import json
+
+from optlaw.config import compose
+from optlaw.data import build_corpus, check_vocab_fits
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in {"-h", "--help"}:
+        print("usage: optlaw data [key=value ...]   e.g. optlaw data data=text 'data.files=[corpus/*.jsonl]'")
+        print("Builds (or finds) the tokenized cache entry and prints its summary as JSON.")
+        return 0
+    cfg = compose("train", argv)
+    corpus = build_corpus(cfg.data, cfg.data.get("cache_dir"))
+    check_vocab_fits(corpus.vocab_size, int(cfg.model.vocab_size))
+    summary = {"name": corpus.name, "vocab_size": corpus.vocab_size, "entropy_floor_nats": corpus.entropy_floor_nats}
+    if hasattr(corpus, "meta"):
+        summary.update(directory=str(corpus.directory), **corpus.meta)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from optlaw.errors import UserError
+
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
