@@ -1,0 +1,120 @@
+"""Checkpoints: atomic writes, rotation, named keeps for budget branching, safe loads.
+
+State is a dict of named parts holding only tensors and plain Python values, so
+it loads with ``torch.load(weights_only=True)`` (no pickled code runs on load).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from optlaw.errors import UserError
+
+CHECKPOINT_DIR = "checkpoints"
+_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+_KEEP_FILE = re.compile(r"^tokens_(\d+)\.pt$")
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR
+
+
+def step_path(run_dir: Path, step: int) -> Path:
+    return checkpoint_dir(run_dir) / f"step_{step:08d}.pt"
+
+
+def keep_path(run_dir: Path, tokens: int) -> Path:
+    return checkpoint_dir(run_dir) / f"tokens_{tokens}.pt"
+
+
+def save_atomic(state: dict[str, Any], path: Path) -> None:
+    """Temp file in the same folder, fsync, rename: a reader sees the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def rotate(run_dir: Path, keep: int) -> None:
+    """Drop all but the ``keep`` newest rotating checkpoints; named keeps (tokens_*.pt) stay."""
+    steps = sorted(_rotating(run_dir), reverse=True)
+    for _, path in steps[max(1, keep):]:
+        path.unlink(missing_ok=True)
+
+
+def _rotating(run_dir: Path) -> list[tuple[int, Path]]:
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in folder.iterdir():
+        match = _STEP_FILE.match(path.name)
+        if match:
+            out.append((int(match.group(1)), path))
+    return out
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_latest(run_dir: Path, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """Newest checkpoint of this run that loads; a torn or corrupt file is skipped, not fatal."""
+    for _, path in sorted(_rotating(run_dir), reverse=True):
+        try:
+            return load(path, map_location)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file means "try the previous one"
+            print(f"warning: skipping unreadable checkpoint {path}: {type(exc).__name__}: {exc}", flush=True)
+    return None
+
+
+def load_branch_source(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint named by ``init.from_checkpoint`` (a file), or a one-line error."""
+    source = Path(path)
+    if not source.is_file():
+        raise UserError(
+            f"init.from_checkpoint={path} is not a file; point it at a parent run's checkpoints/tokens_<n>.pt "
+            "(written by checkpoint.keep_at_tokens) or checkpoints/step_<n>.pt"
+        )
+    try:
+        return load(source, map_location)
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"init.from_checkpoint={path} cannot be loaded ({type(exc).__name__}); it is not an optlaw checkpoint") from None
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def encode_config(config: dict) -> str:
+    # The config rides along as a JSON string: weights_only loading accepts str, and
+    # a branch child needs its parent's config to check that the schedules agree.
+    return json.dumps(config, sort_keys=True)
+
+
+def decode_config(text: str) -> dict:
+    return json.loads(text)

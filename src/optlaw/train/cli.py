@@ -1,0 +1,58 @@
+"""``optlaw train <overrides>``: compose the config, run one grid point, exit with its outcome."""
+
+from __future__ import annotations
+
+import sys
+
+from optlaw.config import compose
+from optlaw.train.signals import PREEMPTED_EXIT_CODE, Preempted
+
+USAGE = """\
+usage: optlaw train [key=value ...]
+
+Train one grid point (model x token budget x optimizer) and write its run directory
+(run.json, metrics.jsonl, config.yaml, routing.json, checkpoints/).
+
+examples:
+  optlaw train model=llama/1m optimizer=adamw budget.tokens=2000000
+  optlaw train model=llama/3m optimizer=adamw budget.tokens_per_param=20 run_dir=/tmp/r1
+  torchrun --nproc_per_node 2 -m optlaw.cli train model=llama/1m budget.tokens=2000000
+
+keys (defaults in configs/train.yaml; see docs/configuration.md):
+  model=<family>/<size>      a preset under configs/model/
+  optimizer=<name>           a config under configs/optimizer/
+  data=<name>                a corpus under configs/data/
+  budget.tokens=<n> | budget.tokens_per_param=<x>   exactly one; budget.param_basis=non_embedding|total
+  batch.global_tokens, batch.micro_batch_size       accumulation is derived
+  schedule.name=cosine|linear|wsd|constant, schedule.warmup_fraction | schedule.warmup_tokens
+  run_dir=<path>             default runs/<run id>; rerunning the same command resumes
+  init.from_checkpoint=<file>   start from another run's checkpoint (budget branching)
+  task=<t>                   llm (default) or a proxy task (uses config task_<t>)
+
+exit status: 0 done or diverged (see run.json status), 2 bad input,
+75 preempted by SIGTERM/SIGUSR1 (checkpoint written; rerun to resume), 1 failed.
+"""
+
+
+def config_name_for(overrides: list[str]) -> str:
+    """`train`, or `task_<t>` when an override selects a proxy task."""
+    task = "llm"
+    for item in overrides:
+        if item.startswith("task="):
+            task = item.split("=", 1)[1]
+    return "train" if task == "llm" else f"task_{task}"
+
+
+def main(argv: list[str]) -> int:
+    if any(a in {"-h", "--help", "help"} for a in argv):
+        print(USAGE)
+        return 0
+    cfg = compose(config_name_for(argv), argv)
+    from optlaw.point import run_point
+
+    try:
+        record = run_point(cfg)
+    except Preempted as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        return PREEMPTED_EXIT_CODE
+    return 0 if record.get("status") in ("done", "diverged") else 1

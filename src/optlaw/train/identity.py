@@ -1,0 +1,41 @@
+"""A grid point's identity: a readable label plus the hash of its semantic config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optlaw.records import make_run_id
+
+
+def budget_label(budget: dict[str, Any]) -> str:
+    if budget.get("tokens") is not None:
+        return f"{_short_count(float(budget['tokens']))}tok"
+    ratio = float(budget.get("tokens_per_param") or 0)
+    basis = "" if budget.get("param_basis", "non_embedding") == "non_embedding" else "tot"
+    return f"{ratio:g}tpp{basis}"
+
+
+def run_label(config: dict[str, Any]) -> str:
+    """E.g. ``llama-1m-adamw-2.0Mtok-s0``: family, size, optimizer, budget, seed."""
+    model = config.get("model") or {}
+    parts = [
+        str(model.get("family", "model")),
+        str(model.get("size", "")),
+        str((config.get("optimizer") or {}).get("name", "opt")),
+        budget_label(config.get("budget") or {}),
+        f"s{config.get('seed', 0)}",
+    ]
+    return "-".join(p for p in parts if p)
+
+
+def run_id(config: dict[str, Any]) -> str:
+    """The run id of a resolved `train` config (plain dict): ``<label>-<semantic hash>``."""
+    return make_run_id(config, run_label(config))
+
+
+def _short_count(value: float) -> str:
+    # 2000000 -> "2M", 2500000 -> "2.5M": run ids stay short and free of dots.
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g}".replace(".", "p") + unit
+    return f"{value:g}"
