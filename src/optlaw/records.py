@@ -39,6 +39,8 @@ NON_SEMANTIC_KEYS = (
     "run_dir", "wandb", "log", "checkpoint", "device", "compile", "progress",
     "sweep_name", "sweep_dir", "batch.micro_batch_size", "data.cache_dir",
     "precision", "num_workers",
+    # A branch start is checked to compute the same thing as the plain run (optlaw.train.trainer).
+    "init.from_checkpoint", "step_cost", "hardware", "eval.micro_batch_size",
 )
 
 
