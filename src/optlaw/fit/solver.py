@@ -35,7 +35,7 @@ HUBER_DELTA = 1e-3
 # Search range of the exponents; a solution within BOUND_TOL of either end is flagged.
 EXPONENT_BOUNDS = (0.01, 3.0)
 BOUND_TOL = 1e-3
-GRID_SIZE = 24          # nodes per exponent on the coarse grid (geometric spacing)
+GRID_SIZE = 16          # nodes per exponent on the coarse grid (geometric, ratio ~1.38)
 N_POLISH_STARTS = 6     # best grid nodes polished jointly
 
 
@@ -174,18 +174,19 @@ def _predict_batch(theta: np.ndarray, p: Problem) -> tuple[np.ndarray, np.ndarra
 
 
 def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,
-           max_iter: int = 200, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, int]:
+           max_iter: int = 300, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, int]:
     """Batched damped Gauss-Newton (IRLS for Huber) on theta = (alpha, beta, log c).
 
     ``theta0`` (R, 2 + n_coef) and ``weights`` (R, n) hold one problem per row (multi-start
-    or bootstrap replicates). ``active`` marks the coefficients that are free; the others
+    or bootstrap replicates). ``active`` (n_coef,) or (R, n_coef) marks the coefficients that are free; the others
     stay at their value (a coefficient at zero has log c = -inf and is held there).
     Returns theta (R, .), objective values (R,), iterations used.
     """
     s = p.structure
     theta = np.array(theta0, dtype=float)
     R, P = theta.shape
-    free = np.concatenate([[True, True], active])
+    active = np.broadcast_to(np.asarray(active, dtype=bool), (R, P - 2))
+    free_all = np.concatenate([np.ones((R, 2), dtype=bool), active], axis=1)
     lo, hi = p.exponent_bounds
     rows = np.arange(p.n)
 
@@ -196,7 +197,7 @@ def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarr
         idx = np.flatnonzero(running)
         if idx.size == 0:
             break
-        th, w = theta[idx], weights[idx]
+        th, w, free = theta[idx], weights[idx], free_all[idx]
         pred, TE, TA, TB = _predict_batch(th, p)
         if p.objective == "squared":
             r, scale = pred - p.loss, np.ones_like(pred)
@@ -210,7 +211,7 @@ def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarr
         J[:, :, 2] = TE * scale
         J[:, rows, 3 + s.a_group] = TA * scale
         J[:, rows, 3 + s.n_a + s.b_group] = TB * scale
-        J[:, :, ~free] = 0.0
+        J *= free[:, None, :]
         Ju = J * u[:, :, None]
         H = np.matmul(Ju.transpose(0, 2, 1), J)
         g = np.einsum("rnp,rn->rp", Ju, r)
@@ -222,7 +223,7 @@ def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarr
             step = -np.linalg.solve(H, g[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
             step = -np.stack([np.linalg.lstsq(h, gg, rcond=None)[0] for h, gg in zip(H, g)])
-        step[:, ~free] = 0.0
+        step[~free] = 0.0
         f_old = f[idx]
         t = np.ones(len(idx))
         accepted = np.zeros(len(idx), dtype=bool)
@@ -273,16 +274,14 @@ def solve(p: Problem, weights: np.ndarray | None = None, grid_size: int = GRID_S
     for a, b in starts:
         c = project_coefficients(design(a, b, p), p, w, exact=True)
         candidates.append((a, b, c))
-    # Coefficients NNLS put at zero (on the bound c >= 0) stay there during the polish.
-    best = None
-    for a, b, c in candidates:
-        active = c > 0
-        theta0 = np.concatenate([[a, b], np.log(np.where(active, c, 1.0))])[None]
-        theta0[0, 2:][~active] = -np.inf
-        theta, f, iters = polish(theta0, p, w[None], active)
-        if best is None or f[0] < best[3]:
-            best = (theta[0], active, iters, float(f[0]))
-    theta, active, iters, fval = best
+    # Coefficients NNLS put at zero (on the bound c >= 0) stay there during the polish;
+    # all starts are polished together as one batch.
+    active = np.array([c > 0 for _, _, c in candidates])
+    theta0 = np.array([np.concatenate([[a, b], np.log(np.where(c > 0, c, 1.0))]) for a, b, c in candidates])
+    theta0[:, 2:][~active] = -np.inf
+    thetas, fs, iters = polish(theta0, p, np.repeat(w[None], len(candidates), axis=0), active)
+    best_row = int(np.nanargmin(fs))
+    theta, fval = thetas[best_row], float(fs[best_row])
     alpha, beta = float(theta[0]), float(theta[1])
     # Re-project: exact coefficients at the polished exponents (catches a coefficient
     # that should leave or reach zero), keep whichever is better.
@@ -311,12 +310,14 @@ def predict(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> np.ndarr
     return design(alpha, beta, p) @ coef
 
 
-def bootstrap(sol: Solution, p: Problem, counts: np.ndarray, max_iter: int = 200) -> np.ndarray:
+def bootstrap(sol: Solution, p: Problem, counts: np.ndarray, max_iter: int = 300,
+              rtol: float = 1e-10) -> np.ndarray:
     """Refit under resampling ``counts`` (R, n) from the full-data optimum. Returns theta (R, 2 + n_coef)."""
     active = sol.coef > 0
     theta0 = np.concatenate([[sol.alpha, sol.beta], np.log(np.where(active, sol.coef, 1.0))])
     theta0[2:][~active] = -np.inf
-    theta, _, _ = polish(np.repeat(theta0[None], len(counts), axis=0), p, counts.astype(float), active, max_iter)
+    theta, _, _ = polish(np.repeat(theta0[None], len(counts), axis=0), p, counts.astype(float), active,
+                         max_iter, rtol)
     return theta
 
 

@@ -1,0 +1,86 @@
+"""Extrapolation check: fit without some cells, predict them, compare laws on the error."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from optlaw.errors import UserError
+from optlaw.fit.laws import VARIANTS, fit_separate, fit_shared
+from optlaw.fit.table import FitWarning, RunTable
+
+
+def holdout_mask(table: RunTable, spec: str = "largest") -> np.ndarray:
+    """Which rows to hold out. ``largest``: every run at the largest N in the data.
+    Otherwise a comma-separated list of cells ``optimizer:N:D`` (N, D as numbers)."""
+    if spec == "largest":
+        return np.isclose(table.N, table.N.max(), rtol=1e-9)
+    mask = np.zeros(len(table), dtype=bool)
+    for item in spec.split(","):
+        parts = item.strip().split(":")
+        if len(parts) != 3:
+            raise UserError(f"holdout cell {item!r} is not optimizer:N:D; e.g. --holdout adamw:1.2e9:2.4e10")
+        opt, N, D = parts
+        try:
+            N, D = float(N), float(D)
+        except ValueError:
+            raise UserError(f"holdout cell {item!r}: N and D must be numbers") from None
+        hit = (table.optimizer == opt) & np.isclose(table.N, N, rtol=1e-6) & np.isclose(table.D, D, rtol=1e-6)
+        if not hit.any():
+            raise UserError(f"holdout cell {item!r} matches no run; cells look like "
+                            f"{table.optimizer[0]}:{table.N[0]:.6g}:{table.D[0]:.6g}")
+        mask |= hit
+    return mask
+
+
+def holdout_check(table: RunTable, spec: str = "largest", reference: str = "adamw",
+                  objective: str = "huber_log", variants: tuple[str, ...] = VARIANTS) -> dict:
+    """Fit separate and shared laws (each variant) on the kept cells and predict the held-out ones.
+
+    Returns ``{"cells": [{optimizer, N, D, actual, shared, separate, shared_<variant>...}],
+    "error": {law: {"rmse_log": .., "mean_relative_error": ..}}, "held_out": spec}``.
+    A law that cannot be fitted on the kept cells gets None predictions and a note.
+    """
+    mask = holdout_mask(table, spec)
+    if mask.all():
+        raise UserError(f"holdout {spec!r} leaves no data to fit; choose fewer cells")
+    if not mask.any():
+        return {"held_out": spec, "cells": [], "error": {}, "notes": ["nothing held out"]}
+    train, test = table.subset(~mask), table.subset(mask)
+    preds: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FitWarning)
+        try:
+            sep = fit_separate(train, objective)
+            preds["separate"] = np.array([sep.predict(n, d, o) if o in sep.laws else np.nan
+                                          for o, n, d in zip(test.optimizer, test.N, test.D)], dtype=float)
+        except UserError as exc:
+            notes.append(f"separate laws not fitted on the kept cells: {exc}")
+        for variant in variants:
+            name = "shared" if variant == "full" else f"shared_{variant}"
+            try:
+                sh = fit_shared(train, reference, variant, objective)
+            except UserError as exc:
+                notes.append(f"{name} not fitted on the kept cells: {exc}")
+                continue
+            preds[name] = np.array([sh.predict(n, d, o) if o in sh.laws else np.nan
+                                    for o, n, d in zip(test.optimizer, test.N, test.D)], dtype=float)
+    notes += [str(w.message) for w in caught]
+    cells = []
+    for i in range(len(test)):
+        row = {"optimizer": str(test.optimizer[i]), "N": float(test.N[i]), "D": float(test.D[i]),
+               "actual": float(test.loss[i])}
+        for name in ("shared", "separate") + tuple(k for k in preds if k not in ("shared", "separate")):
+            value = preds.get(name, np.full(len(test), np.nan))[i]
+            row[name] = float(value) if np.isfinite(value) else None
+        cells.append(row)
+    error = {}
+    for name, pred in preds.items():
+        ok = np.isfinite(pred)
+        if ok.any():
+            log_err = np.log(pred[ok]) - np.log(test.loss[ok])
+            error[name] = {"n_cells": int(ok.sum()), "rmse_log": float(np.sqrt(np.mean(log_err ** 2))),
+                           "mean_relative_error": float(np.mean(np.abs(pred[ok] - test.loss[ok]) / test.loss[ok]))}
+    return {"held_out": spec, "n_held_out": int(mask.sum()), "cells": cells, "error": error, "notes": notes}
