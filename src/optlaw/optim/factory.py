@@ -148,7 +148,7 @@ def import_optimizer_class(path: str) -> type[torch.optim.Optimizer]:
 def _build_generic(groups: list[dict[str, Any]], hp: dict[str, Any]) -> torch.optim.Optimizer:
     cls = import_optimizer_class(hp["cls"])
     # lr / weight_decay already live on each param group (after scaling rules).
-    kwargs = {k: v for k, v in (hp.get("kwargs") or {}).items() if k not in ("lr", "weight_decay")}
+    kwargs = {k: v for k, v in (hp.get("kwargs") or {}).items() if k not in ("lr", "weight_decay") and v is not None}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     try:
         return cls(groups, **kwargs)

@@ -71,7 +71,9 @@ def resolve(optimizer_cfg: Mapping[str, Any], model_cfg: Mapping[str, Any]) -> d
         raise ConfigError(f"optimizer.groups has unknown group(s) {unknown}; groups are {', '.join(GROUP_NAMES)}")
     # The generic adapter takes lr / weight_decay from its kwargs when given there,
     # so `optimizer.kwargs.lr=1e-3` means what a user of that class expects.
-    generic_kwargs = dict(optimizer_cfg.get("kwargs") or {}) if optimizer_cfg.get("cls") else {}
+    generic_kwargs = {
+        k: v for k, v in (optimizer_cfg.get("kwargs") or {}).items() if v is not None
+    } if optimizer_cfg.get("cls") else {}
 
     resolved_groups: dict[str, dict[str, Any]] = {}
     for group in GROUP_NAMES:
