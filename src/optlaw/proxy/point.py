@@ -9,6 +9,7 @@ is the model-size axis, D (= tokens_trained) is the number of optimizer steps, a
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import time
 import traceback
@@ -26,6 +27,12 @@ from optlaw.proxy.random_features import RandomFeatureProblem
 from optlaw.proxy.spectra import check_source, check_spectrum_exponent
 
 TASKS = ("random_features", "quadratic")
+
+
+@functools.lru_cache(maxsize=4)
+def _quadratic_problem(feature_dim: int, s: float, source_r: float, irreducible_loss: float) -> QuadraticProblem:
+    # A study runs hundreds of points on one problem; building a 1M-mode spectrum each time dominated.
+    return QuadraticProblem(feature_dim, s, source_r, irreducible_loss)
 
 
 def _now() -> str:
@@ -80,7 +87,8 @@ def solve_point(cfg: dict) -> dict:
         ratio, setup_s = dense_step_cost_ratio(H, c, name, damping, steps, cfg["timing_repeats"])
         flops = random_features_flops(name, N, steps, cfg["input_dim"])
     else:
-        problem = QuadraticProblem(cfg["feature_dim"], cfg["s"], cfg["source_r"], float(cfg["irreducible_loss"]))
+        problem = _quadratic_problem(int(cfg["feature_dim"]), float(cfg["s"]), float(cfg["source_r"]),
+                                     float(cfg["irreducible_loss"]))
         qp = problem.parts(N, steps, name, damping, mults)
         parts = {"irreducible": qp.irreducible, "approximation": qp.approximation, "optimization": qp.optimization}
         eta, mult, searched = qp.eta, qp.eta_multiplier, qp.searched

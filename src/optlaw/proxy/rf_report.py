@@ -69,7 +69,8 @@ def write_outputs(out: Path, cfg: dict, rows: list[dict], main_name: str, varian
             measured_table = {k: v["shift"] for k, v in main["shift"][o].items()}
             diag_rows.append({"s": s, "s_hat": s_hat, "optimizer": o, "measured": main["shift"][o][s]["shift"],
                               "ci": main["shift"][o][s]["ci"], "predicted_theory": theory[o],
-                              "predicted_loo_table": interpolate_shift(measured_table, s_hat, o, exclude=s)})
+                              "predicted_loo_table": (interpolate_shift(measured_table, s_hat, o, exclude=s)
+                                                      if len(s_values) >= 3 else None)})
 
     key = lambda s: f"{s:g}"  # noqa: E731 - JSON keys are strings: "1", "1.25"
     alpha_json = {
@@ -233,7 +234,7 @@ def _report(cfg, main, pattern, sens_rows, sens_opts, diag_rows, optimizers, s_v
                   "| s | s_hat | optimizer | measured shift | theory | leave-one-out table |", "|---|---|---|---|---|---|"]
         for d in diag_rows:
             lines.append(f"| {d['s']:g} | {d['s_hat']:.3f} | {d['optimizer']} | {d['measured']:+.3f} | "
-                         f"{d['predicted_theory']:+.3f} | {d['predicted_loo_table']:+.3f} |")
+                         f"{d['predicted_theory']:+.3f} | {_fmt(d['predicted_loo_table'])} |")
     lines += ["", "Files: alpha.json, points.csv (every point with its loss parts and tuned step size), "
               "loss_vs_N.png, alpha_vs_s.png.", ""]
     return "\n".join(lines)

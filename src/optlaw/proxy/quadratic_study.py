@@ -1,0 +1,265 @@
+"""The quadratic (N, D) study: grid points as run records, laws fitted by ``optlaw.fit``,
+fitted exponents against the closed-form predictions of ``quadratic_theory``.
+
+Two regimes by default: undamped preconditioners (they change the D exponent) and
+damped ones (below the damping every optimizer is GD with a rescaled step, so the
+shared-exponent law holds with rho_D = ((1+eps)/eps)^q).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from optlaw.config import compose, to_plain
+from optlaw.errors import UserError
+from optlaw.records import write_json_atomic
+from optlaw.proxy import point
+from optlaw.proxy.optimizers import check_optimizers
+from optlaw.proxy.quadratic_theory import predicted_exponents
+
+
+def check_study_config(cfg: dict) -> None:
+    check_optimizers(cfg["optimizers"])
+    if cfg["reference"] not in cfg["optimizers"]:
+        raise UserError(f"reference={cfg['reference']!r} must be one of optimizers {list(cfg['optimizers'])}")
+    if len(cfg["N_values"]) < 3 or len(cfg["D_values"]) < 3:
+        raise UserError("N_values and D_values need at least 3 values each for a Chinchilla fit")
+    if not cfg["regimes"]:
+        raise UserError("regimes must list at least one {name, damping}")
+
+
+def run_points(cfg: dict, out: Path) -> dict[str, Path]:
+    """Write one run record per (regime, optimizer, N, D); returns regime -> records folder."""
+    base = to_plain(compose("task_quadratic", []))
+    for key in ("s", "source_r", "feature_dim", "irreducible_loss", "step_size_multipliers", "timing_repeats"):
+        base[key] = cfg[key]
+    folders = {}
+    total = len(cfg["regimes"]) * len(cfg["optimizers"]) * len(cfg["N_values"]) * len(cfg["D_values"])
+    done, start = 0, time.perf_counter()
+    for regime in cfg["regimes"]:
+        folder = out / "runs" / regime["name"]
+        folders[regime["name"]] = folder
+        for name in cfg["optimizers"]:
+            for N in cfg["N_values"]:
+                for D in cfg["D_values"]:
+                    point_cfg = dict(base, proxy_optimizer=name, N=int(N), steps=int(D),
+                                     damping=float(regime["damping"]), sweep_name=f"quadratic-{regime['name']}")
+                    run_id = point.records.make_run_id(point_cfg, label=point.run_label(point_cfg))
+                    point_cfg["run_dir"] = str(folder / run_id)
+                    point.run(point_cfg)
+                    done += 1
+            if cfg.get("progress", True):
+                print(f"[{done}/{total}] {regime['name']} {name}  {time.perf_counter() - start:.0f} s",
+                      file=sys.stderr, flush=True)
+    return folders
+
+
+def _fit_regime(folder: Path, cfg: dict, damping: float) -> dict:
+    from optlaw.fit import fit_separate, fit_shared, load_runs
+
+    table = load_runs([folder])
+    notes = []
+    optimizers = list(table.optimizers)
+    if damping == 0 and "ngd" in optimizers:
+        # Undamped ngd with exact curvature reaches the best N-feature model in one step:
+        # its loss does not depend on D, so no B/D^beta term exists to fit.
+        table = table.subset(table.optimizer != "ngd")
+        notes.append("ngd left out of the fits: undamped, it converges in one step (no D dependence)")
+    boot = int(cfg["bootstrap"])
+    separate = fit_separate(table, bootstrap=boot)
+    shared = fit_shared(table, reference=cfg["reference"], bootstrap=boot)
+    rows = []
+    for name in table.optimizers:
+        pred = predicted_exponents(name, cfg["s"], cfg["source_r"], damping)
+        rows.append({
+            **part_exponents(cfg, name, damping),
+            "optimizer": name,
+            "alpha_fit": separate.params[f"alpha/{name}"], "alpha_ci": separate.ci.get(f"alpha/{name}"),
+            "alpha_pred": pred["alpha"],
+            "beta_fit": separate.params[f"beta/{name}"], "beta_ci": separate.ci.get(f"beta/{name}"),
+            "beta_pred": pred["beta"],
+            "rho_D_fit": shared.params.get(f"rho_D/{name}"), "rho_D_ci": shared.ci.get(f"rho_D/{name}"),
+            "rho_D_pred": pred["rho_D"],
+            "rho_N_fit": shared.params.get(f"rho_N/{name}"),
+        })
+    good_sep = _mean_rmse(separate.diagnostics.get("goodness", {}))
+    good_shared = _mean_rmse(shared.diagnostics.get("goodness", {}))
+    return {"rows": rows, "notes": notes, "separate": separate.to_json(), "shared": shared.to_json(),
+            "shared_alpha": shared.params["alpha"], "shared_beta": shared.params["beta"],
+            "goodness_separate": good_sep, "goodness_shared": good_shared}
+
+
+def part_exponents(cfg: dict, optimizer: str, damping: float) -> dict:
+    """Exponents read directly off the exact loss parts (no Chinchilla form involved).
+
+    alpha: slope of the approximation part over the N grid. beta: slope of the optimisation
+    part over D for a model far larger than anything learned (N = feature_dim / 16), using
+    only D whose learning frontier (2 D rho)^(1/(s(1-q))) stays below N / 8.
+    """
+    from optlaw.proxy.optimizers import PRECONDITIONER_POWER
+    from optlaw.proxy.quadratic import QuadraticProblem
+
+    problem = point._quadratic_problem(int(cfg["feature_dim"]), float(cfg["s"]), float(cfg["source_r"]),
+                                       float(cfg["irreducible_loss"]))
+    N_values = sorted(cfg["N_values"])
+    approx = [problem.approximation(N) for N in N_values]
+    alpha = -np.polyfit(np.log(N_values), np.log(approx), 1)[0]
+    q = PRECONDITIONER_POWER[optimizer]
+    if damping > 0:
+        rate, rho = float(cfg["s"]), ((1 + damping) / damping) ** q
+    else:
+        rate, rho = float(cfg["s"]) * (1 - q), 1.0
+    N_big = problem.feature_dim // 16
+    if q >= 1 and damping == 0:
+        return {"alpha_part": float(alpha), "beta_part": None, "beta_part_D": []}
+    Ds = [D for D in sorted(cfg["D_values"]) if (2.0 * D * rho) ** (1.0 / rate) < N_big / 8]
+    opt = [problem.parts(N_big, int(D), optimizer, damping, cfg["step_size_multipliers"]).optimization for D in Ds]
+    beta = -np.polyfit(np.log(Ds), np.log(opt), 1)[0] if len(Ds) >= 2 else None
+    return {"alpha_part": float(alpha), "beta_part": None if beta is None else float(beta), "beta_part_D": Ds}
+
+
+def _mean_rmse(goodness: dict) -> float | None:
+    """Point-weighted RMSE of a fit over its optimizers (the fit stage reports it per optimizer)."""
+    parts = [(g["n_points"], g["rmse"]) for g in goodness.values() if isinstance(g, dict) and "rmse" in g]
+    if not parts:
+        return None
+    n = sum(p[0] for p in parts)
+    return float(np.sqrt(sum(k * r * r for k, r in parts) / n))
+
+
+def _decomposition_example(cfg: dict) -> list[dict]:
+    """Loss parts of gd and sign at a middle N over the D grid (the exact split, for the report)."""
+    from optlaw.proxy.quadratic import QuadraticProblem
+
+    problem = QuadraticProblem(cfg["feature_dim"], cfg["s"], cfg["source_r"], cfg["irreducible_loss"])
+    N = int(sorted(cfg["N_values"])[len(cfg["N_values"]) // 2])
+    out = []
+    for name in ("gd", "sign"):
+        for D in cfg["D_values"]:
+            p = problem.parts(N, int(D), name, 0.0, cfg["step_size_multipliers"])
+            out.append({"optimizer": name, "N": N, "D": int(D), "irreducible": p.irreducible,
+                        "approximation": p.approximation, "optimization": p.optimization, "total": p.total})
+    return out
+
+
+def run_study(cfg: dict, out) -> dict:
+    out = Path(out)
+    check_study_config(cfg)
+    start = time.perf_counter()
+    folders = run_points(cfg, out)
+    regimes = {}
+    for regime in cfg["regimes"]:
+        regimes[regime["name"]] = _fit_regime(folders[regime["name"]], cfg, float(regime["damping"]))
+        regimes[regime["name"]]["damping"] = float(regime["damping"])
+    decomposition = _decomposition_example(cfg)
+    summary = {name: {r["optimizer"]: {"alpha": [round(r["alpha_fit"], 3), r["alpha_pred"]],
+                                       "beta": [round(r["beta_fit"], 3), r["beta_pred"]],
+                                       "rho_D": [None if r["rho_D_fit"] is None else round(r["rho_D_fit"], 3),
+                                                 r["rho_D_pred"]]}
+                      for r in reg["rows"]}
+               for name, reg in regimes.items()}
+    result = {"summary": {"fitted_vs_predicted [fit, prediction]": summary}, "regimes": regimes,
+              "decomposition": decomposition, "setting": {k: cfg[k] for k in (
+                  "s", "source_r", "feature_dim", "irreducible_loss", "N_values", "D_values", "regimes",
+                  "reference", "bootstrap")},
+              "runtime_s": time.perf_counter() - start}
+    write_json_atomic(out / "quadratic.json", result)
+    _plot(out, regimes, decomposition, cfg)
+    (out / "report.md").write_text(_report(result, cfg))
+    return result
+
+
+def _plot(out: Path, regimes: dict, decomposition: list[dict], cfg: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from optlaw.fit import load_runs
+    from optlaw.proxy.rf_report import COLORS
+
+    fig, axes = plt.subplots(1, len(regimes) + 1, figsize=(4.5 * (len(regimes) + 1), 3.8))
+    N_top = max(cfg["N_values"])
+    for ax, (name, reg) in zip(axes, regimes.items()):
+        table = load_runs([out / "runs" / name])
+        for o in table.optimizers:
+            m = (table.optimizer == o) & (table.N == N_top)
+            order = np.argsort(table.D[m])
+            ax.loglog(table.D[m][order], table.loss[m][order] - cfg["irreducible_loss"], "o-", ms=3,
+                      color=COLORS.get(o), label=o)
+        ax.set_title(f"{name} (damping {reg['damping']:g}), N = {N_top}")
+        ax.set_xlabel("D (optimizer steps)")
+        ax.set_ylabel("L - E")
+        ax.legend(fontsize=7)
+    ax = axes[-1]
+    for name, style in (("gd", "-"), ("sign", "--")):
+        rows = [r for r in decomposition if r["optimizer"] == name]
+        D = [r["D"] for r in rows]
+        ax.loglog(D, [r["approximation"] for r in rows], style, color="tab:blue", label=f"approximation ({name})")
+        ax.loglog(D, [r["optimization"] for r in rows], style, color="tab:red", label=f"optimization ({name})")
+    ax.axhline(cfg["irreducible_loss"], color="k", lw=0.8, label="irreducible")
+    ax.set_title(f"exact loss parts, N = {decomposition[0]['N']}")
+    ax.set_xlabel("D (optimizer steps)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "quadratic_loss_vs_D.png", dpi=110)
+    plt.close(fig)
+
+
+def _ci(ci) -> str:
+    return f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
+def _num(x, nd=3) -> str:
+    return "n/a" if x is None else f"{x:.{nd}f}"
+
+
+def _report(result: dict, cfg: dict) -> str:
+    lines = ["# Convex quadratic proxy: fitted laws against closed-form predictions", "",
+             f"Spectrum k^-{cfg['s']}, source r = {cfg['source_r']}, E = {cfg['irreducible_loss']}, "
+             f"N in {list(cfg['N_values'])}, D in {list(cfg['D_values'])}. Fits: optlaw.fit (Huber on log loss, "
+             f"{cfg['bootstrap']} cell-bootstrap replicates, 95% intervals). Predictions: docs/proxy.md. "
+             "'from parts' = log-log slopes of the exact approximation part (over N) and optimisation part "
+             "(over D, at N = feature_dim/16), i.e. the exponents with no Chinchilla form in between. "
+             f"Runtime {result['runtime_s']:.0f} s.", ""]
+    for name, reg in result["regimes"].items():
+        lines += [f"## Regime `{name}` (damping {reg['damping']:g})", "",
+                  "| optimizer | alpha fit | alpha from parts | alpha predicted | beta fit | beta from parts | "
+                  "beta predicted | rho_D fit (shared law) | rho_D predicted |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in reg["rows"]:
+            beta_pred = "one step (inf)" if r["beta_pred"] is None and reg["damping"] == 0 else _num(r["beta_pred"])
+            lines.append(f"| {r['optimizer']} | {r['alpha_fit']:.3f}{_ci(r['alpha_ci'])} | {_num(r['alpha_part'])} | "
+                         f"{r['alpha_pred']:.3f} | {r['beta_fit']:.3f}{_ci(r['beta_ci'])} | {_num(r['beta_part'])} | "
+                         f"{beta_pred} | "
+                         f"{_num(r['rho_D_fit'])}{_ci(r['rho_D_ci'])} | {_num(r['rho_D_pred'])} |")
+        gs, gh = reg["goodness_separate"], reg["goodness_shared"]
+        lines += ["", f"Shared-exponent law: alpha = {reg['shared_alpha']:.3f}, beta = {reg['shared_beta']:.3f}. "
+                  f"RMSE of the loss, separate laws vs shared law: {_num(gs, 5)} vs {_num(gh, 5)}."]
+        lines += [f"- {n}" for n in reg["notes"]]
+        lines.append("")
+    lines += ["## Reading", ""]
+    for name, reg in result["regimes"].items():
+        rows = reg["rows"]
+        fit_b = [r["beta_fit"] for r in rows]
+        part_b = [r["beta_part"] for r in rows if r["beta_part"] is not None]
+        ratio = (reg["goodness_shared"] / reg["goodness_separate"]
+                 if reg["goodness_shared"] and reg["goodness_separate"] else None)
+        lines.append(
+            f"- `{name}`: beta from the exact parts spans {min(part_b):.3f}-{max(part_b):.3f}, separate Chinchilla "
+            f"fits {min(fit_b):.3f}-{max(fit_b):.3f}; the shared-exponent law's RMSE is {_num(ratio, 2)}x the "
+            "separate laws'.")
+    lines += ["- Theory (docs/proxy.md): undamped preconditioners change the D exponent (beta = 2r/(1-q)), so a "
+              "shared beta cannot hold; damped ones act as GD with a step rescaled by ((1+eps)/eps)^q below the "
+              "damping, so exponents are shared and only rho_D differs.",
+              "- The Chinchilla form adds the two error terms, while in this model they overlap (modes beyond N "
+              "are counted once, in the approximation part): near the N-D crossover the sum overstates the loss "
+              "by up to 2x, which biases the fitted exponents; the 'from parts' columns have no such bias.",
+              "- diag equals sign here because the quadratic's curvature is diagonal in the parameter basis.",
+              "", "Files: quadratic.json (fits, predictions, the exact loss split), runs/<regime>/*/run.json, "
+              "quadratic_loss_vs_D.png.", ""]
+    return "\n".join(lines)
+

@@ -1,0 +1,86 @@
+"""The quadratic proxy: exact loss split, closed-form curves, one-step natural gradient, theory."""
+
+import numpy as np
+import pytest
+
+from optlaw.proxy.dynamics import modes_from_curvature, preconditioner_matrix, simulate_losses, tune_step_size
+from optlaw.proxy.optimizers import OPTIMIZERS
+from optlaw.proxy.quadratic import QuadraticProblem
+from optlaw.proxy.quadratic_theory import predicted_exponents
+from optlaw.proxy.random_features import RandomFeatureProblem
+
+MULTS = [0.25, 0.5, 1.0, 1.5, 1.9]
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("damping", [0.0, 0.05])
+def test_decomposition_sums_to_total_loss(optimizer, damping):
+    problem = QuadraticProblem(feature_dim=3000, s=1.3, source_r=0.3, irreducible_loss=0.05)
+    N, steps = 200, 17
+    parts = problem.parts(N, steps, optimizer, damping, MULTS)
+    # The total is evaluated independently: iterate the update explicitly, then L(theta).
+    theta = problem.iterate(N, steps, "sign" if optimizer == "diag" else optimizer, damping, parts.eta)
+    assert problem.loss(theta) == pytest.approx(parts.total, rel=1e-10, abs=1e-14)
+    tail = 0.5 * np.sum(problem.eigenvalues[N:] * problem.theta_star[N:] ** 2)
+    assert parts.approximation == pytest.approx(tail, rel=1e-12)
+    assert parts.irreducible == 0.05
+    assert parts.optimization > 0 or optimizer == "ngd"
+
+
+def _small_rf(N=40, seed=3):
+    problem = RandomFeatureProblem(input_dim=160, s=1.2, source_r=0.3, max_features=N, seed=seed)
+    H, c = problem.curvature(N)
+    constant = 0.5  # loss at theta = 0: half the unit target energy
+    return H, c, constant
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "diag", "sign", "ngd"])
+def test_closed_form_curve_matches_explicit_iteration(optimizer):
+    """GD (and the preconditioned rules) on a dense quadratic follow the eigenbasis formula step by step."""
+    H, c, constant = _small_rf()
+    modes = modes_from_curvature(H, c, optimizer, damping=1e-3)
+    eta = 1.5 / modes.nu.max()
+    explicit = simulate_losses(H, c, preconditioner_matrix(H, optimizer, 1e-3), eta, 60, constant)
+    floor = constant - 0.5 * modes.a.sum()
+    closed = floor + modes.excess(np.arange(61), eta)
+    np.testing.assert_allclose(explicit, closed, rtol=1e-9, atol=1e-13)
+    assert explicit[-1] < explicit[0]
+
+
+def test_natural_gradient_with_exact_curvature_converges_in_one_step():
+    # Full-rank dense problem: N random features in more input dimensions.
+    H, c, constant = _small_rf(N=40)
+    assert np.linalg.matrix_rank(H) == 40
+    losses = simulate_losses(H, c, preconditioner_matrix(H, "ngd", 0.0), 1.0, 3, constant)
+    optimum = constant - 0.5 * c @ np.linalg.solve(H, c)
+    assert losses[1] == pytest.approx(optimum, rel=1e-9)
+    assert losses[0] - optimum > 0.01  # there was something to learn
+    modes = modes_from_curvature(H, c, "ngd", 0.0)
+    assert tune_step_size(modes, 1, MULTS).eta_multiplier == 1.0
+    assert modes.excess(1, 1.0) == pytest.approx(0.0, abs=1e-12)
+    # Whereas GD is far from the optimum after one step.
+    gd = simulate_losses(H, c, np.eye(40), 1.0 / np.linalg.eigvalsh(H).max(), 1, constant)
+    assert gd[1] - optimum > 0.1 * (losses[0] - optimum)
+
+
+def test_quadratic_full_model_ngd_reaches_floor_in_one_step():
+    problem = QuadraticProblem(feature_dim=500, s=1.5, source_r=0.25, irreducible_loss=0.1)
+    parts = problem.parts(500, 1, "ngd", 0.0, MULTS)
+    assert parts.total == pytest.approx(0.1, abs=1e-12)
+
+
+def test_part_exponents_follow_the_closed_form_predictions():
+    s, r = 1.5, 0.25
+    problem = QuadraticProblem(feature_dim=2**20, s=s, source_r=r)
+    N = np.array([64, 128, 256, 512, 1024])
+    approx = [problem.approximation(n) for n in N]
+    assert -np.polyfit(np.log(N), np.log(approx), 1)[0] == pytest.approx(predicted_exponents("gd", s, r, 0)["alpha"],
+                                                                           abs=0.01)
+    D = np.array([64, 128, 256, 512, 1024])
+    for name, tol in (("gd", 0.04), ("kron", 0.06)):
+        opt = [problem.parts(2**16, int(d), name, 0.0, MULTS).optimization for d in D]
+        beta = -np.polyfit(np.log(D), np.log(opt), 1)[0]
+        assert beta == pytest.approx(predicted_exponents(name, s, r, 0)["beta"], abs=tol)
+    # Damped: below the damping every optimizer is GD with a rescaled step -> GD's exponent.
+    opt = [problem.parts(2**16, int(d), "ngd", 0.1, MULTS).optimization for d in D]
+    assert -np.polyfit(np.log(D), np.log(opt), 1)[0] == pytest.approx(2 * r, abs=0.06)

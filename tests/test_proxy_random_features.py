@@ -1,0 +1,63 @@
+"""Random-feature study: the alpha ordering on a reduced grid, outputs, bad input."""
+
+import json
+
+import pytest
+
+from optlaw import cli
+from optlaw.config import compose, to_plain
+from optlaw.errors import UserError
+from optlaw.proxy.optimizers import check_optimizer
+from optlaw.proxy.random_features import RandomFeatureProblem
+from optlaw.proxy.rf_study import run_study
+from optlaw.proxy.spectra import check_spectrum_exponent
+
+REDUCED = ["N_values=[16,32,64,128]", "input_dim=512", "seeds=[0,1,2]", "s_values=[1.0,1.5]", "workers=1",
+           "bootstrap_samples=200", "progress=false", "sensitivity.steps=[12]", "sensitivity.damping=[]",
+           "sensitivity.source_r=[]", "sensitivity.input_dim=[]"]
+
+
+def test_ngd_steeper_than_gd_at_s1_on_reduced_grid(tmp_path):
+    cfg = to_plain(compose("proxy/random_features", REDUCED))
+    result = run_study(cfg, tmp_path)
+    alpha = result["alpha"]
+    ngd, gd = alpha["ngd"]["1"], alpha["gd"]["1"]
+    assert ngd["ci"][0] > gd["ci"][1], (ngd, gd)  # intervals separate
+    for name in ("kron", "sign"):
+        assert alpha[name]["1"]["alpha"] > gd["alpha"]
+    shift = result["shift_over_gd"]["ngd"]["1"]
+    assert shift["shift"] == pytest.approx(ngd["alpha"] - gd["alpha"])
+    on_disk = json.loads((tmp_path / "alpha.json").read_text())
+    assert set(on_disk["alpha"]) == {"gd", "diag", "kron", "sign", "ngd"}
+    assert set(on_disk["alpha"]["ngd"]) == {"1", "1.5"}
+    for name in ("report.md", "points.csv", "loss_vs_N.png", "alpha_vs_s.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "steps=12" in (tmp_path / "report.md").read_text()
+
+
+def test_loss_parts_of_a_random_feature_point_sum_and_shrink_with_N():
+    problem = RandomFeatureProblem(input_dim=400, s=1.0, source_r=0.2, max_features=100, seed=0, noise_variance=0.1)
+    small, large = (problem.solve(N, ["gd", "ngd"], 8, 1e-3, [0.5, 1.0, 1.9]) for N in (25, 100))
+    for res in small + large:
+        assert res.loss == pytest.approx(res.irreducible + res.approximation + res.optimization)
+        assert res.irreducible == pytest.approx(0.05)
+    assert large[0].approximation < small[0].approximation  # more features, less approximation error
+    assert large[1].optimization < large[0].optimization    # ngd optimises faster than gd
+
+
+def test_bad_optimizer_and_spectrum_are_one_line_user_errors():
+    with pytest.raises(UserError, match="unknown proxy optimizer 'adam'") as info:
+        check_optimizer("adam")
+    assert "\n" not in str(info.value) and "ngd" in str(info.value)
+    for bad in (-1.0, 0, "steep", float("nan")):
+        with pytest.raises(UserError, match="spectral exponent"):
+            check_spectrum_exponent(bad)
+
+
+def test_proxy_cli_rejects_bad_input_before_compute(tmp_path, capsys):
+    assert cli.main(["proxy", "random_features", "--out", str(tmp_path / "a"), "optimizers=[gd,adam]"]) == 2
+    assert "unknown proxy optimizer 'adam'" in capsys.readouterr().err
+    assert cli.main(["proxy", "random_features", "--out", str(tmp_path / "b"), "s_values=[1.0,-2]"]) == 2
+    err = capsys.readouterr().err
+    assert "s_values" in err and err.count("\n") == 1
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
