@@ -61,3 +61,34 @@ def test_proxy_cli_rejects_bad_input_before_compute(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "s_values" in err and err.count("\n") == 1
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "diag", "sign", "ngd"])
+def test_sample_trained_closed_form_matches_explicit_iteration(optimizer):
+    """Trained on n samples (preconditioner from H_n), evaluated on the population loss."""
+    import numpy as np
+
+    from optlaw.proxy.dynamics import preconditioner_matrix
+
+    problem = RandomFeatureProblem(input_dim=200, s=1.2, source_r=0.3, max_features=40, seed=1,
+                                   noise_variance=0.04, n_samples=30)  # n < N: H_n is singular
+    res = problem.solve(40, [optimizer], 9, 1e-3, [0.5, 1.0, 1.9])[0]
+    H, c = problem.curvature(40)
+    Hn, cn = problem.empirical_curvature(40)
+    P = preconditioner_matrix(Hn, optimizer, 1e-3)
+    theta = np.zeros(40)
+    for _ in range(9):
+        theta = theta - res.eta * (P @ (Hn @ theta - cn))
+    population = 0.5 * theta @ H @ theta - c @ theta + 0.5 + 0.02
+    assert res.loss == pytest.approx(population, rel=1e-8)
+    assert res.loss == pytest.approx(res.irreducible + res.approximation + res.optimization)
+
+
+def test_many_samples_approach_the_population_loss():
+    pop = RandomFeatureProblem(input_dim=100, s=1.0, source_r=0.3, max_features=20, seed=2)
+    many = RandomFeatureProblem(input_dim=100, s=1.0, source_r=0.3, max_features=20, seed=2, n_samples=20000)
+    few = RandomFeatureProblem(input_dim=100, s=1.0, source_r=0.3, max_features=20, seed=2, n_samples=25)
+    args = (20, ["gd", "ngd"], 6, 1e-3, [0.5, 1.0, 1.9])
+    for p, m, f in zip(pop.solve(*args), many.solve(*args), few.solve(*args)):
+        assert m.loss == pytest.approx(p.loss, rel=0.03)
+        assert f.loss > m.loss  # estimation error with few samples

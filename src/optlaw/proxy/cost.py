@@ -23,10 +23,14 @@ from optlaw.proxy.optimizers import PRECONDITIONER_POWER
 EIGH_FLOPS_PER_N3 = 9.0
 
 
-def random_features_flops(optimizer: str, N: int, steps: int, input_dim: int) -> float:
-    """Forming H and c (2 v N^2 + 2 v N), one preconditioner set-up, then per step a
-    curvature mat-vec (2 N^2) and the preconditioner application (2 N^2 dense, N diagonal)."""
-    setup = 2.0 * input_dim * N * N + 2.0 * input_dim * N
+def random_features_flops(optimizer: str, N: int, steps: int, input_dim: int, n_samples: int | None = None) -> float:
+    """Forming H and c (2 v N^2 + 2 v N; with n samples: features 2 n v N, then 2 n N^2 + 2 n N),
+    one preconditioner set-up, then per step a curvature mat-vec (2 N^2) and the
+    preconditioner application (2 N^2 dense, N diagonal)."""
+    if n_samples is None:
+        setup = 2.0 * input_dim * N * N + 2.0 * input_dim * N
+    else:
+        setup = 2.0 * n_samples * input_dim * N + 2.0 * n_samples * N * N + 2.0 * n_samples * N
     if optimizer in ("kron", "sign", "ngd"):
         setup += EIGH_FLOPS_PER_N3 * N**3 + 2.0 * N**3  # eigh plus forming P = U f(mu) U^T
         per_step = 4.0 * N * N + 3.0 * N

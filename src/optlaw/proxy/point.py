@@ -59,6 +59,9 @@ def check_point_config(cfg: dict) -> dict:
     dim_key = "input_dim" if task == "random_features" else "feature_dim"
     if _positive_int(cfg, dim_key) < cfg["N"]:
         raise UserError(f"N={cfg['N']} exceeds {dim_key}={cfg[dim_key]}; raise {dim_key}")
+    n_samples = cfg.get("n_samples")
+    if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1):
+        raise UserError(f"n_samples={n_samples!r} must be a positive integer, or null for the population loss")
     damping = cfg.get("damping")
     if not isinstance(damping, (int, float)) or damping < 0 or not math.isfinite(damping):
         raise UserError(f"damping={damping!r} must be a finite number >= 0 (relative to the top eigenvalue)")
@@ -78,14 +81,14 @@ def solve_point(cfg: dict) -> dict:
     mults = list(cfg["step_size_multipliers"])
     if cfg["task"] == "random_features":
         problem = RandomFeatureProblem(cfg["input_dim"], cfg["s"], cfg["source_r"], N, cfg["seed"],
-                                       noise_variance=float(cfg["noise_variance"]))
+                                       noise_variance=float(cfg["noise_variance"]), n_samples=cfg.get("n_samples"))
         result = problem.solve(N, [name], steps, damping, mults)[0]
         parts = {"irreducible": result.irreducible, "approximation": result.approximation,
                  "optimization": result.optimization}
         eta, mult, searched = result.eta, result.eta_multiplier, result.searched
         H, c = problem.curvature(N)
         ratio, setup_s = dense_step_cost_ratio(H, c, name, damping, steps, cfg["timing_repeats"])
-        flops = random_features_flops(name, N, steps, cfg["input_dim"])
+        flops = random_features_flops(name, N, steps, cfg["input_dim"], cfg.get("n_samples"))
     else:
         problem = _quadratic_problem(int(cfg["feature_dim"]), float(cfg["s"]), float(cfg["source_r"]),
                                      float(cfg["irreducible_loss"]))
@@ -122,6 +125,7 @@ def run(cfg: DictConfig | dict) -> dict:
         "flops": None, "final_val_loss": None, "step_cost_ratio": None, "hyperparameters": None,
         "sweep": plain.get("sweep_name"), "branch": None,
         "s": plain["s"], "source_r": plain["source_r"], "damping": plain["damping"],
+        "n_samples": plain.get("n_samples"),
         "run_dir": str(run_dir), "config": plain, "started_at": _now(),
     }
     records.write_record(run_dir, record)

@@ -78,7 +78,7 @@ def write_outputs(out: Path, cfg: dict, rows: list[dict], main_name: str, varian
         "shift_over_gd": {o: {key(s): main["shift"][o][s] for s in s_values} for o in optimizers},
         "pattern": pattern,
         "paper": cfg.get("paper"),
-        "setting": {k: cfg[k] for k in ("steps", "damping", "source_r", "input_dim", "noise_variance", "N_values",
+        "setting": {k: cfg.get(k) for k in ("steps", "damping", "source_r", "input_dim", "n_samples", "noise_variance", "N_values",
                                         "seeds", "s_values", "step_size_multipliers")},
         "fit": f"alpha = -slope of log(L - L_irr) on log N over the N grid, L_irr = noise_variance/2 = {irreducible}; "
                f"{level:.0%} paired bootstrap over seeds ({boot} resamples)",
@@ -97,7 +97,7 @@ def write_outputs(out: Path, cfg: dict, rows: list[dict], main_name: str, varian
 
 
 def _write_points(path: Path, rows: list[dict]) -> None:
-    fields = ["variant", "optimizer", "s", "seed", "N", "D", "damping", "source_r", "input_dim", "loss",
+    fields = ["variant", "optimizer", "s", "seed", "N", "D", "damping", "source_r", "input_dim", "n_samples", "loss",
               "irreducible", "approximation", "optimization", "eta", "eta_multiplier", "s_hat"]
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
@@ -172,6 +172,7 @@ def _report(cfg, main, pattern, sens_rows, sens_opts, diag_rows, optimizers, s_v
     lines = ["# Random-feature regression: how the optimizer changes alpha", ""]
     lines += [f"Setting: steps={cfg['steps']}, damping={cfg['damping']} (relative to the top curvature), "
               f"source_r={cfg['source_r']}, input_dim={cfg['input_dim']}, noise_variance={cfg['noise_variance']}, "
+              f"n_samples={cfg.get('n_samples')} (null = population loss), "
               f"N in {list(cfg['N_values'])}, seeds {list(cfg['seeds'])}, population loss. "
               f"Runtime {runtime_s:.0f} s.", "",
               f"alpha = -slope of log(L - L_irr) against log N; intervals: {cfg['interval_level']:.0%} paired "

@@ -34,38 +34,34 @@ class Variant:
     damping: float
     source_r: float
     input_dim: int
+    n_samples: int | None = None
 
 
 def solve_task(task: dict) -> list[dict]:
     """Worker: every (variant, N, optimizer) row for one (s, seed, source_r, input_dim)."""
-    from optlaw.proxy.dynamics import modes_from_curvature, tune_step_size
     from optlaw.proxy.random_features import RandomFeatureProblem
 
     problem = RandomFeatureProblem(task["input_dim"], task["s"], task["source_r"], max(task["N_values"]),
-                                   task["seed"], noise_variance=task["noise_variance"])
+                                   task["seed"], noise_variance=task["noise_variance"], n_samples=task["n_samples"])
     from optlaw.proxy.diagnostic import estimate_s
 
     rows = []
     s_hat = None
     for N in sorted(task["N_values"], reverse=True):
-        H, c = problem.curvature(N)
-        eig = np.linalg.eigh(H)
         if s_hat is None:  # the diagnostic's view of this draw: the largest model's curvature spectrum
-            s_hat = estimate_s(eig[0]).s
-        for combo in task["combos"]:
-            for name in combo["optimizers"]:
-                modes = modes_from_curvature(H, c, name, combo["damping"], eig=eig)
-                approximation = max(0.5 * (1.0 - float(modes.a.sum())), 0.0)
-                choice = tune_step_size(modes, combo["steps"], task["multipliers"])
-                rows.append({
-                    "variant": combo["variant"], "optimizer": name, "s": task["s"], "seed": task["seed"], "N": N,
-                    "D": combo["steps"], "damping": combo["damping"], "source_r": task["source_r"],
-                    "input_dim": task["input_dim"],
-                    "loss": problem.irreducible + approximation + choice.excess,
-                    "irreducible": problem.irreducible, "approximation": approximation,
-                    "optimization": choice.excess, "eta": choice.eta, "eta_multiplier": choice.eta_multiplier,
-                    "s_hat": s_hat,
-                })
+            s_hat = estimate_s(np.linalg.eigvalsh(problem.curvature(N)[0])).s
+        requests = [(name, combo["steps"], combo["damping"]) for combo in task["combos"] for name in combo["optimizers"]]
+        variants = [combo["variant"] for combo in task["combos"] for _ in combo["optimizers"]]
+        results = problem.solve_many(N, requests, task["multipliers"])
+        for variant, request, res in zip(variants, requests, results):
+            rows.append({
+                "variant": variant, "optimizer": res.optimizer, "s": task["s"], "seed": task["seed"], "N": N,
+                "D": res.steps, "damping": request[2],
+                "source_r": task["source_r"], "input_dim": task["input_dim"], "n_samples": task["n_samples"],
+                "loss": res.loss, "irreducible": res.irreducible, "approximation": res.approximation,
+                "optimization": res.optimization, "eta": res.eta, "eta_multiplier": res.eta_multiplier,
+                "s_hat": s_hat,
+            })
     return rows
 
 
@@ -82,31 +78,35 @@ def build_tasks(cfg: dict, main: Variant, variants: list[Variant]) -> list[dict]
     groups: dict[tuple, list[dict]] = {}
     for s in cfg["s_values"]:
         for seed in cfg["seeds"]:
-            key = (s, seed, main.source_r, main.input_dim)
+            key = (s, seed, main.source_r, main.input_dim, main.n_samples)
             groups.setdefault(key, []).append({"variant": main.name, "steps": main.steps, "damping": main.damping,
                                                "optimizers": optimizers})
         for v in variants:
             for seed in sens_seeds:
-                key = (s, seed, v.source_r, v.input_dim)
+                key = (s, seed, v.source_r, v.input_dim, v.n_samples)
                 groups.setdefault(key, []).append({"variant": v.name, "steps": v.steps, "damping": v.damping,
                                                    "optimizers": sens_optimizers})
-    return [{"s": s, "seed": seed, "source_r": r, "input_dim": dim, "combos": combos,
+    return [{"s": s, "seed": seed, "source_r": r, "input_dim": dim, "n_samples": n, "combos": combos,
              "N_values": list(cfg["N_values"]), "noise_variance": float(cfg["noise_variance"]),
              "multipliers": list(cfg["step_size_multipliers"])}
-            for (s, seed, r, dim), combos in groups.items()]
+            for (s, seed, r, dim, n), combos in groups.items()]
 
 
 def sensitivity_variants(cfg: dict, main: Variant) -> list[Variant]:
     sens = cfg.get("sensitivity") or {}
     out = []
     for steps in sens.get("steps", []):
-        out.append(Variant(f"steps={steps}", int(steps), main.damping, main.source_r, main.input_dim))
+        out.append(Variant(f"steps={steps}", int(steps), main.damping, main.source_r, main.input_dim, main.n_samples))
     for damping in sens.get("damping", []):
-        out.append(Variant(f"damping={damping}", main.steps, float(damping), main.source_r, main.input_dim))
+        out.append(Variant(f"damping={damping}", main.steps, float(damping), main.source_r, main.input_dim,
+                           main.n_samples))
     for r in sens.get("source_r", []):
-        out.append(Variant(f"source_r={r}", main.steps, main.damping, float(r), main.input_dim))
+        out.append(Variant(f"source_r={r}", main.steps, main.damping, float(r), main.input_dim, main.n_samples))
     for dim in sens.get("input_dim", []):
-        out.append(Variant(f"input_dim={dim}", main.steps, main.damping, main.source_r, int(dim)))
+        out.append(Variant(f"input_dim={dim}", main.steps, main.damping, main.source_r, int(dim), main.n_samples))
+    for n in sens.get("n_samples", []):
+        out.append(Variant(f"n_samples={n}", main.steps, main.damping, main.source_r, main.input_dim,
+                           None if n is None else int(n)))
     return out
 
 
@@ -135,7 +135,8 @@ def run_rows(tasks: list[dict], workers: int, progress: bool = True) -> list[dic
         if progress:
             elapsed = time.perf_counter() - start
             print(f"[{done}/{total}] s={task['s']} seed={task['seed']} source_r={task['source_r']} "
-                  f"input_dim={task['input_dim']}  {elapsed:.0f} s", file=sys.stderr, flush=True)
+                  f"input_dim={task['input_dim']} n_samples={task['n_samples']}  {elapsed:.0f} s",
+                  file=sys.stderr, flush=True)
 
     if workers <= 1:
         for i, task in enumerate(tasks, 1):
@@ -212,7 +213,9 @@ def run_study(cfg: dict, out) -> dict:
     from optlaw.proxy.rf_report import write_outputs
 
     check_study_config(cfg)
-    main = Variant("main", int(cfg["steps"]), float(cfg["damping"]), float(cfg["source_r"]), int(cfg["input_dim"]))
+    n = cfg.get("n_samples")
+    main = Variant("main", int(cfg["steps"]), float(cfg["damping"]), float(cfg["source_r"]), int(cfg["input_dim"]),
+                   None if n is None else int(n))
     variants = sensitivity_variants(cfg, main)
     tasks = build_tasks(cfg, main, variants)
     start = time.perf_counter()
