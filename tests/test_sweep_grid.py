@@ -33,7 +33,7 @@ branching: {{enabled: false, decay_fraction: 0.2, warmup_tokens: null}}
 """
 
 
-def write_sweep(config_root: Path, name: str = "tiny", seeds="[0]", tokens="[2048, 3072]", optimizer_axes="{}") -> None:
+def write_sweep(config_root: Path, name: str = "tiny", seeds="[0]", tokens="[1024, 1536]", optimizer_axes="{}") -> None:
     (config_root / "sweep").mkdir(parents=True, exist_ok=True)
     text = TINY.format(name=name, seeds=seeds, tokens=tokens, optimizer_axes=optimizer_axes)
     (config_root / "sweep" / f"{name}.yaml").write_text(text)
@@ -96,7 +96,7 @@ def test_dry_run_writes_manifest_and_plan(user_configs, tmp_path, capsys):
     assert main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"]) == 0
     out = capsys.readouterr().out
     manifest = read_manifest(sweep_dir)
-    assert [p["tokens"] for p in manifest["points"]] == [2048.0, 3072.0]
+    assert [p["tokens"] for p in manifest["points"]] == [1024.0, 1536.0]
     for point in manifest["points"]:
         assert point["run_id"] in out
         assert point["run_dir"] == f"runs/{point['run_id']}"

@@ -23,11 +23,12 @@ def run_local(
     run_ids: list[str],
     max_parallel: int = 1,
     retry_diverged: bool = False,
-    out=sys.stdout,
+    out=None,
 ) -> dict[str, str]:
     """Run ``run_ids`` (already filtered to those needing a run); returns run_id -> final record status."""
     sweep_dir = Path(sweep_dir)
     manifest = read_manifest(sweep_dir)
+    out = out or sys.stdout
     by_id = {p["run_id"]: p for p in manifest["points"]}
     queue = list(run_ids)
     running: dict[str, PointProcess] = {}

@@ -103,11 +103,12 @@ def submit(
     run_ids: list[str],
     launcher_cfg: dict,
     retry_diverged: bool = False,
-    out=sys.stdout,
+    out=None,
 ) -> list[str]:
     """Queue ``run_ids`` as job arrays; returns the SLURM job ids (one per point)."""
     import submitit
     from submitit.slurm.slurm import SlurmJobEnvironment
+    out = out or sys.stdout
 
     os.environ["SUBMITIT_PREEMPT_SIGNAL"] = PREEMPT_SIGNAL
     SlurmJobEnvironment.USR_SIG = PREEMPT_SIGNAL

@@ -1,0 +1,203 @@
+"""Sweeps on a real single-node SLURM cluster (scripts/slurm_cluster.sh) with tiny CPU runs.
+
+Where SLURM cannot start, these tests fail under CI=true (saying why) and skip elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from optlaw import records
+from optlaw.errors import UserError
+from optlaw.sweep import claims
+from optlaw.sweep.cli import main_status, main_sweep
+from optlaw.sweep.manifest import read_manifest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_sweep_grid import write_sweep  # noqa: E402  (shared tiny sweep definition)
+
+pytestmark = pytest.mark.slurm
+REPO = Path(__file__).resolve().parent.parent
+# Log and checkpoint every step, so the tests can interrupt a point mid-run (neither changes the run id).
+EVERY_STEP = ["checkpoint.every_steps=1", "log.every_steps=1"]
+
+
+def _cluster_problem() -> str | None:
+    """None when a SLURM cluster accepts jobs, else why not (after trying to start one)."""
+    def up() -> bool:
+        try:
+            ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+            state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return "is UP" in ping.stdout and any(s.startswith(("idle", "mix", "alloc", "comp")) for s in state.stdout.split())
+
+    if up():
+        return None
+    script = REPO / "scripts" / "slurm_cluster.sh"
+    start = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=900)
+    if up():
+        return None
+    detail = " ".join((start.stderr or start.stdout or "no output").split())[-300:]
+    return f"no usable SLURM cluster: `bash scripts/slurm_cluster.sh start` exited {start.returncode}: {detail}"
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> None:
+    problem = _cluster_problem()
+    if problem:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(problem + " (CI must run the SLURM tests)")
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def user_configs(tmp_path, monkeypatch):
+    root = tmp_path / "user_configs"
+    write_sweep(root)                                        # 2 points of 2 and 3 steps
+    write_sweep(root, name="longer", tokens="[4096, 4608]")  # 8 and 9 steps
+    monkeypatch.setenv("OPTLAW_EXTRA_CONFIGS", str(root))    # sbatch exports it to the jobs
+    return root
+
+
+def queued(job_ids: list[str]) -> list[str]:
+    """The jobs among ``job_ids`` SLURM still holds (pending, running, requeued)."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", ",".join(job_ids)], capture_output=True, text=True)
+    return [line for line in out.stdout.splitlines() if line.strip()]
+
+
+def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 1.0):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def job_ids_of(sweep_dir: Path) -> dict[str, str]:
+    ids = {}
+    for point in read_manifest(sweep_dir)["points"]:
+        claim = claims.read_claim(sweep_dir, point["run_id"])
+        if claim and claim.get("slurm_job_id"):
+            ids[point["run_id"]] = claim["slurm_job_id"]
+    return ids
+
+
+def release_requeued(job_id: str) -> None:
+    """SLURM holds a requeued job back (BeginTime, ~2 min); make it eligible now to keep the test short."""
+    def pending() -> bool:
+        return any(line.endswith("PENDING") for line in queued([job_id]))
+
+    wait_until(pending, 120, f"job {job_id} to be pending again after the requeue", poll_s=0.5)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "BeginTime=now"], capture_output=True)
+
+
+def steps_logged(run_dir: Path) -> int:
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    steps = [json.loads(line).get("step", 0) for line in lines if line.strip()]
+    return max(steps, default=0)
+
+
+@pytest.mark.slow
+def test_slurm_sweep_finishes_every_point_and_relaunch_submits_nothing(slurm_cluster, user_configs, tmp_path, capsys):
+    sweep_dir = tmp_path / "sw"
+    started = time.time()
+    assert main_sweep(["sweep=tiny", "launcher=slurm_cpu", f"sweep_dir={sweep_dir}"]) == 0
+    assert time.time() - started < 60  # returns once the array is queued
+    assert "queued array" in capsys.readouterr().out
+    jobs = job_ids_of(sweep_dir)
+    assert len(jobs) == 2
+    wait_until(lambda: not queued(list(jobs.values())), 300, "the array to leave the queue")
+    for point in read_manifest(sweep_dir)["points"]:
+        assert records.read_record(sweep_dir / point["run_dir"])["status"] == "done"
+    main_status([str(sweep_dir)])
+    assert "2 points: 2 done" in capsys.readouterr().out
+    assert main_sweep(["sweep=tiny", "launcher=slurm_cpu", f"sweep_dir={sweep_dir}"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to run" in out and "queued array" not in out
+
+
+@pytest.mark.slow
+def test_requeue_resumes_exactly_and_scancel_leaves_a_resumable_point(slurm_cluster, user_configs, tmp_path, capsys):
+    sweep_dir = tmp_path / "sw"
+    main_sweep(["sweep=longer", f"sweep_dir={sweep_dir}", "--dry-run", *EVERY_STEP])
+    requeued_point, cancelled_point = read_manifest(sweep_dir)["points"]
+    # Reference: the same point trained without interruption, outside SLURM.
+    reference_dir = tmp_path / "reference"
+    reference = subprocess.Popen(
+        [sys.executable, "-m", "optlaw.cli", "train", *requeued_point["overrides"], f"run_dir={reference_dir}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    assert main_sweep(["sweep=longer", "launcher=slurm_cpu", f"sweep_dir={sweep_dir}", *EVERY_STEP]) == 0
+    capsys.readouterr()
+    jobs = job_ids_of(sweep_dir)
+    requeued_dir = sweep_dir / requeued_point["run_dir"]
+    cancelled_dir = sweep_dir / cancelled_point["run_dir"]
+
+    wait_until(lambda: steps_logged(requeued_dir) >= 2, 240, "the first point to train 2 steps", poll_s=0.3)
+    subprocess.run(["scontrol", "requeue", jobs[requeued_point["run_id"]]], check=True)
+    release_requeued(jobs[requeued_point["run_id"]])
+    wait_until(lambda: steps_logged(cancelled_dir) >= 2, 240, "the second point to train 2 steps", poll_s=0.3)
+    subprocess.run(["scancel", jobs[cancelled_point["run_id"]]], check=True)
+
+    wait_until(lambda: not queued([jobs[cancelled_point["run_id"]]]), 120, "the cancelled job to leave the queue")
+    cancelled_status = records.read_record(cancelled_dir)["status"]
+    assert cancelled_status in ("running", "failed")  # resumable or failed, never done
+    main_status([str(sweep_dir)])
+    assert cancelled_point["run_id"] in capsys.readouterr().out
+
+    wait_until(lambda: not queued([jobs[requeued_point["run_id"]]]), 300, "the requeued job to finish")
+    record = records.read_record(requeued_dir)
+    assert record["status"] == "done"
+    log = (sweep_dir / "logs" / f"{requeued_point['run_id']}.log").read_text()
+    assert "resuming from step" in log  # the requeued job resumed from its checkpoint
+    assert reference.wait(timeout=300) == 0
+    assert record["final_val_loss"] == records.read_record(reference_dir)["final_val_loss"]
+
+    # The next launch picks the cancelled point up (and only it), and it finishes.
+    assert main_sweep(["sweep=longer", "launcher=slurm_cpu", f"sweep_dir={sweep_dir}", *EVERY_STEP]) == 0
+    out = capsys.readouterr().out
+    assert "to run now: 1 points" in out and "queued array" in out
+    new_job = job_ids_of(sweep_dir)[cancelled_point["run_id"]]
+    assert new_job != jobs[cancelled_point["run_id"]]
+    wait_until(lambda: not queued([new_job]), 300, "the relaunched point to finish")
+    assert records.read_record(cancelled_dir)["status"] == "done"
+    assert "resuming from step" in (sweep_dir / "logs" / f"{cancelled_point['run_id']}.log").read_text()
+
+
+def test_options_the_cluster_rejects_show_sbatchs_message(slurm_cluster, user_configs, tmp_path):
+    sweep_dir = tmp_path / "sw"
+    with pytest.raises(UserError, match=r"sbatch rejected the job array: .*(?i:partition)"):
+        main_sweep(["sweep=tiny", "launcher=slurm_cpu", "launcher.partition=no_such_partition", f"sweep_dir={sweep_dir}"])
+    # Nothing stays claimed, so a corrected launch can take every point.
+    assert not list((sweep_dir / "claims").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_sbatch_template_runs_the_manifest_points(slurm_cluster, user_configs, tmp_path, capsys):
+    sweep_dir = tmp_path / "sw"
+    main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"])
+    env = dict(os.environ, OPTLAW_PYTHON=sys.executable)
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "--array=0-1%2", "--cpus-per-task=1", "--time=30", f"--chdir={tmp_path}",
+         str(REPO / "slurm" / "sweep_array.sbatch"), str(sweep_dir)],
+        capture_output=True, text=True, env=env, check=True,
+    )
+    array_id = submitted.stdout.strip().split(";")[0]
+    wait_until(lambda: not queued([array_id]), 300, "the sbatch array to finish")
+    for point in read_manifest(sweep_dir)["points"]:
+        assert records.read_record(sweep_dir / point["run_dir"])["status"] == "done"
+    main_status([str(sweep_dir)])
+    assert "2 points: 2 done" in capsys.readouterr().out

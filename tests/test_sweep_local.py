@@ -1,0 +1,84 @@
+"""The local launcher with real `optlaw train` runs of a tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from optlaw import records
+from optlaw.sweep.cli import main_status, main_sweep
+from optlaw.sweep.manifest import read_manifest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_sweep_grid import write_sweep  # noqa: E402  (shared tiny sweep definition)
+
+
+@pytest.fixture
+def user_configs(tmp_path, monkeypatch):
+    root = tmp_path / "user_configs"
+    write_sweep(root)
+    monkeypatch.setenv("OPTLAW_EXTRA_CONFIGS", str(root))
+    return root
+
+
+def _set_status(sweep_dir, point, status):
+    record = records.read_record(sweep_dir / point["run_dir"])
+    record["status"] = status
+    records.write_record(sweep_dir / point["run_dir"], record)
+
+
+@pytest.mark.slow
+def test_local_sweep_runs_every_point_then_skips_finished(user_configs, tmp_path, capsys):
+    sweep_dir = tmp_path / "sw"
+    assert main_sweep(["sweep=tiny", "launcher=local", "launcher.max_parallel=2", f"sweep_dir={sweep_dir}"]) == 0
+    out = capsys.readouterr().out
+    assert "2 points: 2 done" in out
+    points = read_manifest(sweep_dir)["points"]
+    for point in points:
+        record = records.read_record(sweep_dir / point["run_dir"])
+        assert record["status"] == "done" and record["run_id"] == point["run_id"]
+        assert record["tokens_trained"] == point["tokens"]
+    assert not list((sweep_dir / "claims").glob("*.json"))  # released at the end
+
+    # Relaunch after completion runs nothing.
+    assert main_sweep(["sweep=tiny", "launcher=local", f"sweep_dir={sweep_dir}"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to run" in out and "start " not in out
+
+    # Diverged points are results: kept unless --retry-diverged.
+    _set_status(sweep_dir, points[0], "diverged")
+    main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"])
+    assert "nothing to run" in capsys.readouterr().out
+    main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run", "--retry-diverged"])
+    assert "to run now: 1 points" in capsys.readouterr().out
+    _set_status(sweep_dir, points[0], "done")
+
+    # A failed point is run again (the trainer resumes it from its last checkpoint).
+    _set_status(sweep_dir, points[1], "failed")
+    main_status([str(sweep_dir)])
+    assert "1 failed" in capsys.readouterr().out
+    assert main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}"]) == 0
+    out = capsys.readouterr().out
+    assert f"start {points[1]['run_id']}" in out and f"start {points[0]['run_id']}" not in out
+    assert records.read_record(sweep_dir / points[1]["run_dir"])["status"] == "done"
+
+
+@pytest.mark.slow
+def test_two_launches_at_once_never_run_a_point_twice(user_configs, tmp_path):
+    sweep_dir = tmp_path / "sw"
+    main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"])
+    cmd = [sys.executable, "-m", "optlaw.cli", "sweep", "sweep=tiny", "launcher.max_parallel=2", f"sweep_dir={sweep_dir}"]
+    launches = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in launches]
+    starts = [line for out in outputs for line in out.splitlines() if line.startswith("start ")]
+    points = read_manifest(sweep_dir)["points"]
+    assert sorted(starts) == sorted(f"start {p['run_id']}" for p in points), outputs
+    for point in points:
+        assert records.read_record(sweep_dir / point["run_dir"])["status"] == "done"
+        log = (sweep_dir / "logs" / f"{point['run_id']}.log").read_text()
+        assert log.count("# ") >= 1 and log.count(" -m optlaw.cli train ") == 1  # one training process per point
+    assert json.loads((sweep_dir / "manifest.json").read_text())["sweep"] == "tiny"
