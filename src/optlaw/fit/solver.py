@@ -334,6 +334,11 @@ def hoffmann_grid() -> np.ndarray:
 
 def _lse_objective(x: np.ndarray, p: Problem) -> tuple[float, np.ndarray]:
     """Objective and gradient in Hoffmann's parameterisation x = (e, a_0.., b_0.., alpha, beta)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # far starts overflow; L-BFGS backs off
+        return _lse_objective_unguarded(x, p)
+
+
+def _lse_objective_unguarded(x: np.ndarray, p: Problem) -> tuple[float, np.ndarray]:
     s = p.structure
     e, a, b, alpha, beta = x[0], x[1:1 + s.n_a], x[1 + s.n_a:1 + s.n_a + s.n_b], x[-2], x[-1]
     z = np.stack([np.full(p.n, e), a[s.a_group] - alpha * p.logN, b[s.b_group] - beta * p.logD])

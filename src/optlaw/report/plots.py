@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -25,6 +26,9 @@ def _grid(n: int):
 
 
 def _save(fig, path: Path) -> Path:
+    for ax in fig.axes:
+        # Minor log-tick labels overlap on panels spanning less than a decade.
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -110,7 +114,6 @@ def rhos(study, out: Path) -> Path | None:
         ax.errorbar(x, vals, yerr=err, fmt="o", capsize=3)
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
         ax.set_xticks(x, opts, rotation=45, ha="right", fontsize=8)
-        ax.set_yscale("log")
         ax.set_title(f"{name} (reference {s.reference} = 1), 95% bootstrap CI", fontsize=9)
         ax.grid(alpha=0.3, which="both")
     return _save(fig, out / "rho.png")
