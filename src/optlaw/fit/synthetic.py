@@ -1,10 +1,10 @@
-"""Synthetic data from a known shared-exponent law, for the fitting tests."""
+"""Synthetic runs from a known shared-exponent law: ground truth for tests, benchmarks and demos."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from optlaw.fit import RunTable
+from optlaw.fit.table import RunTable
 
 TRUTH = {"E": 1.8, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.30}
 RHO = {"adamw": (1.0, 1.0), "muon": (0.85, 1.6), "lion": (1.1, 0.8)}  # (rho_N, rho_D)
