@@ -22,7 +22,7 @@ from optlaw.proxy.optimizers import PRECONDITIONER_POWER, check_optimizer
 
 # Modes with curvature below this fraction of the top one carry no target energy
 # (the target lies in H's range); dropping them avoids dividing by round-off.
-_NULL_MODE_RTOL = 1e-13
+NULL_MODE_RTOL = 1e-13
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def spectral_modes(mu: np.ndarray, g: np.ndarray, optimizer: str, damping: float
     """Modes of an optimizer whose P is a function of H, from H's eigenvalues ``mu`` and
     the linear term's coordinates ``g = U^T c`` in H's eigenbasis (theta*_i = g_i / mu_i)."""
     q = PRECONDITIONER_POWER[check_optimizer(optimizer)]
-    keep = mu > _NULL_MODE_RTOL * mu.max()
+    keep = mu > NULL_MODE_RTOL * mu.max()
     mu, g = mu[keep], g[keep]
     eps = damping_abs(mu.max(), damping)
     nu = mu * (mu + eps) ** (-q)
@@ -71,7 +71,7 @@ def modes_from_curvature(H: np.ndarray, c: np.ndarray, optimizer: str, damping: 
     S = p_sqrt[:, None] * H * p_sqrt[None, :]
     nu, V = np.linalg.eigh(S)
     h = V.T @ (p_sqrt * c)
-    keep = nu > _NULL_MODE_RTOL * nu.max()
+    keep = nu > NULL_MODE_RTOL * nu.max()
     return Modes(nu=nu[keep], a=h[keep] ** 2 / nu[keep])
 
 

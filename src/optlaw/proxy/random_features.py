@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from optlaw.errors import UserError
-from optlaw.proxy.dynamics import (_NULL_MODE_RTOL, Modes, damping_abs, diag_preconditioner, modes_from_curvature,
+from optlaw.proxy.dynamics import (NULL_MODE_RTOL, Modes, damping_abs, diag_preconditioner, modes_from_curvature,
                                    tune_step_size)
 from optlaw.proxy.optimizers import PRECONDITIONER_POWER, check_optimizer
 from optlaw.proxy.spectra import power_law_eigenvalues, target_coefficients
@@ -151,7 +151,7 @@ class RandomFeatureProblem:
             p_sqrt = None
             V = U
             h = U.T @ cn * np.where(mu > 0, (np.clip(mu, 0.0, None) + damping_abs(mu.max(), damping)) ** (-q / 2), 0)
-        keep = nu > _NULL_MODE_RTOL * nu.max()
+        keep = nu > NULL_MODE_RTOL * nu.max()
         nu, V, h = nu[keep], V[:, keep], h[keep]
         mults = np.asarray(sorted(float(m) for m in multipliers))
         etas = mults / nu.max()

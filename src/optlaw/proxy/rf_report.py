@@ -235,7 +235,8 @@ def _report(cfg, main, pattern, sens_rows, sens_opts, diag_rows, optimizers, s_v
                   "| s | s_hat | optimizer | measured shift | theory | leave-one-out table |", "|---|---|---|---|---|---|"]
         for d in diag_rows:
             lines.append(f"| {d['s']:g} | {d['s_hat']:.3f} | {d['optimizer']} | {d['measured']:+.3f} | "
-                         f"{d['predicted_theory']:+.3f} | {_fmt(d['predicted_loo_table'])} |")
+                         f"{d['predicted_theory']:+.3f} | "
+                         f"{'n/a' if d['predicted_loo_table'] is None else format(d['predicted_loo_table'], '+.3f')} |")
     lines += ["", "Files: alpha.json, points.csv (every point with its loss parts and tuned step size), "
               "loss_vs_N.png, alpha_vs_s.png.", ""]
     return "\n".join(lines)

@@ -39,11 +39,11 @@ class Variant:
 
 def solve_task(task: dict) -> list[dict]:
     """Worker: every (variant, N, optimizer) row for one (s, seed, source_r, input_dim)."""
+    from optlaw.proxy.diagnostic import estimate_s
     from optlaw.proxy.random_features import RandomFeatureProblem
 
     problem = RandomFeatureProblem(task["input_dim"], task["s"], task["source_r"], max(task["N_values"]),
                                    task["seed"], noise_variance=task["noise_variance"], n_samples=task["n_samples"])
-    from optlaw.proxy.diagnostic import estimate_s
 
     rows = []
     s_hat = None
@@ -63,10 +63,6 @@ def solve_task(task: dict) -> list[dict]:
                 "s_hat": s_hat,
             })
     return rows
-
-
-def _worker_init() -> None:
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 
 def build_tasks(cfg: dict, main: Variant, variants: list[Variant]) -> list[dict]:
@@ -147,8 +143,7 @@ def run_rows(tasks: list[dict], workers: int, progress: bool = True) -> list[dic
     previous = os.environ.get("OPENBLAS_NUM_THREADS")
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                 initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(solve_task, t): t for t in tasks}
             for i, fut in enumerate(as_completed(futures), 1):
                 rows += fut.result()
