@@ -1,0 +1,144 @@
+"""Reading run records and CSVs: bad input, excluded runs, tuning sweeps, seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optlaw.errors import UserError
+from optlaw.fit import FitWarning, fit_separate, fit_shared, load_csv, load_runs
+from optlaw.fit.synthetic import synthetic_table
+from optlaw.records import write_record
+
+
+def write_csv(path, header, rows):
+    path.write_text(",".join(header) + "\n" + "\n".join(",".join(str(v) for v in r) for r in rows) + "\n")
+    return path
+
+
+def table_rows(table):
+    return [(o, n, d, l) for o, n, d, l in zip(table.optimizer, table.N, table.D, table.loss)]
+
+
+def test_missing_column_names_the_column_and_the_fix(tmp_path):
+    path = write_csv(tmp_path / "r.csv", ["optimizer", "N", "loss"], [("adamw", 1e7, 3.0)])
+    with pytest.raises(UserError, match=r"lacks column\(s\) D .*--column") as info:
+        load_csv(path)
+    assert "\n" not in str(info.value)
+
+
+def test_column_mapping_reads_renamed_columns(tmp_path):
+    rows = [(o, n, d, l) for o, n, d, l in table_rows(synthetic_table())]
+    path = write_csv(tmp_path / "r.csv", ["opt", "N_nonembed", "D_tokens", "loss_c4"], rows)
+    table = load_csv(path, {"optimizer": "opt", "N": "N_nonembed", "D": "D_tokens", "loss": "loss_c4"},
+                     n_basis="non_embedding")
+    assert len(table) == 75 and table.n_basis == "non_embedding"
+    with pytest.raises(UserError, match="'nope' .* not in r.csv"):
+        load_csv(path, {"N": "nope"})
+
+
+def test_nan_nonpositive_and_duplicate_rows_are_dropped_and_the_fit_still_runs(tmp_path):
+    rows = table_rows(synthetic_table(noise=0.0))
+    bad = [("adamw", "nan", 1e9, 3.0), ("adamw", 1e7, -5, 3.0), ("muon", 1e7, 1e9, 0), rows[0], rows[1]]
+    path = write_csv(tmp_path / "r.csv", ["optimizer", "N", "D", "loss"], rows + bad)
+    with pytest.warns(FitWarning) as caught:
+        table = load_csv(path)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "dropped 3 row(s) with NaN or non-positive" in messages
+    assert "dropped 2 duplicate row(s)" in messages
+    assert len(table) == 75
+    assert fit_shared(table).params["alpha"] == pytest.approx(0.34, rel=1e-3)
+
+
+def test_nothing_valid_is_an_error(tmp_path):
+    path = write_csv(tmp_path / "r.csv", ["optimizer", "N", "D", "loss"], [("a", 0, 1, 1), ("a", 1, 1, "nan")])
+    with pytest.raises(UserError, match="no valid rows"), pytest.warns(FitWarning):
+        load_csv(path)
+
+
+def test_reference_not_in_data_lists_the_choices():
+    with pytest.raises(UserError, match="reference optimizer 'sgd' is not in the data .*adamw, lion, muon"):
+        fit_shared(synthetic_table(), reference="sgd")
+
+
+def test_optimizer_with_too_few_cells_is_left_out_with_a_warning():
+    table = synthetic_table(noise=0.0)
+    keep = (table.optimizer != "lion") | ((table.N == table.N.min()) & (table.D / table.N < 6))
+    table = table.subset(keep)  # lion keeps a single cell
+    with pytest.warns(FitWarning, match="'lion' has 1 cell"):
+        shared = fit_shared(table)
+    assert "lion" not in shared.optimizers and shared.params["alpha"] == pytest.approx(0.34, rel=1e-3)
+    with pytest.warns(FitWarning, match="'lion' has 1 cell"):
+        sep = fit_separate(table)
+    assert sep.optimizers == ["adamw", "muon"]
+    with pytest.raises(UserError, match="no optimizer has the 5"), pytest.warns(FitWarning):
+        fit_separate(table.subset(table.optimizer == "lion"))
+
+
+# ----------------------------------------------------------------------------- run records
+
+def record(opt, N, D, loss, seed=0, status="done", hp=None, reason=None):
+    return {"run_id": f"{opt}-{N:.0f}-{D:.0f}-{seed}-{hash(str(hp)) % 1000}", "task": "llm", "status": status,
+            "optimizer": opt, "family": "llama", "seed": seed, "N": N, "N_total": N * 1.5, "N_non_embedding": N,
+            "D": D, "flops": 6 * N * D, "final_val_loss": loss, "step_cost_ratio": 1.0,
+            "hyperparameters": hp or {"lr": 1e-3}, "sweep": "s", "branch": None, "reason": reason}
+
+
+def write_sweep(root, records):
+    for i, rec in enumerate(records):
+        write_record(root / "runs" / f"r{i:04d}", rec)
+    return root
+
+
+def test_runs_only_done_are_fitted_and_the_rest_are_listed(tmp_path):
+    t = synthetic_table(noise=0.0)
+    recs = [record(o, n, d, l) for o, n, d, l in table_rows(t)]
+    recs += [record("adamw", 3e7, 1e9, None, status="diverged", reason="loss 12.0 > 3x running min at step 40"),
+             record("muon", 3e7, 1e9, None, status="failed", reason="CUDA OOM"),
+             record("lion", 3e7, 1e9, None, status="running")]
+    table = load_runs(write_sweep(tmp_path / "sweep", recs))
+    assert len(table) == 75
+    reasons = {r["status"]: r["reason"] for r in table.excluded}
+    assert reasons["diverged"].startswith("loss 12.0") and reasons["failed"] == "CUDA OOM"
+    assert reasons["running"] == "status running"
+
+
+def test_n_basis_picks_total_or_non_embedding(tmp_path):
+    root = write_sweep(tmp_path / "s", [record("adamw", 1e7, 1e9, 3.0)])
+    assert load_runs(root, n_basis="total").N[0] == pytest.approx(1.5e7)
+    assert load_runs(root, n_basis="non_embedding").N[0] == pytest.approx(1e7)
+
+
+def test_tuning_sweep_keeps_best_run_per_cell_and_warns_at_the_edge(tmp_path):
+    recs = []
+    for lr, loss in ((0.5, 3.2), (1.0, 3.1), (2.0, 3.05)):  # best at the largest lr: edge
+        recs.append(record("adamw", 1e7, 1e9, loss, hp={"lr_mult": lr, "wd": 0.1}))
+    for lr, loss in ((0.5, 3.0), (1.0, 2.9), (2.0, 2.95)):  # best inside the range
+        recs.append(record("adamw", 2e7, 1e9, loss, hp={"lr_mult": lr, "wd": 0.1}))
+    with pytest.warns(FitWarning, match=r"best lr_mult=2.0 is at the edge of the swept range \[0.5, 1.0, 2.0\]"):
+        table = load_runs(write_sweep(tmp_path / "s", recs))
+    assert sorted(table.loss.tolist()) == [2.9, 3.05]
+    by_N = {c["N"]: c for c in table.tuning}
+    assert by_N[1e7]["winner"] == {"lr_mult": 2.0, "wd": 0.1} and by_N[1e7]["at_edge"] == ["lr_mult"]
+    assert by_N[2e7]["winner"]["lr_mult"] == 1.0 and by_N[2e7]["at_edge"] == []
+    assert len(by_N[2e7]["points"]) == 3
+
+
+def test_seeds_all_or_mean_and_seed_noise(tmp_path):
+    recs = [record("adamw", 1e7, 1e9, 3.0 + 0.01 * s, seed=s) for s in range(3)]
+    recs += [record("adamw", 2e7, 1e9, 2.8, seed=0)]
+    root = write_sweep(tmp_path / "s", recs)
+    all_seeds = load_runs(root, seeds="all")
+    assert len(all_seeds) == 4
+    assert all_seeds.seed_noise["adamw"]["cells_with_seeds"] == 1
+    assert all_seeds.seed_noise["adamw"]["mean_std"] == pytest.approx(0.01)
+    mean = load_runs(root, seeds="mean")
+    assert len(mean) == 2 and sorted(mean.loss.tolist()) == pytest.approx([2.8, 3.01])
+
+
+def test_missing_sweep_dir_and_empty_sweep_are_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_runs(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no finished"):
+        load_runs(tmp_path / "empty")
