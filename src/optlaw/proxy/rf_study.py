@@ -91,6 +91,9 @@ def build_tasks(cfg: dict, main: Variant, variants: list[Variant]) -> list[dict]
 def sensitivity_variants(cfg: dict, main: Variant) -> list[Variant]:
     sens = cfg.get("sensitivity") or {}
     out = []
+    if any(sens.get(k) for k in ("steps", "damping", "source_r", "input_dim", "n_samples")):
+        # The setting itself on the sensitivity seeds, so each row compares like with like.
+        out.append(Variant("baseline", main.steps, main.damping, main.source_r, main.input_dim, main.n_samples))
     for steps in sens.get("steps", []):
         out.append(Variant(f"steps={steps}", int(steps), main.damping, main.source_r, main.input_dim, main.n_samples))
     for damping in sens.get("damping", []):
