@@ -77,8 +77,6 @@ def main_sweep(argv: list[str]) -> int:
     sweep_dir = Path(opts["sweep_dir"])
     check_same_definition(sweep_dir, definition)
     points = expand(definition, opts["point_overrides"])
-    if definition.get("branching", {}).get("enabled"):
-        raise UserError("sweep.branching.enabled=true is not implemented yet; set it to false (see docs/sweeps.md)")
     manifest = write_manifest(sweep_dir, definition, points, opts["point_overrides"])
     states = all_states(sweep_dir, manifest)
     to_run = [s.run_id for s in states if needs_run(s, opts["retry_diverged"])]

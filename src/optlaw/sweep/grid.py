@@ -37,6 +37,7 @@ class GridPoint:
     tokens: float | None = None
     flops: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cfg: Any = field(default=None, repr=False)   # composed train config (not written to the manifest)
 
     def to_json(self) -> dict:
         return {
@@ -134,6 +135,7 @@ def expand(definition: dict, extra_fixed: list[str] | None = None) -> list[GridP
     base_axes = axes_of(definition)
     fixed = [f"{k}={format_override_value(v)}" for k, v in (definition.get("fixed") or {}).items()]
     fixed += list(extra_fixed or [])
+    fixed += branching_schedule_overrides(definition)
     task = definition.get("task")
     if task:
         fixed = [f"task={task}", *fixed]
@@ -161,7 +163,61 @@ def expand(definition: dict, extra_fixed: list[str] | None = None) -> list[GridP
             points.append(point)
     if not points:
         raise ConfigError(f"sweep {name}: the grid is empty; give every axis at least one value")
+    if (definition.get("branching") or {}).get("enabled"):
+        plan_branches(points, [key for key, _ in base_axes if key.startswith("budget.")])
     return points
+
+
+def branching_schedule_overrides(definition: dict) -> list[str]:
+    """WSD with an absolute warmup for every point: then a budget's run equals the longest
+    run up to that budget's decay start, so it can branch from there (the trainer checks this)."""
+    branching = definition.get("branching") or {}
+    if not branching.get("enabled"):
+        return []
+    if branching.get("warmup_tokens") is None:
+        raise ConfigError(
+            f"sweep {definition.get('name')}: branching needs branching.warmup_tokens (an absolute warmup, "
+            "the same for every budget), e.g. sweep.branching.warmup_tokens=0"
+        )
+    return [
+        "schedule.name=wsd",
+        f"schedule.decay_fraction={branching.get('decay_fraction', 0.2)}",
+        f"schedule.warmup_tokens={branching['warmup_tokens']}",
+    ]
+
+
+def plan_branches(points: list[GridPoint], budget_keys: list[str]) -> None:
+    """Group points that differ only in budget; the longest trains in full (the trunk) and keeps a
+    checkpoint at every shorter budget's decay start; each shorter budget branches from it."""
+    if not budget_keys:
+        return
+    groups: dict[str, list[GridPoint]] = {}
+    for point in points:
+        key = repr(sorted((k, repr(v)) for k, v in point.axes.items() if k not in budget_keys))
+        groups.setdefault(key, []).append(point)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        trunk = max(group, key=lambda p: (p.tokens or 0))
+        keep_tokens = []
+        for point in group:
+            if point is trunk:
+                continue
+            start_tokens = decay_start_tokens(point.cfg)
+            keep_tokens.append(start_tokens)
+            point.extra["branch_from"] = {"run_id": trunk.run_id, "tokens": start_tokens}
+        trunk.overrides.append(f"checkpoint.keep_at_tokens={format_override_value(sorted(keep_tokens))}")
+        trunk.extra["branch_trunk"] = True
+
+
+def decay_start_tokens(cfg: DictConfig) -> int:
+    """Tokens trained when this point's WSD decay starts (the trainer's own budget arithmetic)."""
+    from optlaw.models import model_stats
+    from optlaw.train.budget import plan_budget
+
+    stats = model_stats(cfg.model)
+    plan = plan_budget(cfg, stats.n_total, stats.n_non_embedding)
+    return plan.tokens_at(plan.decay_start_step)
 
 
 def run_id_for(cfg: DictConfig, label: str) -> str:
@@ -187,7 +243,7 @@ def train_config_name(overrides: list[str]) -> str:
 
 def describe_point(cfg: DictConfig, axes: dict[str, Any], overrides: list[str]) -> GridPoint:
     label = point_label(axes)
-    point = GridPoint(run_id=run_id_for(cfg, label), label=label, overrides=overrides, axes=axes)
+    point = GridPoint(run_id=run_id_for(cfg, label), label=label, overrides=overrides, axes=axes, cfg=cfg)
     point.non_embedding_params, point.tokens, point.flops = size_tokens_flops(cfg)
     return point
 

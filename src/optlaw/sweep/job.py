@@ -28,11 +28,24 @@ def train_command(sweep_dir: str | Path, point: dict, manifest: dict, gpus: int 
     python = python or sys.executable
     run_dir = (Path(sweep_dir) / point["run_dir"]).resolve()
     args = ["train", *point["overrides"], f"run_dir={run_dir}"]
+    source = branch_source(sweep_dir, point)
+    if source is not None:
+        args.append(f"init.from_checkpoint={source}")
     if manifest.get("sweep"):
         args.append(f"sweep_name={manifest['sweep']}")
     if gpus > 1:
         return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "-m", "optlaw.cli", *args]
     return [python, "-m", "optlaw.cli", *args]
+
+
+def branch_source(sweep_dir: str | Path, point: dict) -> Path | None:
+    """The trunk checkpoint a branched point starts from (None for an ordinary point)."""
+    branch = point.get("branch_from")
+    if not branch:
+        return None
+    from optlaw.train.checkpoint import keep_path
+
+    return keep_path((Path(sweep_dir) / "runs" / branch["run_id"]).resolve(), int(branch["tokens"]))
 
 
 def set_aside_diverged(run_dir: Path) -> Path | None:

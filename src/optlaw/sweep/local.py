@@ -14,7 +14,7 @@ from pathlib import Path
 
 from optlaw import records
 from optlaw.sweep import claims
-from optlaw.sweep.job import PointProcess, set_aside_diverged, train_command
+from optlaw.sweep.job import PointProcess, branch_source, set_aside_diverged, train_command
 from optlaw.sweep.manifest import read_manifest
 
 
@@ -45,7 +45,11 @@ def run_local(
     try:
         while queue or running:
             while queue and len(running) < max(1, max_parallel) and stop["signal"] is None:
-                run_id = queue.pop(0)
+                ready = [r for r in queue if _trunk_ready(sweep_dir, by_id[r])]
+                if not ready:
+                    break
+                run_id = ready[0]
+                queue.remove(run_id)
                 if claims.try_claim(sweep_dir, run_id) is None:
                     skipped.append(run_id)
                     print(f"skip {run_id}: another live launcher holds it", file=out, flush=True)
@@ -59,6 +63,12 @@ def run_local(
                 running[run_id] = child
                 print(f"start {run_id}", file=out, flush=True)
             if stop["signal"] is not None:
+                queue.clear()
+            if queue and not running and not any(_trunk_ready(sweep_dir, by_id[r]) for r in queue):
+                # Branches whose trunk checkpoint never appeared (trunk failed or run elsewhere).
+                for run_id in queue:
+                    print(f"blocked {run_id}: trunk checkpoint {branch_source(sweep_dir, by_id[run_id])} is missing; "
+                          "finish the trunk run first", file=out, flush=True)
                 queue.clear()
             for run_id, child in list(running.items()):
                 if child.proc.poll() is None:
@@ -77,6 +87,11 @@ def run_local(
     if stop["signal"] is not None:
         print("interrupted: running points checkpointed; launch again to resume", file=out, flush=True)
     return results
+
+
+def _trunk_ready(sweep_dir: Path, point: dict) -> bool:
+    source = branch_source(sweep_dir, point)
+    return source is None or source.exists()
 
 
 def _progress(results: dict[str, str], running: dict, queue: list) -> str:

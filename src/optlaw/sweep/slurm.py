@@ -115,10 +115,13 @@ def submit(
 
     sweep_dir = Path(sweep_dir).resolve()
     by_id = {p["run_id"]: p for p in manifest["points"]}
+    # Branches wait for their trunk's checkpoint: they go in later arrays that depend on the trunks.
     groups: dict[tuple, list[str]] = {}
     for run_id in run_ids:
         row = resources_for(launcher_cfg, by_id[run_id].get("non_embedding_params"))
-        groups.setdefault(tuple(sorted(row.items(), key=lambda kv: kv[0])), []).append(run_id)
+        waits = _waits_for_trunk(sweep_dir, by_id[run_id])
+        groups.setdefault((waits, tuple(sorted(row.items(), key=lambda kv: kv[0]))), []).append(run_id)
+    groups = dict(sorted(groups.items(), key=lambda item: item[0][0]))  # trunks' arrays first
 
     launch_id = uuid.uuid4().hex[:12]
     claimed: list[str] = []
@@ -131,12 +134,19 @@ def submit(
             claimed.append(run_id)
     job_ids: list[str] = []
     try:
-        for row_items, group_ids in groups.items():
+        for (waits, row_items), group_ids in groups.items():
             group_ids = [r for r in group_ids if r in claimed]
             if not group_ids:
                 continue
             row = dict(row_items)
-            executor = _executor(sweep_dir, launcher_cfg, row, manifest.get("sweep") or "optlaw", len(group_ids))
+            dependency = None
+            if waits:
+                trunk_jobs = {(claims.live_claim(sweep_dir, by_id[r]["branch_from"]["run_id"]) or {}).get("slurm_job_id")
+                              for r in group_ids}
+                trunk_jobs.discard(None)
+                dependency = "afterany:" + ":".join(sorted(trunk_jobs)) if trunk_jobs else None
+            executor = _executor(sweep_dir, launcher_cfg, row, manifest.get("sweep") or "optlaw", len(group_ids),
+                                 dependency)
             job = SlurmPointJob(str(sweep_dir), launch_id, int(row.get("gpus_per_node") or 0), retry_diverged,
                                 launcher_cfg.get("python"))
             try:
@@ -160,7 +170,15 @@ def submit(
     return job_ids
 
 
-def _executor(sweep_dir: Path, launcher_cfg: dict, row: dict, name: str, count: int):
+def _waits_for_trunk(sweep_dir: Path, point: dict) -> bool:
+    """A branched point whose trunk checkpoint does not exist yet."""
+    from optlaw.sweep.job import branch_source
+
+    source = branch_source(sweep_dir, point)
+    return source is not None and not source.exists()
+
+
+def _executor(sweep_dir: Path, launcher_cfg: dict, row: dict, name: str, count: int, dependency: str | None = None):
     import submitit
 
     folder = launcher_cfg.get("folder") or str(sweep_dir / "slurm_logs")
@@ -179,6 +197,8 @@ def _executor(sweep_dir: Path, launcher_cfg: dict, row: dict, name: str, count: 
                   *list(launcher_cfg.get("setup") or [])],
         "stderr_to_stdout": True,
     }
+    if dependency:
+        params["dependency"] = dependency
     if row.get("gpus_per_node"):
         params["gpus_per_node"] = int(row["gpus_per_node"])
     if row.get("mem_gb"):
