@@ -13,7 +13,7 @@ import numpy as np
 
 from optlaw.errors import UserError
 from optlaw.fit.holdout import holdout_check
-from optlaw.fit.laws import DEFAULT_BOOTSTRAP, fit_compute, fit_separate, fit_shared
+from optlaw.fit.laws import DEFAULT_BOOTSTRAP, _check_reference, fit_compute, fit_separate, fit_shared
 from optlaw.fit.result import FitResult, _plain
 from optlaw.fit.solver import HUBER_DELTA
 from optlaw.fit.table import FitWarning, RunTable
@@ -39,6 +39,8 @@ def run_study(table: RunTable, law: str = "shared", reference: str = "adamw", va
     skips the shared law; for the other laws it is an error."""
     if law not in LAWS:
         raise UserError(f"law must be one of {', '.join(LAWS)}, got {law!r}")
+    if law != "chinchilla":
+        _check_reference(table, reference)  # before any compute
     notes = list(table.notes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FitWarning)
