@@ -66,7 +66,7 @@ def resolve_run_dir(cfg: DictConfig, point_id: str) -> Path:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the grid point ``cfg`` (the composed `train` config); return its final run record."""
     check_schedule(cfg.schedule)
-    info = init_distributed(str(cfg.get("device", "auto")))
+    info = init_distributed(str(cfg.get("device", "auto")), cfg.get("cpu_threads"))
     try:
         return _train(cfg, info)
     finally:
