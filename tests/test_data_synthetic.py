@@ -14,7 +14,7 @@ from optlaw.data.synthetic import BOS, SyntheticCorpus
 from optlaw.errors import ConfigError
 
 SMALL = {"name": "synthetic", "vocab_size": 64, "n_genres": 2, "topics_per_genre": 3, "trigram_buckets": 256,
-         "bigram_candidates": 4, "trigram_candidates": 3, "seq_len": 32, "val_tokens": 2048}
+         "shared_candidates": 5, "bigram_candidates": 4, "trigram_candidates": 3, "seq_len": 32, "val_tokens": 2048}
 
 
 def test_default_config_builds_with_model_vocab_and_floor_between_zero_and_log_vocab():
@@ -98,7 +98,7 @@ def test_sampler_draws_from_the_probabilities_the_floor_uses():
 
 def test_floor_equals_closed_form_entropy_for_iid_zipf():
     # One topic, topic component only: tokens are i.i.d. Zipf, the Bayes loss is its entropy.
-    cfg = dict(SMALL, n_genres=1, topics_per_genre=1, mixture={"topic": 1.0, "bigram": 0.0, "trigram": 0.0},
+    cfg = dict(SMALL, n_genres=1, topics_per_genre=1, mixture={"topic": 1.0},
                val_tokens=32 * 400)
     corpus = SyntheticCorpus(cfg)
     ranks = np.arange(1, corpus.vocab_size)
@@ -117,10 +117,12 @@ def _brute_force_log_marginal(corpus: SyntheticCorpus, doc: np.ndarray) -> float
         x, x1, x2 = int(doc[t]), int(doc[t - 1]), int(doc[t - 2]) if t >= 2 else BOS
         for z in range(K):
             g = corpus.genre_of_topic[z]
+            p_shared = sum(w for c, w in zip(corpus.shared_cand[x1], corpus.shared_w) if c == x)
             p_bi = sum(w for c, w in zip(corpus.bigram_cand[g, x1], corpus.bigram_w) if c == x)
             bucket = ((x2 * corpus.vocab_size + x1) * 2654435761) % corpus.trigram_buckets
             p_tri = sum(w for c, w in zip(corpus.trigram_cand[g, bucket], corpus.trigram_w) if c == x)
-            p = corpus.mixture[0] * corpus.unigram[z, x] + corpus.mixture[1] * p_bi + corpus.mixture[2] * p_tri
+            w_topic, w_shared, w_bigram, w_trigram = corpus.mixture
+            p = w_topic * corpus.unigram[z, x] + w_shared * p_shared + w_bigram * p_bi + w_trigram * p_tri
             log_lik[z] += math.log(p)
     m = log_lik.max()
     return float(m + math.log(np.exp(log_lik - m).sum()) - math.log(K))
@@ -147,7 +149,9 @@ def test_floor_lies_within_the_topic_bounds():
 
 def test_bad_synthetic_config_is_one_line_config_error():
     with pytest.raises(ConfigError, match="data.mixture"):
-        SyntheticCorpus(dict(SMALL, mixture={"topic": 0.5, "bigram": 0.1, "trigram": 0.1}))
+        SyntheticCorpus(dict(SMALL, mixture={"topic": 0.5, "shared_bigram": 0.1}))
+    with pytest.raises(ConfigError, match="data.mixture has unknown"):
+        SyntheticCorpus(dict(SMALL, mixture={"topic": 0.5, "bigram": 0.5}))
     with pytest.raises(ConfigError, match="unknown data.name"):
         build_corpus({"name": "wikipedia"})
     with pytest.raises(ConfigError, match="unknown data"):

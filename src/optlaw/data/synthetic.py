@@ -1,14 +1,16 @@
 """The embedded synthetic corpus: topic documents over a Zipfian vocabulary.
 
 A document (one training sequence, BOS first) has a latent topic z. Each next token is
-drawn from a mixture of three components (weights ``mixture``):
-  topic    U_z(x)                  a Zipfian unigram over a topic-specific ranking of the vocabulary
-  bigram   B_g(x | x_{t-1})        sparse rows: ``bigram_candidates`` Zipf-weighted successors
-  trigram  T_g(x | x_{t-2}, x_{t-1}) sparse rows for hashed pairs (``trigram_buckets`` rows)
-where g = genre(z) groups topics, so bigram/trigram "grammar" is shared within a genre.
-The topic gives long-range structure (it is inferred from the whole prefix), the genre a
-middle scale, n-gram rows short-range structure; Zipfian row frequencies give a long
-tail of rarely seen rows, so loss keeps improving with more parameters and tokens.
+drawn from a mixture of four components (weights ``mixture``):
+  topic          U_z(x)                    a Zipfian unigram over a topic-specific ranking of the vocabulary
+  shared_bigram  S(x | x_{t-1})            sparse rows shared by all documents
+  genre_bigram   B_g(x | x_{t-1})          sparse rows of the topic's genre g = genre(z)
+  genre_trigram  T_g(x | x_{t-2}, x_{t-1}) sparse rows for hashed pairs (``trigram_buckets`` rows per genre)
+Each sparse row holds a few Zipf-weighted successors. The components are learnable at
+different scales: the shared bigram by counting, the genre rows only after inferring the
+genre from the prefix, the topic unigram by pooling evidence over the whole document, and
+the trigram table is too large for small models to memorise. Zipfian row frequencies give
+a long tail of rarely seen rows, so loss keeps improving with more parameters and tokens.
 
 Because the generator is known, the Bayes-optimal next-token loss is exact: forward
 filtering over the K topics (the only latent) gives p(x_t | x_<t). The entropy floor is
@@ -30,7 +32,8 @@ from optlaw.errors import ConfigError
 BOS = 0
 _TRIGRAM_HASH = 2654435761  # Knuth's multiplicative hash constant, spreads (x2, x1) pairs over buckets
 # Independent random streams per sequence.
-_S_TOPIC, _S_COMPONENT, _S_UNIGRAM, _S_BIGRAM, _S_TRIGRAM = range(5)
+_S_TOPIC, _S_COMPONENT, _S_UNIGRAM, _S_SHARED, _S_BIGRAM, _S_TRIGRAM = range(6)
+COMPONENTS = ("topic", "shared_bigram", "genre_bigram", "genre_trigram")
 STEPS_PER_BLOCK = 32  # measured: ~0.1 ms per [8, 129] batch amortised, vs ~4 ms one batch at a time
 
 
@@ -54,13 +57,17 @@ class SyntheticCorpus:
         self.name = "synthetic"
         self.vocab_size = int(_get(data_cfg, "vocab_size", 1024))
         self.structure_seed = int(_get(data_cfg, "seed", 1234))
-        self.n_genres = int(_get(data_cfg, "n_genres", 8))
+        self.n_genres = int(_get(data_cfg, "n_genres", 4))
         self.topics_per_genre = int(_get(data_cfg, "topics_per_genre", 8))
-        mixture = _get(data_cfg, "mixture", {"topic": 0.25, "bigram": 0.45, "trigram": 0.30})
-        self.mixture = np.array([float(mixture["topic"]), float(mixture["bigram"]), float(mixture["trigram"])])
+        mixture = dict(_get(data_cfg, "mixture", {"topic": 0.2, "shared_bigram": 0.35, "genre_bigram": 0.2, "genre_trigram": 0.25}))
+        unknown = sorted(set(mixture) - set(COMPONENTS))
+        if unknown:
+            raise ConfigError(f"data.mixture has unknown components {unknown}; use {', '.join(COMPONENTS)}")
+        self.mixture = np.array([float(mixture.get(name, 0.0)) for name in COMPONENTS])
         self.zipf_exponent = float(_get(data_cfg, "zipf_exponent", 1.0))
         self.candidate_exponent = float(_get(data_cfg, "candidate_exponent", 1.2))
-        self.bigram_candidates = int(_get(data_cfg, "bigram_candidates", 16))
+        self.shared_candidates = int(_get(data_cfg, "shared_candidates", 16))
+        self.bigram_candidates = int(_get(data_cfg, "bigram_candidates", 8))
         self.trigram_candidates = int(_get(data_cfg, "trigram_candidates", 8))
         self.trigram_buckets = int(_get(data_cfg, "trigram_buckets", 16384))
         self.floor_seq_len = int(_get(data_cfg, "seq_len", 128))
@@ -77,7 +84,7 @@ class SyntheticCorpus:
             raise ConfigError(f"data.vocab_size={self.vocab_size} must be in 3..65536")
         if np.any(self.mixture < 0) or not math.isclose(self.mixture.sum(), 1.0, rel_tol=1e-6):
             raise ConfigError(f"data.mixture weights {self.mixture.tolist()} must be >= 0 and sum to 1")
-        for key in ("n_genres", "topics_per_genre", "bigram_candidates", "trigram_candidates", "trigram_buckets"):
+        for key in ("n_genres", "topics_per_genre", "shared_candidates", "bigram_candidates", "trigram_candidates", "trigram_buckets"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key} must be >= 1")
 
@@ -93,8 +100,10 @@ class SyntheticCorpus:
         np.put_along_axis(self.unigram, self.topic_token_of_rank, base[None, :], axis=1)
         self.base_cdf = np.cumsum(base)
         # n-gram rows: successors drawn from the global Zipf law (token id = frequency rank).
+        self.shared_cand = 1 + rng.choice(content, size=(V, self.shared_candidates), p=base)
         self.bigram_cand = 1 + rng.choice(content, size=(G, V, self.bigram_candidates), p=base)
         self.trigram_cand = 1 + rng.choice(content, size=(G, self.trigram_buckets, self.trigram_candidates), p=base)
+        self.shared_w = _zipf(self.shared_candidates, self.candidate_exponent)
         self.bigram_w = _zipf(self.bigram_candidates, self.candidate_exponent)
         self.trigram_w = _zipf(self.trigram_candidates, self.candidate_exponent)
         self.genre_of_topic = np.arange(K) // self.topics_per_genre
@@ -116,27 +125,33 @@ class SyntheticCorpus:
         # Unigram draws: a Zipf rank by inverse CDF, then the topic's token of that rank.
         rank = np.minimum(np.searchsorted(self.base_cdf, uniforms(keys, T, _S_UNIGRAM), side="right"), self.vocab_size - 2)
         uni_tok = self.topic_token_of_rank[z[:, None], rank]
+        sj = np.minimum(np.searchsorted(np.cumsum(self.shared_w), uniforms(keys, T, _S_SHARED), side="right"), self.shared_candidates - 1)
         bj = np.minimum(np.searchsorted(np.cumsum(self.bigram_w), uniforms(keys, T, _S_BIGRAM), side="right"), self.bigram_candidates - 1)
         tj = np.minimum(np.searchsorted(np.cumsum(self.trigram_w), uniforms(keys, T, _S_TRIGRAM), side="right"), self.trigram_candidates - 1)
         # Flat indices into the candidate tables, time-major so each step reads a contiguous row;
         # only the previous tokens remain to be added inside the loop.
+        shared_flat = self.shared_cand.ravel()
         bigram_flat = self.bigram_cand.ravel()
+        sj = np.ascontiguousarray(sj.T)
         trigram_flat = self.trigram_cand.ravel()
         b_base = np.ascontiguousarray(((g[:, None] * self.vocab_size) * self.bigram_candidates + bj).T)
         t_base = np.ascontiguousarray(((g[:, None] * self.trigram_buckets) * self.trigram_candidates + tj).T)
-        is_uni = np.ascontiguousarray((component == 0).T)
-        is_bi = np.ascontiguousarray((component == 1).T)
+        component = np.ascontiguousarray(component.T)
         uni_tok = np.ascontiguousarray(uni_tok.T)
         pair_offset = self._pair_offset
-        V, cb = self.vocab_size, self.bigram_candidates
+        V, cs, cb = self.vocab_size, self.shared_candidates, self.bigram_candidates
         x = np.empty((T, B), dtype=np.int64)
         x[0] = BOS
         pair = np.full(B, BOS * V + BOS, dtype=np.int64)  # (x_{t-2}, x_{t-1}) as one index
         for t in range(1, T):  # sequential in t by nature; vectorised over the batch
             prev1 = x[t - 1]
-            bigram_tok = bigram_flat[b_base[t] + prev1 * cb]
-            trigram_tok = trigram_flat[t_base[t] + pair_offset[pair]]
-            tok = np.where(is_uni[t], uni_tok[t], np.where(is_bi[t], bigram_tok, trigram_tok))
+            options = np.stack([
+                uni_tok[t],
+                shared_flat[sj[t] + prev1 * cs],
+                bigram_flat[b_base[t] + prev1 * cb],
+                trigram_flat[t_base[t] + pair_offset[pair]],
+            ])
+            tok = np.take_along_axis(options, component[t][None], axis=0)[0]
             x[t] = tok
             pair = prev1 * V + tok
         x = np.ascontiguousarray(x.T)
@@ -173,13 +188,14 @@ class SyntheticCorpus:
         prev1 = docs[:, :-1]
         prev2 = np.concatenate([np.full((len(docs), 1), BOS), docs[:, :-2]], axis=1)
         bucket = self._bucket(prev2, prev1)
-        # Genre-level n-gram probabilities [B, T-1, G]: sum the weights of matching candidates.
+        # n-gram probabilities: sum the weights of the row's candidates equal to x.
+        p_shared = ((self.shared_cand[prev1] == x[..., None]) * self.shared_w).sum(-1)  # [B, T-1]
         b_rows = self.bigram_cand[:, prev1]  # [G, B, T-1, cb]
         p_bi = ((b_rows == x[None, ..., None]) * self.bigram_w).sum(-1)
         t_rows = self.trigram_cand[:, bucket]
         p_tri = ((t_rows == x[None, ..., None]) * self.trigram_w).sum(-1)
-        p_ngram = (self.mixture[1] * p_bi + self.mixture[2] * p_tri)[self.genre_of_topic]  # [K, B, T-1]
-        p = self.mixture[0] * self.unigram[:, x] + p_ngram
+        p_genre = (self.mixture[2] * p_bi + self.mixture[3] * p_tri)[self.genre_of_topic]  # [K, B, T-1]
+        p = self.mixture[0] * self.unigram[:, x] + self.mixture[1] * p_shared + p_genre
         with np.errstate(divide="ignore"):
             return np.log(np.moveaxis(p, 0, -1))
 
