@@ -1,0 +1,71 @@
+"""Benchmark (not a test): optlaw's shared-law fit with 1000 bootstrap replicates against
+Hoffmann et al.'s multi-start L-BFGS (the 4,500-start grid) on the same ~150 points.
+
+Usage: .venv/bin/python scripts/bench/bench_fit.py [--csv FILE] [--hoffmann-starts K] [--bootstrap R]
+
+Data: the Marin optimizers CSV from ../shared/reference-data (150 points, 11 optimizers,
+25 parameters in the shared law), or synthetic runs when it is absent. Both methods
+minimise the same objective (Huber, delta 1e-3, on log loss, summed) in one process, side
+by side. With --hoffmann-starts K < 4500, K starts spread evenly over the grid are timed
+and the time is scaled by 4500 / K (printed as such); its objective is then the best of K.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from optlaw.fit import fit_shared, load_csv
+from optlaw.fit import solver
+from optlaw.fit.laws import _problem, _shared_structure
+from optlaw.fit.synthetic import synthetic_table
+
+MARIN = Path(__file__).resolve().parents[3] / "shared" / "reference-data" / "marin_fantastic_optimizers_final_losses.csv"
+MARIN_COLUMNS = {"optimizer": "optimizer_canonical", "N": "N_nonembed", "D": "D_tokens", "loss": "loss_c4_en"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--csv", default=str(MARIN))
+    parser.add_argument("--hoffmann-starts", type=int, default=4500)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    if Path(args.csv).is_file():
+        table, source = load_csv(args.csv, MARIN_COLUMNS), Path(args.csv).name
+    else:
+        table, source = synthetic_table(seed=0, noise=0.004, seeds_per_cell=2), "synthetic (150 runs)"
+    reference = "adamw"
+    order = [reference] + [o for o in table.optimizers if o != reference]
+    problem = _problem(table, _shared_structure(table, order, reference, "full"), "huber_log")
+    n_params = 2 + problem.structure.n_coef
+    print(f"data: {source}, {len(table)} points, {len(order)} optimizers, shared law with {n_params} parameters")
+
+    t0 = time.perf_counter()
+    fit = fit_shared(table, reference, bootstrap=args.bootstrap, seed=0)
+    ours_s = time.perf_counter() - t0
+    ours_obj = fit.diagnostics["objective_value"]
+
+    grid = solver.hoffmann_grid()
+    k = min(args.hoffmann_starts, len(grid))
+    starts = grid[np.linspace(0, len(grid) - 1, k).round().astype(int)]
+    t0 = time.perf_counter()
+    hoff = solver.hoffmann_lbfgs(problem, starts)
+    hoff_s = (time.perf_counter() - t0) * len(grid) / k
+
+    scaled = "" if k == len(grid) else f" (measured on {k} of {len(grid)} starts, scaled by {len(grid) / k:.0f})"
+    print(f"optlaw variable projection + {args.bootstrap} bootstrap replicates: {ours_s:.2f} s, "
+          f"objective {ours_obj:.10g}")
+    print(f"Hoffmann multi-start L-BFGS, {len(grid)} starts, no bootstrap: {hoff_s:.1f} s{scaled}, "
+          f"objective {hoff.objective_value:.10g}")
+    print(f"speed ratio (Hoffmann / optlaw): {hoff_s / ours_s:.0f}x; "
+          f"objective ratio (optlaw / Hoffmann): {ours_obj / hoff.objective_value:.8f} (<= 1 is no worse)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
