@@ -63,9 +63,14 @@ def test_fit_chinchilla_csv_through_the_cli(reference_data, tmp_path, capsys):
     code = cli.main(["fit", "--csv", str(reference_data / "epoch_chinchilla_svg_extracted_data.csv"),
                      "--column", "N=Model Size", "--column", "flops=Training FLOP", "--default-optimizer",
                      "chinchilla", "--drop-highest-loss", "5", "--law", "chinchilla", "--bootstrap", "0",
-                     "--holdout", "none", "--n-basis", "total", "--no-plots", "--out", str(out)])
+                     "--holdout", "none", "--n-basis", "total", "--no-plots", "--cross-check", "8",
+                     "--out", str(out)])
     assert code == 0
     doc = json.loads((out / "fit.json").read_text())
+    check = doc["cross_check"]
+    assert check["n_starts"] == 8 and check["fit"] == "separate/chinchilla"
+    assert check["variable_projection_objective"] <= check["hoffmann_objective"] * (1 + 1e-7)
+    assert not check["hoffmann_better"]
     assert doc["n_points"] == 240 and doc["shared"] is None and doc["n_basis"] == "total"
     assert round(doc["separate"]["chinchilla"]["alpha"], 4) == 0.3473
     assert "reference 'adamw' not in the data" in " ".join(doc["warnings"])

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wandb-project", default="optlaw")
     p.add_argument("--wandb-group", default=None, help="W&B group (default: the sweep name of the records)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    p.add_argument("--cross-check", type=int, default=0, metavar="K",
+                   help="also run Hoffmann et al.'s multi-start L-BFGS from K of its 4,500 grid starts (slow)")
     p.add_argument("--no-plots", action="store_true", help="write fit.json and report.md without PNGs")
     return p
 
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             table.notes.append(f"dropped the {args.drop_highest_loss} highest-loss rows (--drop-highest-loss)")
         holdout = None if args.holdout in ("none", "") else args.holdout
         study = run_study(table, args.law, args.reference, args.variant, args.objective, args.bootstrap,
-                          holdout, args.cost, args.seed)
+                          holdout, args.cost, args.seed, args.cross_check)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "fit.json", study.document)

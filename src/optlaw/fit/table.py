@@ -221,7 +221,7 @@ def load_runs(dirs: list[str | os.PathLike] | str | os.PathLike, n_basis: str = 
                 "run_id": rec.get("run_id", run_dir.name), "run_dir": str(run_dir),
                 "optimizer": rec.get("optimizer"), "N": N, "D": rec.get("D", rec.get("tokens_trained")),
                 "loss": rec.get("final_val_loss"), "seed": rec.get("seed", 0), "flops": rec.get("flops"),
-                "step_cost": rec.get("step_cost_ratio"), "wallclock_s": rec.get("wallclock_s"),
+                "step_cost": rec.get("step_cost_ratio"), "wallclock_s": rec.get("wallclock_s", rec.get("wall_time_s")),
                 "family": rec.get("family") or "", "sweep": rec.get("sweep"),
                 "hyperparameters": rec.get("hyperparameters") or {},
                 "status": rec.get("status"), "reason": rec.get("reason") or "",
