@@ -125,6 +125,8 @@ def test_help_prints_usage(capsys):
         (["budget.tokens=5120", "data=text", "data.files=[/nonexistent/corpus.txt]"], "nonexistent"),
         (["budget.tokens=5120", "data=text", "data.files=[{corpus}]", "data.tokenizer=/nonexistent/tok.json"], "tokenizer"),
         (["budget.tokens=5120", "schedule.name=step"], "schedule.name"),
+        (["budget.tokens=5120", "precision=fp16"], "precision='fp16'"),
+        (["budget.tokens=5120", "wandb.mode=on"], "wandb.mode='on'"),
         (["budget.tokens=5120", "init.from_checkpoint=/nonexistent.pt"], "init.from_checkpoint"),
     ],
 )

@@ -32,7 +32,7 @@ from optlaw.train.metrics import MetricsLog, mfu, peak_bf16_flops, print_progres
 from optlaw.train.record import RunRecord, initial_fields
 from optlaw.train.schedule import check_schedule, lr_factor
 from optlaw.train.signals import Preempted, PreemptionFlag
-from optlaw.train.wandb_mirror import WandbMirror
+from optlaw.train.wandb_mirror import WandbMirror, check_wandb_mode
 
 
 @dataclass
@@ -66,6 +66,8 @@ def resolve_run_dir(cfg: DictConfig, point_id: str) -> Path:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the grid point ``cfg`` (the composed `train` config); return its final run record."""
     check_schedule(cfg.schedule)
+    _autocast_context(str(cfg.get("precision", "auto")), torch.device("cpu"))  # rejects an unknown precision early
+    check_wandb_mode(cfg.wandb)
     info = init_distributed(str(cfg.get("device", "auto")), cfg.get("cpu_threads"))
     try:
         return _train(cfg, info)
@@ -159,30 +161,35 @@ def _train(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
         _print_run_header(point_id, run_dir, plan, stats, routing)
     _refresh_record(record, state, plan, stats)
 
-    metrics = MetricsLog(run_dir, info.is_main, resume_step=state.step if (saved or state.branch) else None)
-    mirror = WandbMirror(
-        cfg.wandb,
-        run_id=point_id,
-        run_dir=run_dir,
-        config=config,
-        group=cfg.get("sweep_name"),
-        tags=[str(config["model"].get("family")), str(config["model"].get("size")), str(config["optimizer"].get("name")), budget_label(config["budget"])],
-        enabled=info.is_main,
-    )
-    session = _Session(cfg, info, plan, stats, model, raw_model, bundle, corpus, run_dir, point_id, record, metrics, mirror, state)
+    metrics, mirror = None, None
     try:
+        metrics = MetricsLog(run_dir, info.is_main, resume_step=state.step if (saved or state.branch) else None)
+        mirror = WandbMirror(
+            cfg.wandb,
+            run_id=point_id,
+            run_dir=run_dir,
+            config=config,
+            group=cfg.get("sweep_name"),
+            tags=[str(config["model"].get("family")), str(config["model"].get("size")),
+                  str(config["optimizer"].get("name")), budget_label(config["budget"])],
+            enabled=info.is_main,
+        )
+        session = _Session(cfg, info, plan, stats, model, raw_model, bundle, corpus, run_dir, point_id, record, metrics, mirror, state)
         with PreemptionFlag() as preemption:
             session.run(preemption)
     except Preempted as exc:
         record.update(status=records.RUNNING, reason=str(exc))
-        mirror.finish(exit_code=0)
+        if mirror is not None:
+            mirror.finish(exit_code=0)
         raise
     except BaseException as exc:
         record.update(status=records.FAILED, reason=f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
-        mirror.finish(exit_code=1)
+        if mirror is not None:
+            mirror.finish(exit_code=1)
         raise
     finally:
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
     mirror.finish(exit_code=0)
     return record.data
 

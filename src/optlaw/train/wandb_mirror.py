@@ -12,6 +12,12 @@ from optlaw.errors import ConfigError
 WANDB_MODES = ("online", "offline", "disabled")
 
 
+def check_wandb_mode(wandb_cfg: Any) -> None:
+    mode = wandb_cfg.get("mode", "disabled")
+    if mode not in WANDB_MODES:
+        raise ConfigError(f"wandb.mode={mode!r} is unknown; choose one of {', '.join(WANDB_MODES)}")
+
+
 class WandbMirror:
     def __init__(
         self,
@@ -23,9 +29,8 @@ class WandbMirror:
         tags: list[str],
         enabled: bool,
     ) -> None:
+        check_wandb_mode(wandb_cfg)
         mode = wandb_cfg.get("mode", "disabled")
-        if mode not in WANDB_MODES:
-            raise ConfigError(f"wandb.mode={mode!r} is unknown; choose one of {', '.join(WANDB_MODES)}")
         self.run = None
         if not enabled or mode == "disabled":
             return
