@@ -145,13 +145,12 @@ class SyntheticCorpus:
         pair = np.full(B, BOS * V + BOS, dtype=np.int64)  # (x_{t-2}, x_{t-1}) as one index
         for t in range(1, T):  # sequential in t by nature; vectorised over the batch
             prev1 = x[t - 1]
-            options = np.stack([
+            tok = np.choose(component[t], (
                 uni_tok[t],
                 shared_flat[sj[t] + prev1 * cs],
                 bigram_flat[b_base[t] + prev1 * cb],
                 trigram_flat[t_base[t] + pair_offset[pair]],
-            ])
-            tok = np.take_along_axis(options, component[t][None], axis=0)[0]
+            ))
             x[t] = tok
             pair = prev1 * V + tok
         x = np.ascontiguousarray(x.T)
