@@ -84,3 +84,18 @@ def test_part_exponents_follow_the_closed_form_predictions():
     # Damped: below the damping every optimizer is GD with a rescaled step -> GD's exponent.
     opt = [problem.parts(2**16, int(d), "ngd", 0.1, MULTS).optimization for d in D]
     assert -np.polyfit(np.log(D), np.log(opt), 1)[0] == pytest.approx(2 * r, abs=0.06)
+
+
+def test_damped_preconditioners_are_gd_on_a_rescaled_clock():
+    """Shared exponents: at long budgets a damped preconditioner equals GD run rho_D times longer."""
+    from optlaw.proxy.quadratic_study import rho_D_from_parts
+
+    cfg = {"feature_dim": 2**18, "s": 1.5, "source_r": 0.25, "irreducible_loss": 0.0, "D_values": [4096],
+           "step_size_multipliers": MULTS}
+    for name in ("kron", "sign", "ngd"):
+        predicted = predicted_exponents(name, 1.5, 0.25, 0.1)["rho_D"]
+        assert rho_D_from_parts(cfg, name, "gd", 0.1) == pytest.approx(predicted, rel=0.02)
+    # Undamped, no constant clock factor exists: the ratio drifts with D (the exponent changed).
+    short = rho_D_from_parts(dict(cfg, D_values=[4]), "kron", "gd", 0.0)
+    long = rho_D_from_parts(dict(cfg, D_values=[256]), "kron", "gd", 0.0)
+    assert long > 2 * short

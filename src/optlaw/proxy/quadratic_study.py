@@ -227,7 +227,8 @@ def _plot(out: Path, regimes: dict, decomposition: list[dict], cfg: dict) -> Non
         ax.loglog(D, [r["approximation"] for r in rows], style, color="tab:blue", label=f"approximation ({name})")
         ax.loglog(D, [r["optimization"] for r in rows], style, color="tab:red", label=f"optimization ({name})")
     ax.axhline(cfg["irreducible_loss"], color="k", lw=0.8, label="irreducible")
-    ax.set_title(f"exact loss parts, N = {decomposition[0]['N']}")
+    ax.set_ylim(bottom=1e-5)  # the optimisation part of sign falls to round-off; the interesting range is above
+    ax.set_title(f"exact loss parts, N = {decomposition[0]['N']}, undamped")
     ax.set_xlabel("D (optimizer steps)")
     ax.legend(fontsize=7)
     fig.tight_layout()
