@@ -95,5 +95,16 @@ def test_bad_model_config_is_one_line_config_error():
         model_stats(dict(family="llama", n_layers=2, d_model=100, n_heads=3, ffn_hidden=64, vocab_size=10, seq_len=8))
     with pytest.raises(ConfigError, match="model.family"):
         model_stats(dict(family="gpt9", n_layers=2, d_model=64, n_heads=2, ffn_hidden=64, vocab_size=10, seq_len=8))
+    with pytest.raises(ConfigError, match="model.head_dim"):
+        model_stats(dict(family="olmo", n_layers=2, d_model=64, n_heads=2, head_dim=16, ffn_hidden=64, vocab_size=10, seq_len=8))
     with pytest.raises(ConfigError, match="unknown model"):
         compose("train", ["model=llama/7b"])
+
+
+@pytest.mark.parametrize("family,n_kv_heads,head_dim", [("llama", 1, 48), ("llama", 2, None), ("olmo", 1, None)])
+def test_counts_match_for_grouped_query_and_custom_head_dim(family, n_kv_heads, head_dim):
+    cfg = dict(family=family, n_layers=2, d_model=64, n_heads=4, n_kv_heads=n_kv_heads, head_dim=head_dim,
+               ffn_hidden=96, vocab_size=50, seq_len=16)
+    with torch.device("meta"):
+        model = build_model(cfg)
+    assert model_stats(cfg).n_total == sum(p.numel() for p in model.parameters())

@@ -50,6 +50,9 @@ def model_spec(model_cfg: Any) -> ModelSpec:
         if d_model % n_heads:
             raise ConfigError(f"model.d_model={d_model} is not divisible by model.n_heads={n_heads}; change one or set model.head_dim")
         head_dim = d_model // n_heads
+    if family == "olmo" and int(head_dim) * n_heads != d_model:
+        # transformers' Olmo2 derives head_dim = d_model / n_heads and ignores a separate value.
+        raise ConfigError(f"model.head_dim={head_dim} must equal model.d_model / model.n_heads = {d_model}/{n_heads} for the olmo family")
     if n_heads % n_kv_heads:
         raise ConfigError(f"model.n_heads={n_heads} is not a multiple of model.n_kv_heads={n_kv_heads}; set n_kv_heads to a divisor of n_heads")
     ints = {k: int(_get(model_cfg, k)) for k in ("n_layers", "ffn_hidden", "vocab_size", "seq_len")}
