@@ -82,3 +82,32 @@ def test_two_launches_at_once_never_run_a_point_twice(user_configs, tmp_path):
         log = (sweep_dir / "logs" / f"{point['run_id']}.log").read_text()
         assert log.count("# ") >= 1 and log.count(" -m optlaw.cli train ") == 1  # one training process per point
     assert json.loads((sweep_dir / "manifest.json").read_text())["sweep"] == "tiny"
+
+
+@pytest.mark.slow
+def test_budget_branching_trains_fewer_tokens_and_marks_branches(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "user_configs"
+    write_sweep(root, name="plain_wsd", tokens="[1536, 3072]")
+    text = (root / "sweep" / "plain_wsd.yaml").read_text()
+    wsd = "  schedule.name: wsd\n  schedule.decay_fraction: 0.25\n  schedule.warmup_tokens: 512\n"
+    (root / "sweep" / "plain_wsd.yaml").write_text(text.replace("fixed:\n", "fixed:\n" + wsd))
+    branched = text.replace("name: plain_wsd", "name: branched").replace(
+        "branching: {enabled: false, decay_fraction: 0.2, warmup_tokens: null}",
+        "branching: {enabled: true, decay_fraction: 0.25, warmup_tokens: 512}",
+    )
+    (root / "sweep" / "branched.yaml").write_text(branched)
+    monkeypatch.setenv("OPTLAW_EXTRA_CONFIGS", str(root))
+
+    main_sweep(["sweep=plain_wsd", f"sweep_dir={tmp_path / 'plain'}", "--dry-run"])
+    assert main_sweep(["sweep=branched", "launcher.max_parallel=2", f"sweep_dir={tmp_path / 'br'}"]) == 0
+    plain_points = read_manifest(tmp_path / "plain")["points"]
+    short, trunk = read_manifest(tmp_path / "br")["points"]
+    # Same points as the plain WSD grid: a branch is the same computation, so the same run id.
+    assert [p["run_id"] for p in plain_points] == [short["run_id"], trunk["run_id"]]
+    assert trunk.get("branch_trunk") and short["branch_from"] == {"run_id": trunk["run_id"], "tokens": 1024}
+    short_record = records.read_record(tmp_path / "br" / short["run_dir"])
+    trunk_record = records.read_record(tmp_path / "br" / trunk["run_dir"])
+    assert short_record["status"] == trunk_record["status"] == "done"
+    assert short_record["branch"]["parent_run_id"] == trunk["run_id"] and trunk_record["branch"] is None
+    trained = trunk_record["tokens_trained"] + short_record["tokens_trained"] - short_record["branch"]["from_tokens"]
+    assert trained == 3072 + 1536 - 1024 < 3072 + 1536
