@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import minimize, nnls
 from scipy.special import huber, logsumexp
 
@@ -188,7 +189,19 @@ def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarr
     active = np.broadcast_to(np.asarray(active, dtype=bool), (R, P - 2))
     free_all = np.concatenate([np.ones((R, 2), dtype=bool), active], axis=1)
     lo, hi = p.exponent_bounds
-    rows = np.arange(p.n)
+    cols = np.stack([np.zeros(p.n, int), np.ones(p.n, int), np.full(p.n, 2), 3 + s.a_group,
+                     3 + s.n_a + s.b_group], axis=1)
+    upper = np.triu_indices(5)  # J^T U J is symmetric: 15 products per point, scattered to both halves
+    n_pairs = len(upper[0])
+    source = np.arange(p.n * n_pairs).reshape(p.n, n_pairs)
+    ij = cols[:, upper[0]] * P + cols[:, upper[1]]
+    ji = cols[:, upper[1]] * P + cols[:, upper[0]]
+    off = upper[0] != upper[1]
+    scatter_H = sparse.csr_matrix(
+        (np.ones(ij.size + ji[:, off].size), (np.concatenate([ij.ravel(), ji[:, off].ravel()]),
+                                              np.concatenate([source.ravel(), source[:, off].ravel()]))),
+        shape=(P * P, p.n * n_pairs))
+    scatter_g = sparse.csr_matrix((np.ones(p.n * 5), (cols.ravel(), np.arange(p.n * 5))), shape=(P, p.n * 5))
 
     f = loss_terms(_predict_batch(theta, p)[0], p, weights).sum(axis=1)
     running = np.ones(R, dtype=bool)
@@ -205,16 +218,15 @@ def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarr
         else:
             r, scale = np.log(pred) - p.logL, 1.0 / pred
             u = w * np.minimum(1.0, p.delta / np.maximum(np.abs(r), 1e-300))
-        J = np.zeros((len(idx), p.n, P))
-        J[:, :, 0] = -p.logN * TA * scale
-        J[:, :, 1] = -p.logD * TB * scale
-        J[:, :, 2] = TE * scale
-        J[:, rows, 3 + s.a_group] = TA * scale
-        J[:, rows, 3 + s.n_a + s.b_group] = TB * scale
-        J *= free[:, None, :]
-        Ju = J * u[:, :, None]
-        H = np.matmul(Ju.transpose(0, 2, 1), J)
-        g = np.einsum("rnp,rn->rp", Ju, r)
+        # Each point touches only 5 of the P parameters (alpha, beta, E, its A, its B): build
+        # J^T U J from the 5 x 5 per-point blocks with a sparse scatter instead of a dense
+        # (R, n, P) Jacobian; this is most of the bootstrap's speed.
+        Jc = np.stack([-p.logN * TA * scale, -p.logD * TB * scale, TE * scale, TA * scale, TB * scale], axis=2)
+        Jc *= np.take_along_axis(free[:, None, :], cols[None, :, :], axis=2)
+        Ju = Jc * u[:, :, None]
+        blocks = (Ju[:, :, upper[0]] * Jc[:, :, upper[1]]).reshape(len(idx), -1)
+        H = (scatter_H @ blocks.T).T.reshape(len(idx), P, P)
+        g = (scatter_g @ (Ju * r[:, :, None]).reshape(len(idx), -1).T).T
         diag = np.einsum("rpp->rp", H)
         # Tiny Levenberg damping keeps the solve defined when a direction is flat; fixed
         # coordinates get a unit diagonal and zero gradient, so their step is zero.
