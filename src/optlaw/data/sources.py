@@ -135,7 +135,9 @@ class DocumentSource:
     def __iter__(self) -> Iterator[str]:
         count = 0
         if self._dataset is not None:
-            stream = (str(t) for t in self._dataset[self.text_field] if t is not None)
+            # Batched iteration: indexing the column would load all of it into memory at once.
+            batches = self._dataset.select_columns([self.text_field]).iter(batch_size=1024)
+            stream = (str(t) for batch in batches for t in batch[self.text_field] if t is not None)
         else:
             stream = (doc for path in self.files for doc in iter_file_documents(path, self.text_field))
         for doc in stream:
