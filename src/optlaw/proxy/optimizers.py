@@ -11,8 +11,9 @@ at every model size):
   the square root is Adam's.
 - ``kron``: P = (H + damping)^-1/4. One side of Shampoo: for a layer with input
   features, Shampoo's input-side factor is the feature covariance H, raised to -1/4.
-- ``sign``: P = (H + damping)^-1/2. The idealised Muon update: the polar factor of a
-  gradient G = E H is E H (H^2)^-1/2-like, i.e. the gradient whitened by H^-1/2.
+- ``sign``: P = (H + damping)^-1/2. The idealised Muon update: the polar factor
+  G (G^T G)^-1/2 of the gradient, with the gradient's second moment proportional to H
+  (as near the optimum; the same argument as for Adam), is G H^-1/2.
 - ``ngd``:  P = (H + damping)^-1. Damped natural gradient (Fisher = H for squared loss).
 
 ``diag`` is the only rule that is not a function of H, so it is the only one whose
