@@ -323,7 +323,7 @@ def predict(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> np.ndarr
 
 
 def bootstrap(sol: Solution, p: Problem, counts: np.ndarray, max_iter: int = 300,
-              rtol: float = 1e-10) -> np.ndarray:
+              rtol: float = 1e-8) -> np.ndarray:
     """Refit under resampling ``counts`` (R, n) from the full-data optimum. Returns theta (R, 2 + n_coef)."""
     active = sol.coef > 0
     theta0 = np.concatenate([[sol.alpha, sol.beta], np.log(np.where(active, sol.coef, 1.0))])
