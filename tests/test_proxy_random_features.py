@@ -21,15 +21,15 @@ def test_ngd_steeper_than_gd_at_s1_on_reduced_grid(tmp_path):
     cfg = to_plain(compose("proxy/random_features", REDUCED))
     result = run_study(cfg, tmp_path)
     alpha = result["alpha"]
-    ngd, gd = alpha["ngd"]["1"], alpha["gd"]["1"]
+    ngd, gd = alpha["ngd"]["1.0"], alpha["gd"]["1.0"]
     assert ngd["ci"][0] > gd["ci"][1], (ngd, gd)  # intervals separate
     for name in ("kron", "sign"):
-        assert alpha[name]["1"]["alpha"] > gd["alpha"]
-    shift = result["shift_over_gd"]["ngd"]["1"]
+        assert alpha[name]["1.0"]["alpha"] > gd["alpha"]
+    shift = result["shift_over_gd"]["ngd"]["1.0"]
     assert shift["shift"] == pytest.approx(ngd["alpha"] - gd["alpha"])
     on_disk = json.loads((tmp_path / "alpha.json").read_text())
     assert set(on_disk["alpha"]) == {"gd", "diag", "kron", "sign", "ngd"}
-    assert set(on_disk["alpha"]["ngd"]) == {"1", "1.5"}
+    assert set(on_disk["alpha"]["ngd"]) == {"1.0", "1.5"}
     for name in ("report.md", "points.csv", "loss_vs_N.png", "alpha_vs_s.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert "steps=12" in (tmp_path / "report.md").read_text()

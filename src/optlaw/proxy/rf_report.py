@@ -72,7 +72,7 @@ def write_outputs(out: Path, cfg: dict, rows: list[dict], main_name: str, varian
                               "predicted_loo_table": (interpolate_shift(measured_table, s_hat, o, exclude=s)
                                                       if len(s_values) >= 3 else None)})
 
-    key = lambda s: f"{s:g}"  # noqa: E731 - JSON keys are strings: "1", "1.25"
+    key = lambda s: str(float(s))  # noqa: E731 - JSON keys are strings: "1.0", "1.25", as in the config
     alpha_json = {
         "alpha": {o: {key(s): main["alpha"][o][s] for s in s_values} for o in optimizers},
         "shift_over_gd": {o: {key(s): main["shift"][o][s] for s in s_values} for o in optimizers},
