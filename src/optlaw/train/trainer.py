@@ -120,8 +120,10 @@ def _train(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
             "from_tokens": plan.tokens_at(state.step),
             "from_checkpoint": str(cfg.init.from_checkpoint),
         }
-        # The parent's timings and evaluations describe the parent, not this run.
+        # Evaluations up to the branch step are of this very trajectory and stay; the
+        # parent's timings and start time describe the parent's process, not this run.
         state.evals = [e for e in state.evals if e["step"] <= state.step]
+        state.started_at = None
         state.wall_time_s = state.train_time_s = 0.0
         state.timed_steps = 0
         state.fwd_bwd_s = state.optimizer_step_s = state.data_wait_s = 0.0
@@ -418,7 +420,7 @@ class _Session:
         step_cost = self._measure_step_cost()
         _refresh_record(self.record, state, plan, self.stats, write=False)
         ratio = None
-        if step_cost["fwd_bwd_s"] is not None:
+        if None not in (step_cost["fwd_bwd_s"], step_cost["optimizer_step_s"], step_cost["adamw_step_s"]):
             ratio = (step_cost["fwd_bwd_s"] + step_cost["optimizer_step_s"]) / (step_cost["fwd_bwd_s"] + step_cost["adamw_step_s"])
         self.record.update(
             status=records.DONE,
