@@ -103,3 +103,24 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
     sweep = write_sweep(tmp_path / "syn")
     assert cli.main(["fit", "--runs", str(sweep), "--reference", "sgd", "--out", str(tmp_path / "o")]) == 2
     assert "reference optimizer 'sgd' is not in the data" in capsys.readouterr().err
+
+
+def test_tuning_sweep_report_has_winners_and_hyperparameter_plots(tmp_path):
+    t = synthetic_table(seed=4, noise=0.002)
+    root = tmp_path / "tune"
+    i = 0
+    for o, n, d, l in zip(t.optimizer, t.N, t.D, t.loss):
+        for lr_mult, penalty in ((0.5, 0.02), (1.0, 0.0), (2.0, 0.01)):  # best in the middle
+            write_record(root / "runs" / f"r{i:04d}", {
+                "run_id": f"r{i:04d}", "status": "done", "optimizer": o, "N": n, "N_non_embedding": n, "D": d,
+                "final_val_loss": l + penalty, "seed": 0, "hyperparameters": {"lr_mult": lr_mult}})
+            i += 1
+    out = tmp_path / "fit"
+    assert cli.main(["fit", "--runs", str(root), "--bootstrap", "0", "--holdout", "none", "--out", str(out)]) == 0
+    doc = json.loads((out / "fit.json").read_text())
+    assert doc["n_points"] == 75 and len(doc["tuning"]) == 75
+    assert all(c["winner"] == {"lr_mult": 1.0} and c["at_edge"] == [] for c in doc["tuning"])
+    assert not any("edge of the swept range" in w for w in doc["warnings"])
+    for opt in ("adamw", "muon", "lion"):
+        assert (out / f"tuning_{opt}.png").exists()
+    assert "Tuning: best run per cell" in (out / "report.md").read_text()

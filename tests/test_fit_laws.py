@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from optlaw.fit import cell_bootstrap_counts, compute_optimal, fit_compute, fit_separate, fit_shared
+from optlaw.errors import UserError
+from optlaw.fit import (
+    cell_bootstrap_counts, check_budget, compute_optimal, fit_compute, fit_separate, fit_shared,
+)
 from optlaw.fit.holdout import holdout_check
 from optlaw.fit.synthetic import RHO, TRUTH, synthetic_table, true_loss
 
@@ -136,3 +139,18 @@ def test_holdout_largest_size_predicts_held_out_cells():
         assert cell["shared"] == pytest.approx(cell["actual"], rel=1e-5)
         assert cell["separate"] == pytest.approx(cell["actual"], rel=1e-3)
     assert set(result["error"]) == {"separate", "shared", "shared_rho_D", "shared_rho_N"}
+
+
+def test_wallclock_cost_basis_and_budget_outside_the_data_warns():
+    table = synthetic_table(noise=0.0)
+    with pytest.raises(UserError, match="no wallclock_s .* use --cost flops"):
+        fit_compute(table, cost="wallclock")
+    # muon twice as slow per N*D as adamw and lion
+    table.wallclock_s[:] = 1e-15 * table.N * table.D * np.where(table.optimizer == "muon", 2.0, 1.0)
+    with pytest.warns(UserWarning):
+        fit = fit_compute(table, cost="wallclock")
+    assert fit.params["cost_per_ND/muon"] == pytest.approx(2e-15)
+    assert fit.params["compute_multiplier/muon"] == pytest.approx(0.85 * 1.6 / 2.0, rel=1e-3)
+    assert check_budget(fit, table, 1e-15 * 1e7 * 1e9, "adamw") == []
+    with pytest.warns(UserWarning, match="outside the data's cost range"):
+        assert check_budget(fit, table, 1e6, "adamw")  # data span ~0.5 s to ~7,000 s
