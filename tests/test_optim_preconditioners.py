@@ -11,6 +11,14 @@ from optlaw.optim.muon import OptlawMuon
 from optlaw.optim.shampoo import Shampoo
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: threads only add overhead on CI's 2 shared cores
+    yield
+    torch.set_num_threads(threads)
+
+
 def _inv_fourth_root(stat: np.ndarray, eps: float) -> np.ndarray:
     return np.real(fractional_matrix_power(stat + eps * np.eye(len(stat)), -0.25))
 
