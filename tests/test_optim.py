@@ -270,3 +270,19 @@ def test_loading_state_of_another_optimizer_is_refused():
     muon = build_optimizer(tiny_model("llama"), optimizer_cfg("muon"), model_cfg)
     with pytest.raises(UserError, match=r"checkpoint holds optimizer state for \['adamw'\]"):
         muon.load_state_dict(adamw.state_dict())
+
+
+# --- step cost for the run record ------------------------------------------------------------------
+
+def test_step_cost_ratio_is_measured_on_a_copy():
+    from optlaw.optim.cost import amortization_steps, measure_step_cost_ratio
+
+    model = tiny_model("llama")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cost = measure_step_cost_ratio(model, optimizer_cfg("shampoo"), tiny_model_cfg("llama"), rounds=1)
+    assert cost["optimizer_step_s"] > 0 and cost["adamw_step_s"] > 0
+    assert cost["step_cost_ratio"] == pytest.approx(cost["optimizer_step_s"] / cost["adamw_step_s"])
+    for n, p in model.named_parameters():  # the live model is untouched
+        assert p.grad is None and torch.equal(p, before[n]), n
+    bundle = build_optimizer(tiny_model("llama"), optimizer_cfg("shampoo"), tiny_model_cfg("llama"))
+    assert amortization_steps(bundle.resolved) == 3  # the test override of precondition_frequency
