@@ -62,7 +62,7 @@ def slurm_cluster() -> None:
 def user_configs(tmp_path, monkeypatch):
     root = tmp_path / "user_configs"
     write_sweep(root)                                        # 2 points of 2 and 3 steps
-    write_sweep(root, name="longer", tokens="[4096, 4608]")  # 8 and 9 steps
+    write_sweep(root, name="longer", tokens="[6144, 4608]")  # 12 and 9 steps
     monkeypatch.setenv("OPTLAW_EXTRA_CONFIGS", str(root))    # sbatch exports it to the jobs
     return root
 
@@ -98,7 +98,7 @@ def release_requeued(job_id: str) -> None:
         return any(line.endswith("PENDING") for line in queued([job_id]))
 
     wait_until(pending, 120, f"job {job_id} to be pending again after the requeue", poll_s=0.5)
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "BeginTime=now"], capture_output=True)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True, check=True)
 
 
 def steps_logged(run_dir: Path) -> int:
@@ -130,7 +130,7 @@ def test_slurm_sweep_finishes_every_point_and_relaunch_submits_nothing(slurm_clu
 
 
 @pytest.mark.slow
-def test_requeue_resumes_exactly_and_scancel_leaves_a_resumable_point(slurm_cluster, user_configs, tmp_path, capsys):
+def test_requeue_and_preemption_resume_exactly_and_scancel_leaves_a_resumable_point(slurm_cluster, user_configs, tmp_path, capsys):
     sweep_dir = tmp_path / "sw"
     main_sweep(["sweep=longer", f"sweep_dir={sweep_dir}", "--dry-run", *EVERY_STEP])
     requeued_point, cancelled_point = read_manifest(sweep_dir)["points"]
@@ -158,11 +158,19 @@ def test_requeue_resumes_exactly_and_scancel_leaves_a_resumable_point(slurm_clus
     main_status([str(sweep_dir)])
     assert cancelled_point["run_id"] in capsys.readouterr().out
 
+    # Then the signal SLURM sends before a time limit or on preemption (USR1 here): the
+    # trainer checkpoints, submitit requeues the job, and it resumes again.
+    log_path = sweep_dir / "logs" / f"{requeued_point['run_id']}.log"
+    wait_until(lambda: log_path.exists() and "resuming from step" in log_path.read_text(), 240, "the requeued job to resume")
+    wait_until(lambda: steps_logged(requeued_dir) >= 7, 240, "the resumed point to pass step 7", poll_s=0.3)
+    subprocess.run(["scancel", "--signal=USR1", jobs[requeued_point["run_id"]]], check=True)
+    release_requeued(jobs[requeued_point["run_id"]])
+
     wait_until(lambda: not queued([jobs[requeued_point["run_id"]]]), 300, "the requeued job to finish")
     record = records.read_record(requeued_dir)
     assert record["status"] == "done"
-    log = (sweep_dir / "logs" / f"{requeued_point['run_id']}.log").read_text()
-    assert "resuming from step" in log  # the requeued job resumed from its checkpoint
+    log = log_path.read_text()
+    assert "preempted by SIGUSR1" in log and log.count("resuming from step") == 2  # resumed after each stop
     assert reference.wait(timeout=300) == 0
     assert record["final_val_loss"] == records.read_record(reference_dir)["final_val_loss"]
 

@@ -103,6 +103,10 @@ def run_point_blocking(
         on_start(child)
     _CURRENT_CHILD[0] = child
     try:
+        # Poll instead of a blocking wait: submitit's signal handler (SlurmPointJob.checkpoint)
+        # waits on the same child, and Popen.wait holds a lock a handler cannot re-take.
+        while child.proc.poll() is None:
+            time.sleep(0.5)
         child.wait()
     finally:
         _CURRENT_CHILD[0] = None

@@ -37,6 +37,8 @@ def point_state(sweep_dir: str | Path, point: dict) -> PointState:
         state = status
         if status == records.DIVERGED and record.get("reason"):
             note = str(record["reason"])
+        elif record.get("branch"):
+            note = f"branch of {record['branch'].get('parent_run_id')} at {record['branch'].get('from_tokens')} tokens"
     elif claim is not None:
         state = "running"
         note = f"slurm job {claim['slurm_job_id']}" if claim.get("slurm_job_id") else f"{claim.get('host')}:{claim.get('child_pid') or claim.get('pid')}"
