@@ -21,7 +21,7 @@ def write_sweep(root: Path) -> Path:
         write_record(root / "runs" / f"r{i:03d}", {
             "run_id": f"r{i:03d}", "status": "done", "optimizer": o, "N": n, "N_total": 1.2 * n,
             "N_non_embedding": n, "D": d, "flops": 6 * n * d, "final_val_loss": l, "seed": 0,
-            "step_cost_ratio": 1.1 if o == "muon" else 1.0, "hyperparameters": {"lr_mult": 1.0}, "sweep": "syn"})
+            "step_cost_ratio": 1.1 if o == "muon" else 1.0, "hyperparameters": {"lr_mult": 1.0}, "sweep": "group-from-records"})
     write_record(root / "runs" / "bad", {"run_id": "bad", "status": "diverged", "optimizer": "lion", "N": 1e7,
                                          "D": 1e8, "final_val_loss": None, "reason": "NaN loss at step 12"})
     return root
@@ -56,6 +56,8 @@ def test_fit_runs_writes_fit_json_report_plots_and_wandb_files(tmp_path):
     images = [p.name for p in wandb_dir.rglob("media/images/**/*.png")]
     assert any(name.startswith("rho") for name in images) and len(images) >= 5, images
     assert list(wandb_dir.rglob("files/report.md"))
+    run_file = next(wandb_dir.rglob("offline-run-*/run-*.wandb"))
+    assert b"group-from-records" in run_file.read_bytes()  # the records' sweep name is the W&B group
 
 
 def test_fit_chinchilla_csv_through_the_cli(reference_data, tmp_path, capsys):

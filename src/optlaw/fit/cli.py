@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.wandb != "disabled":
         from optlaw.report.wandb_log import log_study
 
-        group = args.wandb_group or _sweep_name(args)
+        group = args.wandb_group or (table.sweep_names[0] if len(table.sweep_names) == 1 else _sweep_name(args))
         log_study(study, files, mode=args.wandb, project=args.wandb_project, group=group, out_dir=out)
     print(summarize(study.document))
     print(f"wrote {out / 'fit.json'}, {out / 'report.md'} and {len(files) - 1} plot(s)", file=sys.stderr)

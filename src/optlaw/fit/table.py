@@ -50,6 +50,7 @@ class RunTable:
     tuning: list[dict] = field(default_factory=list)
     seed_noise: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    sweep_names: list[str] = field(default_factory=list)  # the records' ``sweep`` (the W&B group)
 
     def __len__(self) -> int:
         return len(self.loss)
@@ -71,7 +72,8 @@ class RunTable:
         mask = np.asarray(mask)
         cols = {name: getattr(self, name)[mask] for name in _ARRAY_FIELDS}
         return RunTable(**cols, n_basis=self.n_basis, source=self.source, excluded=list(self.excluded),
-                        tuning=list(self.tuning), seed_noise=dict(self.seed_noise), notes=list(self.notes))
+                        tuning=list(self.tuning), seed_noise=dict(self.seed_noise), notes=list(self.notes),
+                        sweep_names=list(self.sweep_names))
 
     def warn(self, message: str) -> None:
         self.notes.append(message)
@@ -243,7 +245,7 @@ def load_runs(dirs: list[str | os.PathLike] | str | os.PathLike, n_basis: str = 
         [r["loss"] for r in runs], seed=[r["seed"] for r in runs], flops=[r["flops"] for r in runs],
         step_cost=[r["step_cost"] for r in runs], wallclock_s=[r["wallclock_s"] for r in runs],
         family=[r["family"] for r in runs], n_basis=n_basis, source=", ".join(map(str, dirs)),
-        excluded=excluded, tuning=tuning,
+        excluded=excluded, tuning=tuning, sweep_names=sorted({str(r["sweep"]) for r in runs if r["sweep"]}),
     )
     for note in tuning_notes:
         table.warn(note)
@@ -347,5 +349,6 @@ def mean_over_seeds(table: RunTable) -> RunTable:
                    seed=np.full(len(rows), -1), flops=mean(table.flops), step_cost=mean(table.step_cost),
                    wallclock_s=mean(table.wallclock_s), family=table.family[first], n_basis=table.n_basis,
                    source=table.source, excluded=table.excluded, tuning=table.tuning,
-                   seed_noise=table.seed_noise, notes=table.notes + ["loss averaged over seeds per cell"])
+                   seed_noise=table.seed_noise, notes=table.notes + ["loss averaged over seeds per cell"],
+                   sweep_names=table.sweep_names)
     return out
