@@ -11,7 +11,7 @@ from optlaw.errors import UserError
 
 STUDIES = ("random_features", "quadratic")
 SPECTRUM_USAGE = """\
-usage: optlaw proxy spectrum (--input FILE.npy | --run RUN_DIR --module NAME) [--table ALPHA_JSON]
+optlaw proxy spectrum (--input FILE.npy | --run RUN_DIR --module NAME) [--table ALPHA_JSON]
                              [key=value ...]
 
 Estimate the power-law exponent s of a spectrum and predict the alpha shift over gd that
