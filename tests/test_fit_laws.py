@@ -154,3 +154,16 @@ def test_wallclock_cost_basis_and_budget_outside_the_data_warns():
     assert check_budget(fit, table, 1e-15 * 1e7 * 1e9, "adamw") == []
     with pytest.warns(UserWarning, match="outside the data's cost range"):
         assert check_budget(fit, table, 1e6, "adamw")  # data span ~0.5 s to ~7,000 s
+
+
+def test_result_serialises_and_summarises():
+    import json
+
+    fit = fit_shared(synthetic_table(), bootstrap=20)
+    doc = json.loads(json.dumps(fit.to_json()))
+    assert doc["objective"] == "huber_log" and doc["reference"] == "adamw" and doc["n_basis"] == "as_given"
+    assert doc["ci"]["rho_D/muon"][0] <= doc["params"]["rho_D/muon"] <= doc["ci"]["rho_D/muon"][1]
+    text = fit.summary()
+    assert "rho_D/muon" in text and "law=shared" in text and "objective=huber_log" in text
+    with pytest.raises(KeyError, match="'sgd' not in this fit"):
+        fit.predict(1e8, 1e9, "sgd")
