@@ -111,3 +111,12 @@ def test_budget_branching_trains_fewer_tokens_and_marks_branches(tmp_path, monke
     assert short_record["branch"]["parent_run_id"] == trunk["run_id"] and trunk_record["branch"] is None
     trained = trunk_record["tokens_trained"] + short_record["tokens_trained"] - short_record["branch"]["from_tokens"]
     assert trained == 3072 + 1536 - 1024 < 3072 + 1536
+
+
+def test_proxy_task_sweep_runs_through_the_same_launcher(tmp_path, capsys):
+    sweep_dir = tmp_path / "quad"
+    assert main_sweep(["sweep=quadratic_smoke", "launcher.max_parallel=2", f"sweep_dir={sweep_dir}"]) == 0
+    assert "8 points: 8 done" in capsys.readouterr().out
+    for point in read_manifest(sweep_dir)["points"]:
+        record = records.read_record(sweep_dir / point["run_dir"])
+        assert record["run_id"] == point["run_id"] and record["task"] == "quadratic"
