@@ -286,3 +286,13 @@ def test_step_cost_ratio_is_measured_on_a_copy():
         assert p.grad is None and torch.equal(p, before[n]), n
     bundle = build_optimizer(tiny_model("llama"), optimizer_cfg("shampoo"), tiny_model_cfg("llama"))
     assert amortization_steps(bundle.resolved) == 3  # the test override of precondition_frequency
+
+
+def test_meta_shampoo_backend_names_the_missing_package():
+    import importlib.util
+
+    if importlib.util.find_spec("distributed_shampoo") is not None:
+        pytest.skip("distributed_shampoo is installed here")
+    cfg = optimizer_cfg("shampoo", ["optimizer.shampoo.impl=meta"])
+    with pytest.raises(ConfigError, match="needs Meta's distributed_shampoo package"):
+        build_optimizer(tiny_model("llama"), cfg, tiny_model_cfg("llama"))
