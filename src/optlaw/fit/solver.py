@@ -38,6 +38,7 @@ EXPONENT_BOUNDS = (0.01, 3.0)
 BOUND_TOL = 1e-3
 GRID_SIZE = 16          # nodes per exponent on the coarse grid (geometric, ratio ~1.38)
 N_POLISH_STARTS = 6     # best grid nodes polished jointly
+POLISH_MAX_ITER = 300
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def _predict_batch(theta: np.ndarray, p: Problem) -> tuple[np.ndarray, np.ndarra
 
 
 def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,
-           max_iter: int = 300, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, int]:
+           max_iter: int = POLISH_MAX_ITER, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, int]:
     """Batched damped Gauss-Newton (IRLS for Huber) on theta = (alpha, beta, log c).
 
     ``theta0`` (R, 2 + n_coef) and ``weights`` (R, n) hold one problem per row (multi-start
@@ -302,7 +303,10 @@ def solve(p: Problem, weights: np.ndarray | None = None, grid_size: int = GRID_S
     coef = np.exp(theta[2:])
     if f_proj < fval:
         coef, fval = c_proj, f_proj
-    return Solution(alpha, beta, coef, fval, bound_flags(alpha, beta, coef, p), iters)
+    flags = bound_flags(alpha, beta, coef, p)
+    if iters >= POLISH_MAX_ITER:
+        flags.append(f"polish stopped at its iteration limit ({POLISH_MAX_ITER}); the optimum may be inexact")
+    return Solution(alpha, beta, coef, fval, flags, iters)
 
 
 def bound_flags(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> list[str]:
@@ -322,7 +326,7 @@ def predict(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> np.ndarr
     return design(alpha, beta, p) @ coef
 
 
-def bootstrap(sol: Solution, p: Problem, counts: np.ndarray, max_iter: int = 300,
+def bootstrap(sol: Solution, p: Problem, counts: np.ndarray, max_iter: int = POLISH_MAX_ITER,
               rtol: float = 1e-8) -> np.ndarray:
     """Refit under resampling ``counts`` (R, n) from the full-data optimum. Returns theta (R, 2 + n_coef)."""
     active = sol.coef > 0
