@@ -141,3 +141,21 @@ def test_status_of_a_fresh_sweep(user_configs, tmp_path, capsys):
     (run_dir / "run.json").write_text(json.dumps({"run_id": point["run_id"], "status": "running"}))
     main_status([str(sweep_dir)])
     assert "interrupted; resumes from its last checkpoint" in capsys.readouterr().out
+
+
+def test_slurm_resources_follow_model_size_and_several_gpus_use_torchrun(tmp_path):
+    from optlaw.sweep.job import train_command
+    from optlaw.sweep.slurm import resources_for
+
+    launcher = compose(None, ["+launcher=slurm"]).launcher
+    table = to_plain(launcher)
+    assert resources_for(table, 1e6)["gpus_per_node"] == 1
+    assert resources_for(table, 5e8)["gpus_per_node"] == 4
+    assert resources_for(table, 1e11)["gpus_per_node"] == 8  # the open-ended last row
+    with pytest.raises(ConfigError, match="no launcher.resources row"):
+        resources_for({"resources": [{"max_params": 1e6}]}, 2e6)
+    point = {"run_id": "p", "run_dir": "runs/p", "overrides": ["model=llama/1m"]}
+    argv = train_command(tmp_path, point, {"sweep": "s"}, gpus=4)
+    assert argv[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+    assert argv[-3:] == ["model=llama/1m", f"run_dir={(tmp_path / 'runs/p').resolve()}", "sweep_name=s"]
+    assert "torch.distributed.run" not in train_command(tmp_path, point, {"sweep": "s"}, gpus=1)

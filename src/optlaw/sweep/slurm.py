@@ -106,9 +106,14 @@ def submit(
     out=None,
 ) -> list[str]:
     """Queue ``run_ids`` as job arrays; returns the SLURM job ids (one per point)."""
+    import shutil
+
     import submitit
     from submitit.slurm.slurm import SlurmJobEnvironment
+
     out = out or sys.stdout
+    if shutil.which("sbatch") is None:
+        raise UserError("sbatch not found: launcher=slurm needs the SLURM client on this machine; use launcher=local here")
 
     os.environ["SUBMITIT_PREEMPT_SIGNAL"] = PREEMPT_SIGNAL
     SlurmJobEnvironment.USR_SIG = PREEMPT_SIGNAL
