@@ -142,3 +142,10 @@ def test_missing_sweep_dir_and_empty_sweep_are_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no finished"):
         load_runs(tmp_path / "empty")
+
+
+def test_records_without_split_parameter_counts_fall_back_to_N(tmp_path):
+    rec = record("adamw", 1e7, 1e9, 3.0)
+    rec["N_total"] = rec["N_non_embedding"] = None  # proxy-task records carry one N
+    table = load_runs(write_sweep(tmp_path / "s", [rec]))
+    assert table.N[0] == pytest.approx(1e7)

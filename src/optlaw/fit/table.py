@@ -218,7 +218,9 @@ def load_runs(dirs: list[str | os.PathLike] | str | os.PathLike, n_basis: str = 
         if not Path(root).is_dir():
             raise UserError(f"sweep directory {str(root)!r} not found; pass existing directories to --runs")
         for run_dir, rec in iter_records(root):
-            N = rec.get(n_key, rec.get("N"))
+            N = rec.get(n_key)
+            if _missing(N):  # proxy tasks have one N only
+                N = rec.get("N")
             entry = {
                 "run_id": rec.get("run_id", run_dir.name), "run_dir": str(run_dir),
                 "optimizer": rec.get("optimizer"), "N": N, "D": rec.get("D", rec.get("tokens_trained")),
