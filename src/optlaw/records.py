@@ -41,6 +41,8 @@ NON_SEMANTIC_KEYS = (
     "precision", "num_workers",
     # A branch start is checked to compute the same thing as the plain run (optlaw.train.trainer).
     "init.from_checkpoint", "step_cost", "hardware", "eval.micro_batch_size",
+    # Proxy tasks: how many steps are timed for step_cost_ratio, not what is trained.
+    "timing_repeats",
 )
 
 
