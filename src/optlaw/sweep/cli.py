@@ -7,7 +7,7 @@ from pathlib import Path
 
 from optlaw.config import compose, to_plain
 from optlaw.errors import UserError
-from optlaw.sweep.grid import definition_to_plain, expand
+from optlaw.sweep.grid import NAMED_AXES, definition_to_plain, expand
 from optlaw.sweep.manifest import check_same_definition, read_manifest, write_manifest
 from optlaw.sweep.state import DISPLAY_STATES, all_states, needs_run
 
@@ -115,7 +115,7 @@ def format_plan(manifest: dict, states, to_run: list[str], launcher_cfg: dict, s
         action = "to run" if p["run_id"] in todo else state.state
         lines.append(
             f"  {p['run_id']:<44} {_num(p.get('non_embedding_params')):>9} {_num(p['tokens']):>9} "
-            f"{_num(p['flops']):>9} {_num(hours, '.2g'):>7}  {action}"
+            f"{_num(p['flops']):>9} {_num(hours, '.2g'):>7}  {action}{_extra_axes_text(p)}"
         )
     hours_total = total_flops / throughput / 3600 if throughput else None
     hours_todo = todo_flops / throughput / 3600 if throughput else None
@@ -127,6 +127,15 @@ def format_plan(manifest: dict, states, to_run: list[str], launcher_cfg: dict, s
     done = [s.run_id for s in states if s.state in ("done", "diverged")]
     lines.append(f"already finished: {len(done)}" + (f" ({', '.join(done)})" if 0 < len(done) <= 8 else ""))
     return "\n".join(lines)
+
+
+def _extra_axes_text(point: dict) -> str:
+    """Axes the run id's label does not show (hyperparameters, extra axes), e.g. ``  lr_mult=0.5``."""
+    extra = {k: v for k, v in (point.get("axes") or {}).items() if k not in NAMED_AXES.values()}
+    text = " ".join(f"{k.split('.')[-1]}={v}" for k, v in extra.items())
+    if point.get("branch_from"):
+        text += f" branch@{point['branch_from']['tokens']}"
+    return f"  {text.strip()}" if text.strip() else ""
 
 
 def _num(value, fmt: str = ".3g") -> str:
