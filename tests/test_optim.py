@@ -296,3 +296,9 @@ def test_meta_shampoo_backend_names_the_missing_package():
     cfg = optimizer_cfg("shampoo", ["optimizer.shampoo.impl=meta"])
     with pytest.raises(ConfigError, match="needs Meta's distributed_shampoo package"):
         build_optimizer(tiny_model("llama"), cfg, tiny_model_cfg("llama"))
+
+
+def test_bad_hyperparameter_value_is_a_config_error():
+    cfg = optimizer_cfg("shampoo", ["optimizer.shampoo.betas=[0.9,1.5]"])
+    with pytest.raises(ConfigError, match=r"optimizer.shampoo: Shampoo betas must be"):
+        build_optimizer(tiny_model("llama"), cfg, tiny_model_cfg("llama"))

@@ -71,6 +71,7 @@ def implementations(model: str) -> list[tuple[str, str, dict, dict]]:
     shampoo, _ = optlaw_cfg("shampoo", model)
     rows += [
         ("Shampoo", "optlaw (grafted, blocked, eigh every 10)", shampoo, model_cfg),
+        ("Shampoo", "optlaw, root_dtype=float64", {**shampoo, "shampoo": {**shampoo["shampoo"], "root_dtype": "float64"}}, model_cfg),
         ("Shampoo", "torch_optimizer.Shampoo (update_freq=10)", peer_cfg(shampoo, "torch_optimizer.Shampoo", update_freq=10), model_cfg),
         ("Shampoo", "pytorch_optimizer.Shampoo (every 10)", peer_cfg(shampoo, "pytorch_optimizer.Shampoo", preconditioning_compute_steps=10), model_cfg),
         ("Shampoo", "pytorch_optimizer.ScalableShampoo (every 10)", peer_cfg(
@@ -90,11 +91,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadier on a shared machine)")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--only", nargs="*", help="algorithms to run besides AdamW (e.g. Shampoo SOAP)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     rows = implementations(args.model)
+    if args.only:
+        rows = [r for r in rows if r[0] == "AdamW" or r[0] in args.only]
     model_cfg = rows[0][3]
     base = build_model(model_cfg)
     tokens = torch.randint(0, int(model_cfg["vocab_size"]), (args.batch, int(model_cfg["seq_len"]) + 1))

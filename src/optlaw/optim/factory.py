@@ -100,7 +100,7 @@ def _build_shampoo(groups: list[dict[str, Any]], hp: dict[str, Any]) -> torch.op
         precondition_frequency=int(hp["precondition_frequency"]),
         start_preconditioning_step=int(hp["start_preconditioning_step"]),
         nesterov=bool(hp["nesterov"]),
-        root_dtype=str(hp.get("root_dtype", "float64")),
+        root_dtype=str(hp.get("root_dtype", "float32")),
     )
 
 
@@ -243,6 +243,8 @@ def build_optimizer(model: torch.nn.Module, optimizer_cfg: Any, model_cfg: Any) 
             optimizers[algorithm] = BUILDERS[algorithm](groups, hp)
         except KeyError as exc:
             raise ConfigError(f"optimizer.{algorithm}.{exc.args[0]} is missing; see configs/optimizer/{algorithm}.yaml") from None
+        except ValueError as exc:  # the optimizer's own argument checks (bad beta, lr < 0, ...)
+            raise ConfigError(f"optimizer.{algorithm}: {exc}; fix it in configs/optimizer/<name>.yaml or the override") from None
         hyperparameters[algorithm] = hp
     resolved["hyperparameters"] = hyperparameters
     return OptimizerBundle(optimizers, routing_table, resolved)

@@ -11,7 +11,8 @@ al. 2023, arXiv:2309.06497), single device:
     L_b  = beta2 L_b + (1 - beta2) G_b G_b^T         per block b
     R_b  = beta2 R_b + (1 - beta2) G_b^T G_b
     every ``precondition_frequency`` steps from ``start_preconditioning_step``:
-        Linv_b = (L_b/(1-beta2^t) + eps I)^(-1/4),  Rinv_b likewise (symmetric eigh in root_dtype)
+        Linv_b = (L_b/(1-beta2^t) + eps I)^(-1/4),  Rinv_b likewise (symmetric eigh in root_dtype,
+                 float32 by default with a float64 retry, as Distributed Shampoo)
     D    = bias-corrected m (Nesterov: G.lerp(m, beta1))
     A    = D / (sqrt(v / (1-beta2^t)) + grafting_eps)                 Adam's direction
     S_b  = Linv_b D_b Rinv_b * ||A_b|| / ||Linv_b D_b Rinv_b||        direction of Shampoo, norm of Adam
@@ -56,10 +57,20 @@ def from_blocks(blocks: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 
 def inverse_root(stat: torch.Tensor, epsilon: float, root: int, dtype: torch.dtype) -> torch.Tensor:
-    """(stat + epsilon I)^(-1/root) for a batch of symmetric PSD matrices, via eigh."""
+    """(stat + epsilon I)^(-1/root) for a batch of symmetric PSD matrices, via eigh.
+
+    Negative eigenvalues (rounding of a PSD matrix) are clamped to 0 before epsilon.
+    If eigh fails to converge in float32 it is retried in float64, as Distributed
+    Shampoo does.
+    """
     x = stat.to(dtype)
     x = (x + x.transpose(-1, -2)) / 2  # exact symmetry for eigh
-    eigenvalues, eigenvectors = torch.linalg.eigh(x)
+    try:
+        eigenvalues, eigenvectors = torch.linalg.eigh(x)
+    except torch.linalg.LinAlgError:
+        if dtype == torch.float64:
+            raise
+        eigenvalues, eigenvectors = torch.linalg.eigh(x.double())
     scale = (eigenvalues.clamp(min=0) + epsilon).pow(-1.0 / root)
     return ((eigenvectors * scale.unsqueeze(-2)) @ eigenvectors.transpose(-1, -2)).to(stat.dtype)
 
@@ -79,7 +90,7 @@ class Shampoo(torch.optim.Optimizer):
         precondition_frequency: int = 10,
         start_preconditioning_step: int = 10,
         nesterov: bool = False,
-        root_dtype: str = "float64",
+        root_dtype: str = "float32",
     ) -> None:
         if not (0.0 <= betas[0] < 1.0 and 0.0 < betas[1] < 1.0):
             raise ValueError(f"Shampoo betas must be in [0, 1) x (0, 1), got {betas}")
@@ -145,8 +156,9 @@ class Shampoo(torch.optim.Optimizer):
                 exp_avg.lerp_(grad, 1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 grad_blocks = to_blocks(grad, rows, cols)
-                state["left"].mul_(beta2).add_(grad_blocks @ grad_blocks.transpose(-1, -2), alpha=1 - beta2)
-                state["right"].mul_(beta2).add_(grad_blocks.transpose(-1, -2) @ grad_blocks, alpha=1 - beta2)
+                flat = grad_blocks.flatten(0, 1)  # [blocks, rows, cols] for in-place batched GEMMs
+                state["left"].flatten(0, 1).baddbmm_(flat, flat.transpose(-1, -2), beta=beta2, alpha=1 - beta2)
+                state["right"].flatten(0, 1).baddbmm_(flat.transpose(-1, -2), flat, beta=beta2, alpha=1 - beta2)
 
                 bias1 = 1 - beta1**t
                 bias2 = 1 - beta2**t
