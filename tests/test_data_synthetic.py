@@ -199,3 +199,13 @@ def test_small_model_approaches_but_does_not_beat_the_floor(one_torch_thread):
     assert final > floor
     # Measured: 100 steps close ~70% of the gap between a fresh model and the floor.
     assert initial - final > 0.6 * (initial - floor)
+
+
+def test_memoised_blocks_equal_direct_sampling_under_gradient_accumulation():
+    from optlaw.data.keys import train_sequence_keys
+
+    corpus = SyntheticCorpus(SMALL)
+    for step in (0, 1, 63, 64, 65, 3):  # crosses block boundaries and goes back
+        for micro in range(3):
+            direct = corpus.sample(train_sequence_keys(2, step, micro, 1, 2, 4), 33)
+            assert np.array_equal(corpus.train_batch(2, step, micro, 1, 2, 4, 32).numpy(), direct)
