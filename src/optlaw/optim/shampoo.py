@@ -163,15 +163,16 @@ class Shampoo(torch.optim.Optimizer):
                 bias1 = 1 - beta1**t
                 bias2 = 1 - beta2**t
                 first = grad.lerp(exp_avg, beta1) if group["nesterov"] else exp_avg
-                direction = first / bias1
-                adam = direction / (exp_avg_sq / bias2).sqrt_().add_(group["grafting_epsilon"])
+                denominator = exp_avg_sq.sqrt().div_(math.sqrt(bias2)).add_(group["grafting_epsilon"])
+                adam = first.div(denominator).div_(bias1)
 
                 start = group["start_preconditioning_step"]
                 if t >= start:
                     if (t - start) % group["precondition_frequency"] == 0:
                         state["left_inv_root"].copy_(inverse_root(state["left"] / bias2, group["epsilon"], 4, root_dtype))
                         state["right_inv_root"].copy_(inverse_root(state["right"] / bias2, group["epsilon"], 4, root_dtype))
-                    shampoo = state["left_inv_root"] @ to_blocks(direction, rows, cols) @ state["right_inv_root"]
+                    # `first` without 1/bias1: grafting fixes the norm, so the scale would cancel.
+                    shampoo = state["left_inv_root"] @ to_blocks(first, rows, cols) @ state["right_inv_root"]
                     adam_norm = torch.linalg.vector_norm(to_blocks(adam, rows, cols), dim=(-2, -1), keepdim=True)
                     shampoo_norm = torch.linalg.vector_norm(shampoo, dim=(-2, -1), keepdim=True)
                     shampoo.mul_(adam_norm / shampoo_norm.clamp(min=torch.finfo(shampoo.dtype).tiny))
