@@ -302,3 +302,13 @@ def test_bad_hyperparameter_value_is_a_config_error():
     cfg = optimizer_cfg("shampoo", ["optimizer.shampoo.betas=[0.9,1.5]"])
     with pytest.raises(ConfigError, match=r"optimizer.shampoo: Shampoo betas must be"):
         build_optimizer(tiny_model("llama"), cfg, tiny_model_cfg("llama"))
+
+
+@pytest.mark.parametrize("preset", ["llama/1m", "olmo/1m", "llama/150m", "olmo/150m"])
+def test_shipped_model_presets_are_fully_routed(preset):
+    cfg = compose("train", [f"model={preset}", "optimizer=muon"])
+    with torch.device("meta"):  # names and shapes only; no memory for the larger preset
+        model = build_model(cfg.model)
+    bundle = build_optimizer(model, cfg.optimizer, cfg.model)
+    assert sorted(r["param"] for r in bundle.routing_table) == sorted(n for n, _ in model.named_parameters())
+    assert {r["group"] for r in bundle.routing_table} == set(GROUP_NAMES)
