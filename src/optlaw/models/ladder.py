@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 # Nominal non-embedding sizes, by tier.
-CPU_SIZES = {"1m": 1e6, "3m": 3e6, "10m": 10e6}
+# 100k-400k are the demo's sizes (`optlaw demo` must finish in ~15 min on 2 CPU cores).
+CPU_SIZES = {"100k": 1e5, "250k": 2.5e5, "400k": 4e5, "1m": 1e6, "3m": 3e6, "10m": 10e6}
 REAL_SIZES = {
     "20m": 20e6, "60m": 60e6, "150m": 150e6, "300m": 300e6,
     "600m": 600e6, "1b": 1e9, "1.5b": 1.5e9,
