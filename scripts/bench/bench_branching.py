@@ -80,6 +80,18 @@ def grid_cost(sweep_dir: Path) -> dict:
     return {"points": points, "branches": branches, "tokens": tokens, "wall_s": wall}
 
 
+def max_loss_difference(plain_dir: Path, branched_dir: Path) -> float | str:
+    """Branches are the same computation as training from scratch, so the losses should agree exactly."""
+    from optlaw.records import iter_records
+
+    plain = {r["run_id"]: r.get("final_val_loss") for _, r in iter_records(plain_dir / "runs")}
+    branched = {r["run_id"]: r.get("final_val_loss") for _, r in iter_records(branched_dir / "runs")}
+    common = [k for k in plain if k in branched and plain[k] is not None and branched[k] is not None]
+    if not common:
+        return "no common finished points"
+    return max(abs(plain[k] - branched[k]) for k in common)
+
+
 def shared_fit(sweep_dir: Path, reference: str) -> dict | str:
     try:
         from optlaw.fit import fit_shared, load_runs
@@ -114,13 +126,17 @@ def main() -> int:
     plain, branched = rows["one run per budget"], rows["branching"]
     print(f"grid: models {args.models} x optimizers {args.optimizers} x tokens {args.tokens}; WSD decay "
           f"{args.decay_fraction}, warmup {args.warmup_tokens} tokens; synthetic corpus; work dir {work}")
+    print("train wall s: sum of the records' wall_time_s; elapsed s: this run's wall clock (points run "
+          f"{args.parallel} at a time); both are noisy on a shared machine, tokens are exact")
     print(f"{'':<22} {'points':>6} {'branches':>8} {'tokens trained':>15} {'train wall s':>12} {'elapsed s':>10}")
     for label, row in rows.items():
         print(f"{label:<22} {row['points']:>6} {row['branches']:>8} {row['tokens']:>15.0f} {row['wall_s']:>12.1f} "
               f"{row['elapsed_s']:>10.1f}")
     if plain["tokens"]:
         print(f"ratio branching / one run per budget: tokens {branched['tokens'] / plain['tokens']:.3f}, "
-              f"train wall time {branched['wall_s'] / max(plain['wall_s'], 1e-9):.3f} (measured side by side)")
+              f"train wall time {branched['wall_s'] / max(plain['wall_s'], 1e-9):.3f}")
+    diff = max_loss_difference(work / "plain", work / "branched")
+    print(f"largest |final_val_loss difference| between the same run id in the two grids: {diff}")
     print("shared-exponent law (L = E + A/(rho_N N)^alpha + B/(rho_D D)^beta):")
     keys = sorted({k for row in rows.values() if isinstance(row["fit"], dict) for k in row["fit"]})
     for label, row in rows.items():
