@@ -38,7 +38,7 @@ FIT_FIELDS = (
 NON_SEMANTIC_KEYS = (
     "run_dir", "wandb", "log", "checkpoint", "device", "compile", "progress",
     "sweep_name", "sweep_dir", "batch.micro_batch_size", "data.cache_dir",
-    "precision", "num_workers",
+    "precision", "num_workers", "cpu_threads",
     # A branch start is checked to compute the same thing as the plain run (optlaw.train.trainer).
     "init.from_checkpoint", "step_cost", "hardware", "eval.micro_batch_size",
     # Proxy tasks: how many steps are timed for step_cost_ratio, not what is trained.

@@ -29,7 +29,15 @@ def run_label(config: dict[str, Any]) -> str:
 
 
 def run_id(config: dict[str, Any]) -> str:
-    """The run id of a resolved `train` config (plain dict): ``<label>-<semantic hash>``."""
+    """The run id of a resolved config (plain dict): ``<label>-<semantic hash>``.
+
+    Proxy-task points label themselves (their config has no model or budget); the
+    lazy import keeps the trainer free of the proxy stage unless a proxy point asks.
+    """
+    if config.get("task", "llm") != "llm":
+        from optlaw.proxy.point import run_label as proxy_label
+
+        return make_run_id(config, proxy_label(config))
     return make_run_id(config, run_label(config))
 
 
