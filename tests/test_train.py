@@ -54,7 +54,7 @@ def test_run_writes_record_metrics_routing_and_wandb(tmp_path, monkeypatch):
     assert on_disk["final_val_loss"] > on_disk["entropy_floor_nats"] > 0
     for key in ("mean_fwd_bwd_s", "mean_optimizer_step_s", "mean_data_wait_s", "tokens_per_s", "step_cost_ratio", "wall_time_s"):
         assert on_disk[key] is not None and on_disk[key] >= 0, key
-    assert set(on_disk["step_cost"]) == {"fwd_bwd_s", "optimizer_step_s", "adamw_step_s", "repeats"}
+    assert set(on_disk["step_cost"]) == {"fwd_bwd_s", "optimizer_step_s", "adamw_step_s", "repeats", "window_steps"}
     assert on_disk["hyperparameters"]["name"] == "adamw"
     assert on_disk["sweep"] == "unit" and on_disk["branch"] is None
     assert set(on_disk["versions"]) == {"python", "torch", "transformers", "optlaw"}
