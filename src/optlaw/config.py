@@ -92,6 +92,10 @@ def _list_options(group: str) -> list[str]:
         return []
     if not root.is_dir():
         return []
+    top_level = sorted(p.stem for p in root.glob("*.yaml"))
+    if top_level:
+        # Folders beside top-level options are sub-groups (e.g. optimizer/routing), not choices.
+        return top_level
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
 
 
