@@ -98,7 +98,15 @@ def release_requeued(job_id: str) -> None:
         return any(line.endswith("PENDING") for line in queued([job_id]))
 
     wait_until(pending, 120, f"job {job_id} to be pending again after the requeue", poll_s=0.5)
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True, check=True)
+    # Starting it again while the node still tears the old instance down gets it killed
+    # ("Job credential revoked"): wait until no slurmstepd of that job is left.
+    raw_id = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%A"], capture_output=True, text=True).stdout.strip()
+    wait_until(lambda: subprocess.run(["pgrep", "-f", rf"slurmstepd: \[{raw_id}\."], capture_output=True).returncode != 0,
+               60, f"the old instance of job {job_id} to be cleaned up", poll_s=0.5)
+    time.sleep(2)
+    # No check: if SLURM already started it, there is nothing to release; otherwise the
+    # hold simply runs out and the waits below are long enough for that.
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True)
 
 
 def steps_logged(run_dir: Path) -> int:
