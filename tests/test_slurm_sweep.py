@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -62,7 +63,7 @@ def slurm_cluster() -> None:
 def user_configs(tmp_path, monkeypatch):
     root = tmp_path / "user_configs"
     write_sweep(root)                                        # 2 points of 2 and 3 steps
-    write_sweep(root, name="longer", tokens="[6144, 4608]")  # 12 and 9 steps
+    write_sweep(root, name="longer", tokens="[6144, 5632]")  # 12 and 11 steps
     monkeypatch.setenv("OPTLAW_EXTRA_CONFIGS", str(root))    # sbatch exports it to the jobs
     return root
 
@@ -154,11 +155,13 @@ def test_requeue_and_preemption_resume_exactly_and_scancel_leaves_a_resumable_po
     requeued_dir = sweep_dir / requeued_point["run_dir"]
     cancelled_dir = sweep_dir / cancelled_point["run_dir"]
 
-    wait_until(lambda: steps_logged(requeued_dir) >= 2, 240, "the first point to train 2 steps", poll_s=0.3)
+    # Interrupt both points right after their first logged step: on an idle machine a
+    # step takes well under a second, so anything slower could miss the run.
+    wait_until(lambda: steps_logged(requeued_dir) >= 1, 240, "the first point to train a step", poll_s=0.1)
     subprocess.run(["scontrol", "requeue", jobs[requeued_point["run_id"]]], check=True)
-    release_requeued(jobs[requeued_point["run_id"]])
-    wait_until(lambda: steps_logged(cancelled_dir) >= 2, 240, "the second point to train 2 steps", poll_s=0.3)
+    wait_until(lambda: steps_logged(cancelled_dir) >= 1, 240, "the second point to train a step", poll_s=0.1)
     subprocess.run(["scancel", jobs[cancelled_point["run_id"]]], check=True)
+    release_requeued(jobs[requeued_point["run_id"]])
 
     wait_until(lambda: not queued([jobs[cancelled_point["run_id"]]]), 120, "the cancelled job to leave the queue")
     cancelled_status = records.read_record(cancelled_dir)["status"]
@@ -169,8 +172,11 @@ def test_requeue_and_preemption_resume_exactly_and_scancel_leaves_a_resumable_po
     # Then the signal SLURM sends before a time limit or on preemption (USR1 here): the
     # trainer checkpoints, submitit requeues the job, and it resumes again.
     log_path = sweep_dir / "logs" / f"{requeued_point['run_id']}.log"
-    wait_until(lambda: log_path.exists() and "resuming from step" in log_path.read_text(), 240, "the requeued job to resume")
-    wait_until(lambda: steps_logged(requeued_dir) >= 7, 240, "the resumed point to pass step 7", poll_s=0.3)
+    resumed = wait_until(lambda: re.search(r"resuming from step (\d+)", log_path.read_text()), 240,
+                         "the requeued job to resume", poll_s=0.1)
+    resume_step = int(resumed.group(1))
+    assert resume_step < 12
+    wait_until(lambda: steps_logged(requeued_dir) > resume_step, 240, "the resumed point to train a step", poll_s=0.1)
     subprocess.run(["scancel", "--signal=USR1", jobs[requeued_point["run_id"]]], check=True)
     release_requeued(jobs[requeued_point["run_id"]])
 
