@@ -223,19 +223,11 @@ def decay_start_tokens(cfg: DictConfig) -> int:
 def run_id_for(cfg: DictConfig, label: str) -> str:
     """The trainer's run id for a composed config, so manifest and record always agree."""
     plain = to_plain(cfg)
-    from optlaw.records import make_run_id
-
-    if plain.get("task", "llm") != "llm":
-        # Proxy points label themselves; imported lazily, as optlaw.point.run_point does,
-        # because proxy is a later stage.
-        try:
-            from optlaw.proxy.point import run_label as proxy_run_label
-        except ImportError:
-            return make_run_id(plain, label)
-        return make_run_id(plain, proxy_run_label(plain))
-    try:  # the trainer owns run identity
+    try:  # the trainer owns run identity (proxy points included)
         from optlaw.train.identity import run_id as trainer_run_id
     except ImportError:  # trainer stage not installed: same hash, our label
+        from optlaw.records import make_run_id
+
         return make_run_id(plain, label)
     return trainer_run_id(plain)
 
