@@ -120,3 +120,15 @@ def test_proxy_task_sweep_runs_through_the_same_launcher(tmp_path, capsys):
     for point in read_manifest(sweep_dir)["points"]:
         record = records.read_record(sweep_dir / point["run_dir"])
         assert record["run_id"] == point["run_id"] and record["task"] == "quadratic"
+
+
+def test_eta_is_weighted_by_planned_flops(monkeypatch):
+    from optlaw.sweep import local
+
+    clock = iter([100.0, 130.0])
+    monkeypatch.setattr(local.time, "perf_counter", lambda: next(clock))
+    eta = local._EtaClock({"a": {"flops": 1e12}, "b": {"flops": 3e12}}, ["a", "b"])
+    assert eta.text() == ""  # nothing finished: no estimate yet
+    eta.finished("a")
+    # 30 s for a quarter of the FLOPs: three times that is left.
+    assert eta.text() == " | elapsed 0m30s, ~1m30s left"

@@ -35,6 +35,7 @@ def run_local(
     results: dict[str, str] = {}
     skipped: list[str] = []
     stop = {"signal": None}
+    eta = _EtaClock(by_id, run_ids)
 
     def on_signal(signum, _frame):
         stop["signal"] = signum
@@ -78,8 +79,9 @@ def run_local(
                 claims.release_claim(sweep_dir, run_id)
                 status = (records.read_record(sweep_dir / by_id[run_id]["run_dir"]) or {}).get("status", "missing")
                 results[run_id] = status
+                eta.finished(run_id)
                 detail = "" if code == 0 else f" (exit code {code}; log: {sweep_dir / 'logs' / (run_id + '.log')})"
-                print(f"end   {run_id}: {status}{detail} | {_progress(results, running, queue)}", file=out, flush=True)
+                print(f"end   {run_id}: {status}{detail} | {_progress(results, running, queue)}{eta.text()}", file=out, flush=True)
             time.sleep(0.2)
     finally:
         for s, handler in previous.items():
@@ -92,6 +94,37 @@ def run_local(
 def _trunk_ready(sweep_dir: Path, point: dict) -> bool:
     source = branch_source(sweep_dir, point)
     return source is None or source.exists()
+
+
+class _EtaClock:
+    """Time left, from the FLOPs finished so far and the wall time they took.
+
+    Points differ in cost by orders of magnitude, so counting points would mislead;
+    FLOPs from the manifest are the planned cost (branches train less, which makes the
+    estimate err on the long side).
+    """
+
+    def __init__(self, by_id: dict, run_ids: list[str]):
+        self.start = time.perf_counter()
+        self.flops = {r: float(by_id[r].get("flops") or 0.0) for r in run_ids}
+        self.total = sum(self.flops.values())
+        self.done = 0.0
+
+    def finished(self, run_id: str) -> None:
+        self.done += self.flops.get(run_id, 0.0)
+
+    def text(self) -> str:
+        if self.done <= 0 or self.total <= 0:
+            return ""
+        elapsed = time.perf_counter() - self.start
+        left = elapsed * (self.total - self.done) / self.done
+        return f" | elapsed {_clock(elapsed)}, ~{_clock(left)} left"
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def _progress(results: dict[str, str], running: dict, queue: list) -> str:
