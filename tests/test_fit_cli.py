@@ -101,7 +101,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: x.csv lacks column(s) D") and err.count("\n") == 1
     assert cli.main(["fit", "--out", str(tmp_path / "o")]) == 2
-    assert "one of the arguments --runs --csv is required" in capsys.readouterr().err
+    assert "one of the arguments --runs --csv --wandb-runs is required" in capsys.readouterr().err
     sweep = write_sweep(tmp_path / "syn")
     assert cli.main(["fit", "--runs", str(sweep), "--reference", "sgd", "--out", str(tmp_path / "o")]) == 2
     assert "reference optimizer 'sgd' is not in the data" in capsys.readouterr().err

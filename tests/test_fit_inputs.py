@@ -149,3 +149,39 @@ def test_records_without_split_parameter_counts_fall_back_to_N(tmp_path):
     rec["N_total"] = rec["N_non_embedding"] = None  # proxy-task records carry one N
     table = load_runs(write_sweep(tmp_path / "s", [rec]))
     assert table.N[0] == pytest.approx(1e7)
+
+
+class _FakeWandbRun:
+    def __init__(self, record):
+        self.id = record["run_id"]
+        self.summary = dict(record)
+
+
+class _FakeWandbApi:
+    """Stands in for wandb.Api(): the trainer writes the record's fit fields into each run's summary."""
+
+    def __init__(self, runs):
+        self._runs, self.calls = runs, []
+
+    def runs(self, path, filters=None):
+        self.calls.append((path, filters))
+        group = (filters or {}).get("group")
+        return [r for r in self._runs if group is None or r.summary.get("sweep") == group]
+
+
+def test_wandb_runs_fit_like_local_records(tmp_path):
+    from optlaw.fit import load_wandb
+
+    t = synthetic_table(noise=0.0)
+    recs = [record(o, n, d, l) for o, n, d, l in table_rows(t)]
+    recs.append(record("adamw", 3e7, 1e9, None, status="diverged", reason="loss spike"))
+    local = load_runs(write_sweep(tmp_path / "sweep", recs))
+    api = _FakeWandbApi([_FakeWandbRun(r) for r in recs])
+    remote = load_wandb("me/optlaw", group="s", api=api)
+    assert api.calls == [("me/optlaw", {"group": "s"})]
+    assert sorted(zip(remote.optimizer, remote.N, remote.D, remote.loss)) == sorted(
+        zip(local.optimizer, local.N, local.D, local.loss))
+    assert [r["reason"] for r in remote.excluded] == ["loss spike"]
+    assert fit_shared(remote).params["alpha"] == pytest.approx(fit_shared(local).params["alpha"], rel=1e-9)
+    with pytest.raises(UserError, match="no W&B runs in 'me/optlaw' with group 'other'"):
+        load_wandb("me/optlaw", group="other", api=api)

@@ -30,7 +30,7 @@ FINISHED = (DONE, DIVERGED)  # a sweep never reruns these unless asked
 FIT_FIELDS = (
     "run_id", "task", "status", "optimizer", "family", "size", "seed",
     "N", "N_total", "N_non_embedding", "D", "tokens_trained", "flops",
-    "final_val_loss", "step_cost_ratio", "hyperparameters", "sweep", "branch",
+    "final_val_loss", "step_cost_ratio", "wall_time_s", "reason", "hyperparameters", "sweep", "branch",
 )
 
 # Config keys that do not change what a grid point computes. They are removed

@@ -14,10 +14,10 @@ from optlaw.fit.laws import (
 )
 from optlaw.fit.result import FitResult
 from optlaw.fit.solver import HUBER_DELTA, OBJECTIVES
-from optlaw.fit.table import FitWarning, RunTable, load_csv, load_runs, mean_over_seeds
+from optlaw.fit.table import FitWarning, RunTable, load_csv, load_runs, load_wandb, mean_over_seeds
 
 __all__ = [
     "FitResult", "FitWarning", "HUBER_DELTA", "OBJECTIVES", "RunTable", "VARIANTS", "cell_bootstrap_counts",
     "check_budget", "compute_optimal", "cost_per_ND", "fit_compute", "fit_separate", "fit_shared", "load_csv",
-    "load_runs", "mean_over_seeds",
+    "load_runs", "load_wandb", "mean_over_seeds",
 ]

@@ -11,7 +11,7 @@ from optlaw.errors import UserError
 from optlaw.fit.laws import COST_BASES, DEFAULT_BOOTSTRAP, VARIANTS
 from optlaw.fit.solver import OBJECTIVES
 from optlaw.fit.study import LAWS, run_study, summarize
-from optlaw.fit.table import N_BASES, SEED_MODES, FitWarning, load_csv, load_runs, mean_over_seeds
+from optlaw.fit.table import N_BASES, SEED_MODES, FitWarning, load_csv, load_runs, load_wandb, mean_over_seeds
 from optlaw.records import write_json_atomic
 
 WANDB_MODES = ("disabled", "offline", "online")
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--runs", nargs="+", metavar="SWEEP_DIR", help="sweep directories holding run.json records")
     src.add_argument("--csv", metavar="FILE", help="CSV with columns optimizer,N,D,loss (+ seed,flops,step_cost,family)")
+    src.add_argument("--wandb-runs", metavar="ENTITY/PROJECT[:GROUP]",
+                     help="runs stored in W&B (their summaries hold the run-record fields); GROUP = sweep name")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory for fit.json, report.md, plots")
     p.add_argument("--law", choices=LAWS, default="shared", help="headline law (separate and shared are always fitted)")
     p.add_argument("--variant", choices=VARIANTS, default="full", help="shared law: both rho's, rho_D only, rho_N only")
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                              n_basis=args.n_basis or "as_given")
             if args.seeds == "mean":
                 table = mean_over_seeds(table)
+        elif args.wandb_runs:
+            path, _, group = args.wandb_runs.partition(":")
+            table = load_wandb(path, group or None, n_basis=args.n_basis or "non_embedding", seeds=args.seeds)
         else:
             table = load_runs(args.runs, n_basis=args.n_basis or "non_embedding", seeds=args.seeds)
         if args.drop_highest_loss:

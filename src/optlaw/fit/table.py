@@ -207,46 +207,81 @@ def load_runs(dirs: list[str | os.PathLike] | str | os.PathLike, n_basis: str = 
     recorded in ``table.tuning`` with a warning when it sits at the edge of the swept range.
     ``seeds``: ``all`` keeps every seed as a row, ``mean`` averages them per cell.
     """
+    dirs = [dirs] if isinstance(dirs, (str, os.PathLike)) else list(dirs)
+    for root in dirs:
+        if not Path(root).is_dir():
+            raise UserError(f"sweep directory {str(root)!r} not found; pass existing directories to --runs")
+    found = [(str(run_dir), rec) for root in dirs for run_dir, rec in iter_records(root)]
+    return table_from_records(found, n_basis, seeds, source=", ".join(map(str, dirs)))
+
+
+def load_wandb(path: str, group: str | None = None, n_basis: str = "non_embedding", seeds: str = "all",
+               api=None) -> RunTable:
+    """A table from runs stored in W&B (``entity/project``), for users whose records live only there.
+
+    optlaw's trainer writes the run record's fit fields (``records.FIT_FIELDS``) into each W&B
+    run's summary, so a W&B run reads like a ``run.json``. ``group`` keeps one sweep's runs.
+    ``api`` is a ``wandb.Api()`` (tests pass a stand-in).
+    """
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    filters = {"group": group} if group else None
+    try:
+        remote = list(api.runs(path, filters=filters))
+    except Exception as exc:  # wandb raises several types for a bad path or no network
+        raise UserError(f"cannot list W&B runs of {path!r}: {exc}; check entity/project, login and network") from None
+    found = []
+    for run in remote:
+        rec = dict(run.summary)
+        rec.setdefault("run_id", getattr(run, "id", None))
+        found.append((f"wandb:{path}/{getattr(run, 'id', '?')}", rec))
+    if not found:
+        raise UserError(f"no W&B runs in {path!r}" + (f" with group {group!r}" if group else "")
+                        + "; check --wandb-runs (entity/project[:group])")
+    return table_from_records(found, n_basis, seeds, source=f"wandb:{path}" + (f":{group}" if group else ""))
+
+
+def table_from_records(found: list[tuple[str, dict]], n_basis: str = "non_embedding", seeds: str = "all",
+                       source: str = "") -> RunTable:
+    """The fit table from (location, record) pairs: run.json files or W&B summaries alike."""
     if n_basis not in N_BASES:
         raise UserError(f"n_basis must be one of {N_BASES}, got {n_basis!r}")
     if seeds not in SEED_MODES:
         raise UserError(f"seeds must be one of {SEED_MODES}, got {seeds!r}")
-    dirs = [dirs] if isinstance(dirs, (str, os.PathLike)) else list(dirs)
     n_key = "N_total" if n_basis == "total" else "N_non_embedding"
     runs, excluded = [], []
-    for root in dirs:
-        if not Path(root).is_dir():
-            raise UserError(f"sweep directory {str(root)!r} not found; pass existing directories to --runs")
-        for run_dir, rec in iter_records(root):
-            N = rec.get(n_key)
-            if _missing(N):  # proxy tasks have one N only
-                N = rec.get("N")
-            entry = {
-                "run_id": rec.get("run_id", run_dir.name), "run_dir": str(run_dir),
-                "optimizer": rec.get("optimizer"), "N": N, "D": rec.get("D", rec.get("tokens_trained")),
-                "loss": rec.get("final_val_loss"), "seed": rec.get("seed", 0), "flops": rec.get("flops"),
-                "step_cost": rec.get("step_cost_ratio"), "wallclock_s": rec.get("wallclock_s", rec.get("wall_time_s")),
-                "family": rec.get("family") or "", "sweep": rec.get("sweep"),
-                "hyperparameters": rec.get("hyperparameters") or {},
-                "status": rec.get("status"), "reason": rec.get("reason") or "",
-            }
-            if entry["status"] != DONE:
-                excluded.append(_excluded(entry, entry["reason"] or f"status {entry['status']}"))
-                continue
-            lacking = [k for k in ("optimizer", "N", "D", "loss") if _missing(entry[k])]
-            if lacking:
-                excluded.append(_excluded(entry, f"record lacks {', '.join(lacking)}"))
-                continue
-            runs.append(entry)
+    for run_dir, rec in found:
+        N = rec.get(n_key)
+        if _missing(N):  # proxy tasks have one N only
+            N = rec.get("N")
+        entry = {
+            "run_id": rec.get("run_id") or Path(run_dir).name, "run_dir": str(run_dir),
+            "optimizer": rec.get("optimizer"), "N": N, "D": rec.get("D", rec.get("tokens_trained")),
+            "loss": rec.get("final_val_loss"), "seed": rec.get("seed", 0), "flops": rec.get("flops"),
+            "step_cost": rec.get("step_cost_ratio"), "wallclock_s": rec.get("wallclock_s", rec.get("wall_time_s")),
+            "family": rec.get("family") or "", "sweep": rec.get("sweep"),
+            "hyperparameters": rec.get("hyperparameters") or {},
+            "status": rec.get("status"), "reason": rec.get("reason") or "",
+        }
+        if entry["status"] != DONE:
+            excluded.append(_excluded(entry, entry["reason"] or f"status {entry['status']}"))
+            continue
+        lacking = [k for k in ("optimizer", "N", "D", "loss") if _missing(entry[k])]
+        if lacking:
+            excluded.append(_excluded(entry, f"record lacks {', '.join(lacking)}"))
+            continue
+        runs.append(entry)
     if not runs:
-        raise UserError(f"no finished ('done') runs with optimizer, N, D and final_val_loss under "
-                        f"{', '.join(map(str, dirs))}; run the sweep first or check --runs")
+        raise UserError(f"no finished ('done') runs with optimizer, N, D and final_val_loss in "
+                        f"{source}; run the sweep first or check the source")
     runs, tuning, tuning_notes = _best_per_cell(runs)
     table = RunTable.from_columns(
         [r["optimizer"] for r in runs], [r["N"] for r in runs], [r["D"] for r in runs],
         [r["loss"] for r in runs], seed=[r["seed"] for r in runs], flops=[r["flops"] for r in runs],
         step_cost=[r["step_cost"] for r in runs], wallclock_s=[r["wallclock_s"] for r in runs],
-        family=[r["family"] for r in runs], n_basis=n_basis, source=", ".join(map(str, dirs)),
+        family=[r["family"] for r in runs], n_basis=n_basis, source=source,
         excluded=excluded, tuning=tuning, sweep_names=sorted({str(r["sweep"]) for r in runs if r["sweep"]}),
     )
     for note in tuning_notes:

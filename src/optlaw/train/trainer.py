@@ -409,7 +409,7 @@ class _Session:
             print(f"{self.point_id}: diverged: {reason}", flush=True)
         _refresh_record(self.record, self.state, self.plan, self.stats, write=False)
         self.record.update(status=records.DIVERGED, reason=reason, final_val_loss=None)
-        self.mirror.summary({"status": records.DIVERGED})
+        self.mirror.summary({k: self.record.data.get(k) for k in records.FIT_FIELDS} | {"reason": reason})
 
     def _finish(self) -> None:
         plan, state = self.plan, self.state
@@ -430,7 +430,9 @@ class _Session:
             step_cost=step_cost,
             step_cost_ratio=ratio,
         )
-        self.mirror.summary({"final_val_loss": final_val_loss, "step_cost_ratio": ratio, "status": records.DONE})
+        # The record's fit fields go to the W&B summary too, so `optlaw fit --wandb-runs` can fit
+        # runs whose run.json files are gone (e.g. scratch space wiped after a sweep).
+        self.mirror.summary({k: self.record.data.get(k) for k in records.FIT_FIELDS})
         if self.info.is_main:
             floor = self.record.data.get("entropy_floor_nats")
             floor_text = f" (entropy floor {floor:.4f})" if floor is not None else ""
