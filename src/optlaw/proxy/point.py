@@ -123,7 +123,7 @@ def run(cfg: DictConfig | dict) -> dict:
         "optimizer": plain["proxy_optimizer"], "family": None, "size": None, "seed": plain["seed"],
         "N": N, "N_total": N, "N_non_embedding": N, "D": steps, "tokens_trained": steps,
         "flops": None, "final_val_loss": None, "step_cost_ratio": None, "hyperparameters": None,
-        "sweep": plain.get("sweep_name"), "branch": None,
+        "sweep": plain.get("sweep_name"), "branch": None, "reason": None, "wall_time_s": None,
         "s": plain["s"], "source_r": plain["source_r"], "damping": plain["damping"],
         "n_samples": plain.get("n_samples"),
         "run_dir": str(run_dir), "config": plain, "started_at": _now(),
@@ -134,12 +134,13 @@ def run(cfg: DictConfig | dict) -> dict:
         measured = solve_point(plain)
     except BaseException as exc:
         record.update(status=records.FAILED, error=f"{type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc(), finished_at=_now())
+                      reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(), finished_at=_now())
         records.write_record(run_dir, record)
         raise
     record.update(measured)
     finite = math.isfinite(measured["final_val_loss"])
-    record.update(status=records.DONE if finite else records.DIVERGED, finished_at=_now(),
-                  runtime_s=time.perf_counter() - start)
+    runtime_s = time.perf_counter() - start
+    record.update(status=records.DONE if finite else records.DIVERGED, finished_at=_now(), runtime_s=runtime_s,
+                  wall_time_s=runtime_s, reason=None if finite else "non-finite final loss")
     records.write_record(run_dir, record)
     return record
