@@ -15,9 +15,9 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "run.json"
@@ -46,15 +46,14 @@ NON_SEMANTIC_KEYS = (
 )
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON so that readers see either the old file or the new one, never a torn one."""
+def write_atomic(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Call ``write(fh)`` on a temp file beside ``path``, fsync, rename: readers see the old or the whole new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
-            fh.write("\n")
+        with os.fdopen(fd, "wb" if binary else "w") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -62,6 +61,16 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON so that readers see either the old file or the new one, never a torn one."""
+
+    def dump(fh: IO) -> None:
+        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
+        fh.write("\n")
+
+    write_atomic(path, dump)
 
 
 def _json_default(obj: Any) -> Any:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from optlaw import records
 from optlaw.errors import UserError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -36,18 +36,7 @@ def keep_path(run_dir: Path, tokens: int) -> Path:
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
     """Temp file in the same folder, fsync, rename: a reader sees the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    records.write_atomic(path, lambda fh: torch.save(state, fh), binary=True)
 
 
 def rotate(run_dir: Path, keep: int) -> None:
