@@ -86,3 +86,46 @@ def test_noise_free_data_recovered_exactly():
     fit = fit_separate(table)
     for name, value in {"E": 2.0, "A": 300.0, "B": 900.0, "alpha": 0.3, "beta": 0.28}.items():
         assert fit.param(name, "x") == pytest.approx(value, rel=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["full", "rho_D", "rho_N"])
+def test_block_elimination_solves_the_same_system_as_dense_lu(variant):
+    # The shared law's arrowhead solve must equal the plain P x P solve, held coordinates included.
+    from optlaw.fit.normal_equations import BlockSystem, DenseSystem, NormalEquations
+
+    rng = np.random.default_rng(1)
+    n, groups = 60, 5
+    g, zeros = np.arange(n) % groups, np.zeros(n, int)
+    a, b, n_a, n_b = {"full": (g, g, groups, groups), "rho_D": (zeros, g, 1, groups),
+                      "rho_N": (g, zeros, groups, 1)}[variant]
+    eq = NormalEquations(n, a, b, n_a, n_b)
+    assert eq.block
+    R = 6
+    J5, u, r = rng.normal(size=(5, R, n)), rng.random((R, n)), rng.normal(size=(R, n))
+    free = np.ones((R, eq.P), dtype=bool)
+    free[0, 3] = free[1, 2] = free[2, -1] = False      # an A, E, a B held at zero
+    sums, grads = eq.combo_sums(J5, u, r)
+    eq._dense_maps()
+    rows, mu = np.arange(R), rng.random(R) * 1e-2
+    dense = DenseSystem(eq, sums, grads, free).step(rows, mu)
+    block = BlockSystem(eq, sums, grads, free).step(rows, mu)
+    np.testing.assert_allclose(block, dense, rtol=1e-9, atol=1e-12)
+    assert np.all(block[~free] == 0.0)
+
+
+def test_bootstrap_refits_reach_the_optimum_of_a_fresh_solve():
+    # Warm-started batched refits must end where an independent global fit of the same
+    # resampled data ends (same objective up to solver tolerance), not just near the start.
+    from optlaw.fit.laws import _problem as law_problem, _shared_structure, cell_bootstrap_counts
+    from optlaw.fit.synthetic import synthetic_table
+
+    table = synthetic_table(seed=2, noise=0.01)
+    order = ["adamw", "lion", "muon"]
+    p = law_problem(table, _shared_structure(table, order, "adamw", "full"), "huber_log")
+    sol = solver.solve(p)
+    counts = cell_bootstrap_counts(table, 6, seed=4)
+    theta = solver.bootstrap(sol, p, counts)
+    refit_f = solver.loss_terms(solver._predict_batch(theta, p)[0], p, counts).sum(axis=1)
+    for i in range(len(counts)):
+        fresh = solver.solve(p, weights=counts[i])
+        assert refit_f[i] <= fresh.objective_value * (1 + 1e-5), (i, refit_f[i], fresh.objective_value)

@@ -26,9 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import sparse
 from scipy.optimize import minimize, nnls
 from scipy.special import huber, logsumexp
+from threadpoolctl import threadpool_limits
+
+from optlaw.fit.normal_equations import NormalEquations
 
 OBJECTIVES = ("huber_log", "squared")
 # Hoffmann et al. 2022, appendix D.2: Huber loss with delta = 1e-3 on log loss.
@@ -178,64 +180,18 @@ def _predict_batch(theta: np.ndarray, p: Problem) -> tuple[np.ndarray, np.ndarra
     return TE + TA + TB, TE, TA, TB
 
 
-class _NormalEquations:
-    """Assembles J^T U J and J^T U r for a batch of rows from per-point quantities.
-
-    Each point touches 5 of the P parameters (alpha, beta, E, its A, its B). Points that
-    share an (A, B) pair are summed first with one dense matrix product over points (BLAS),
-    and the few sums are then scattered into the P x P matrix by a small fixed sparse map:
-    no (R, n, P) Jacobian and no per-point scatter, which is what makes 1000 bootstrap
-    replicates per step cheap.
-    """
-
-    def __init__(self, p: Problem):
-        s = p.structure
-        self.P = 2 + s.n_coef
-        pairs = np.stack([s.a_group, s.b_group], axis=1)
-        combos, combo_of_point = np.unique(pairs, axis=0, return_inverse=True)
-        C = len(combos)
-        self.sum_by_combo = np.zeros((p.n, C))
-        self.sum_by_combo[np.arange(p.n), combo_of_point.ravel()] = 1.0
-        # parameter index of each of the 5 slots, per combo
-        slot_param = np.stack([np.zeros(C, int), np.ones(C, int), np.full(C, 2), 3 + combos[:, 0],
-                               3 + s.n_a + combos[:, 1]], axis=1)
-        self.upper = np.triu_indices(5)
-        rows, cols = [], []
-        for k, (a, b) in enumerate(zip(*self.upper)):
-            for c in range(C):
-                i, j = slot_param[c, a], slot_param[c, b]
-                rows.append(i * self.P + j), cols.append(k * C + c)
-                if i != j:
-                    rows.append(j * self.P + i), cols.append(k * C + c)
-        self.scatter_H = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(self.P ** 2, 15 * C))
-        self.scatter_g = sparse.csr_matrix((np.ones(5 * C), (slot_param.T.ravel(), np.arange(5 * C))),
-                                           shape=(self.P, 5 * C))
-        self.C = C
-        self._buffer: np.ndarray | None = None
-
-    def __call__(self, J5: np.ndarray, u: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """J5 (5, R, n) per-point derivatives, u (R, n) weights, r (R, n) residuals -> H (R, P, P), g (R, P)."""
-        R, n = u.shape
-        U5 = J5 * u
-        # Products land in one reused buffer: allocating 15 x R x n fresh each step cost
-        # more than the arithmetic (page faults), measured ~6x slower at R = 1000.
-        size = 15 * R * n
-        if self._buffer is None or self._buffer.size < size:
-            self._buffer = np.empty(size)
-        products = self._buffer[:size].reshape(15, R, n)
-        for k, (a, b) in enumerate(zip(*self.upper)):
-            np.multiply(U5[a], J5[b], out=products[k])
-        sums = products.reshape(15 * R, n) @ self.sum_by_combo                # (15 R, C)
-        sums = sums.reshape(15, R, self.C).transpose(0, 2, 1).reshape(15 * self.C, R)
-        H = (self.scatter_H @ sums).T.reshape(R, self.P, self.P)
-        U5 *= r
-        grads = (U5.reshape(5 * R, n) @ self.sum_by_combo).reshape(5, R, self.C)
-        g = (self.scatter_g @ grads.transpose(0, 2, 1).reshape(5 * self.C, R)).T
-        return H, g
-
-
 def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,
            max_iter: int = POLISH_MAX_ITER, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, int]:
+    """Batched damped Gauss-Newton on theta = (alpha, beta, log c): see ``_polish``."""
+    # The matrices here are small (a few thousand rows by ~150 points); BLAS threads only
+    # add synchronisation: 1000 bootstrap refits took 2.2 s with OpenBLAS's 2 threads
+    # against 1.0 s with one, on this 2-core machine under load.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _polish(theta0, p, weights, active, max_iter, rtol)
+
+
+def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,
+            max_iter: int, rtol: float) -> tuple[np.ndarray, np.ndarray, int]:
     """Batched damped Gauss-Newton on theta = (alpha, beta, log c).
 
     ``theta0`` (R, 2 + n_coef) and ``weights`` (R, n) hold one problem per row (multi-start
@@ -244,21 +200,19 @@ def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarr
     Returns theta (R, .), objective values (R,), iterations used.
 
     Huber curvature: a point inside delta counts fully; a point outside (where Huber is
-    linear and has no curvature) counts with a factor k times the IRLS weight delta/|r|.
-    Pure IRLS (k = 1) majorises the objective, so its full step is always accepted, but it
-    converges only linearly: measured at hundreds of steps for some bootstrap replicates.
-    A small k gives near-Newton steps, fast near the optimum but too long far from it. So
-    k is adapted per row, like a trust region: halved after a full step is accepted,
-    raised by the factor the line search had to shorten the step, and set to 1 (IRLS)
-    before a row that found no descent is declared converged.
+    linear and has no curvature) counts with HUBER_OUTSIDE_CURVATURE times the IRLS weight
+    delta/|r|. Pure IRLS (factor 1) majorises the objective but converges only linearly:
+    measured at hundreds of steps for some bootstrap replicates. A small factor gives
+    near-Newton steps; the Levenberg-Marquardt damping (per row) keeps every accepted
+    step a descent.
     """
     theta = np.array(theta0, dtype=float)
     R, P = theta.shape
     active = np.broadcast_to(np.asarray(active, dtype=bool), (R, P - 2))
     free_all = np.concatenate([np.ones((R, 2), dtype=bool), active], axis=1)
     lo, hi = p.exponent_bounds
-    normal_equations = _NormalEquations(p)
-    eye = np.eye(P)
+    s = p.structure
+    normal_equations = NormalEquations(p.n, s.a_group, s.b_group, s.n_a, s.n_b)
 
     f = loss_terms(_predict_batch(theta, p)[0], p, weights).sum(axis=1)
     running = np.ones(R, dtype=bool)
@@ -283,12 +237,7 @@ def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarr
             inv = 1.0 / pred
             TAs, TBs = TA * inv, TB * inv
             J5 = np.stack([-p.logN * TAs, -p.logD * TBs, TE * inv, TAs, TBs])
-        H, g = normal_equations(J5, u, r)
-        # Fixed coordinates: zero rows/columns and gradient, unit diagonal, so their step is zero.
-        pair_free = free[:, :, None] & free[:, None, :]
-        H = np.where(pair_free, H, 0.0)
-        g = np.where(free, g, 0.0)
-        diag = np.einsum("rpp->rp", H) + (~free) * 1.0
+        system = normal_equations.assemble(J5, u, r, free)
         f_old = f[idx]
         accepted = np.zeros(len(idx), dtype=bool)
         new_theta, new_f = th.copy(), f_old.copy()
@@ -301,12 +250,7 @@ def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarr
             todo = np.flatnonzero(~accepted)
             if todo.size == 0:
                 break
-            Hd = H[todo] + ((mu_row[todo, None] + 1e-10) * diag[todo] + 1e-300)[:, :, None] * eye
-            try:
-                step = -np.linalg.solve(Hd, g[todo, :, None])[:, :, 0]
-            except np.linalg.LinAlgError:
-                step = -np.stack([np.linalg.lstsq(h, gg, rcond=None)[0] for h, gg in zip(Hd, g[todo])])
-            step[~free[todo]] = 0.0
+            step = system.step(todo, mu_row[todo])
             trial = th[todo] + step
             trial[:, :2] = np.clip(trial[:, :2], lo, hi)
             f_t = loss_terms(_predict_batch(trial, p)[0], p, w[todo]).sum(axis=1)

@@ -1,0 +1,190 @@
+"""Damped Gauss-Newton systems (J^T U J + damping) x = -J^T U r for a batch of fits.
+
+Every law optlaw fits has the same per-point shape: a point depends on 5 of the P
+parameters, (alpha, beta, E, its A, its B), its "slots". Points that share the same
+(A, B) pair (a "combo", one per optimizer in the shared law) are summed first, with one
+dense matrix product over points; everything after that works on those few sums.
+
+Two ways to solve, chosen once per problem:
+- block: when every A (and every B) is either shared by all combos or owned by one,
+  the system is an arrowhead, a small global block (alpha, beta, E and any shared A/B)
+  plus one 1x1 or 2x2 block per combo. Eliminating the combo blocks (Schur complement)
+  costs O(combos) per fit instead of a P x P factorisation. For the 25-parameter shared
+  law this was most of the bootstrap's time before (numpy's batched LU on 1000 25x25
+  systems, a few per step); this is why it is written out here rather than left to LAPACK.
+- dense: any other layout, the P x P matrix assembled by a fixed sparse map and solved by
+  numpy's batched LU.
+
+Coordinates marked not free (a coefficient held at zero) get a zero step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+N_SLOTS = 5
+_UPPER = np.triu_indices(N_SLOTS)       # the 15 slot pairs (a <= b) of a symmetric 5 x 5 block
+LEVENBERG_FLOOR = 1e-10                 # relative damping always added: flat directions stay solvable
+
+
+class NormalEquations:
+    """Per-problem constants; ``assemble`` turns per-point derivatives into a solvable system."""
+
+    def __init__(self, logN_size: int, a_group: np.ndarray, b_group: np.ndarray, n_a: int, n_b: int):
+        n = logN_size
+        self.P = 2 + 1 + n_a + n_b
+        combos, combo_of_point = np.unique(np.stack([a_group, b_group], axis=1), axis=0, return_inverse=True)
+        self.C = C = len(combos)
+        self.sum_by_combo = np.zeros((n, C))
+        self.sum_by_combo[np.arange(n), combo_of_point.ravel()] = 1.0
+        # parameter index of each slot, per combo
+        self.slot_param = np.stack([np.zeros(C, int), np.ones(C, int), np.full(C, 2), 3 + combos[:, 0],
+                                    3 + n_a + combos[:, 1]], axis=1)
+        self.global_slots, self.local_slots = self._split_slots(combos, n_a, n_b)
+        self.block = bool(self.local_slots) and C > 1
+        self._buffer: np.ndarray | None = None
+        if not self.block:
+            self._dense_maps()
+
+    @staticmethod
+    def _split_slots(combos: np.ndarray, n_a: int, n_b: int) -> tuple[list[int], list[int]]:
+        global_slots, local_slots = [0, 1, 2], []
+        for slot, column, count in ((3, 0, n_a), (4, 1, n_b)):
+            used = combos[:, column]
+            if count == 1:
+                global_slots.append(slot)
+            elif len(np.unique(used)) == len(used):
+                local_slots.append(slot)
+            else:
+                return [], []       # some A/B shared by a few combos only: dense
+        return global_slots, local_slots
+
+    def _dense_maps(self) -> None:
+        P, C = self.P, self.C
+        rows, cols = [], []
+        for k, (a, b) in enumerate(zip(*_UPPER)):
+            for c in range(C):
+                i, j = self.slot_param[c, a], self.slot_param[c, b]
+                rows.append(i * P + j), cols.append(k * C + c)
+                if i != j:
+                    rows.append(j * P + i), cols.append(k * C + c)
+        self.scatter_H = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(P * P, 15 * C))
+        self.scatter_g = sparse.csr_matrix((np.ones(5 * C), (self.slot_param.T.ravel(), np.arange(5 * C))),
+                                           shape=(P, 5 * C))
+
+    def combo_sums(self, J5: np.ndarray, u: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """J5 (5, R, n) slot derivatives, u (R, n) weights, r (R, n) residuals ->
+        per-combo sums of u J_a J_b (15, R, C) and of u J_a r (5, R, C)."""
+        R, n = u.shape
+        U5 = J5 * u
+        # Products land in one reused buffer: allocating 15 x R x n fresh each step cost
+        # more than the arithmetic (page faults), measured ~6x slower at R = 1000.
+        size = 15 * R * n
+        if self._buffer is None or self._buffer.size < size:
+            self._buffer = np.empty(size)
+        products = self._buffer[:size].reshape(15, R, n)
+        for k, (a, b) in enumerate(zip(*_UPPER)):
+            np.multiply(U5[a], J5[b], out=products[k])
+        sums = (products.reshape(15 * R, n) @ self.sum_by_combo).reshape(15, R, self.C)
+        U5 *= r
+        grads = (U5.reshape(5 * R, n) @ self.sum_by_combo).reshape(5, R, self.C)
+        return sums, grads
+
+    def assemble(self, J5: np.ndarray, u: np.ndarray, r: np.ndarray, free: np.ndarray) -> "System":
+        sums, grads = self.combo_sums(J5, u, r)
+        if self.block:
+            return BlockSystem(self, sums, grads, free)
+        return DenseSystem(self, sums, grads, free)
+
+
+class DenseSystem:
+    def __init__(self, eq: NormalEquations, sums: np.ndarray, grads: np.ndarray, free: np.ndarray):
+        R, P, C = sums.shape[1], eq.P, eq.C
+        H = (eq.scatter_H @ sums.transpose(0, 2, 1).reshape(15 * C, R)).T.reshape(R, P, P)
+        g = (eq.scatter_g @ grads.transpose(0, 2, 1).reshape(5 * C, R)).T
+        pair_free = free[:, :, None] & free[:, None, :]
+        self.H = np.where(pair_free, H, 0.0)
+        self.g = np.where(free, g, 0.0)
+        self.diag = np.einsum("rpp->rp", self.H)
+        self.free = free & (self.diag > 0)
+        self.eye = np.eye(P)
+
+    def step(self, rows: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """Solve (H + mu diag(H)) x = -g for the given rows."""
+        free = self.free[rows]
+        d = np.where(free, (mu[:, None] + LEVENBERG_FLOOR) * self.diag[rows], 1.0)
+        Hd = self.H[rows] + d[:, :, None] * self.eye
+        g = self.g[rows]
+        try:
+            x = -np.linalg.solve(Hd, g[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            x = -np.stack([np.linalg.lstsq(h, gg, rcond=None)[0] for h, gg in zip(Hd, g)])
+        x[~free] = 0.0
+        return x
+
+
+class BlockSystem:
+    """Arrowhead system: global block G (R, g, g), couplings K (R, C, g, l), combo blocks D (R, C, l, l)."""
+
+    def __init__(self, eq: NormalEquations, sums: np.ndarray, grads: np.ndarray, free: np.ndarray):
+        R, C = sums.shape[1], eq.C
+        full = np.empty((R, C, N_SLOTS, N_SLOTS))
+        full[:, :, _UPPER[0], _UPPER[1]] = sums.transpose(1, 2, 0)
+        full[:, :, _UPPER[1], _UPPER[0]] = sums.transpose(1, 2, 0)
+        gs, ls = eq.global_slots, eq.local_slots
+        self.gparam = eq.slot_param[0, gs]                         # (g,)
+        self.lparam = eq.slot_param[:, ls]                         # (C, l)
+        G = full[:, :, gs][:, :, :, gs].sum(axis=1)
+        K = full[:, :, gs][:, :, :, ls]
+        D = full[:, :, ls][:, :, :, ls]
+        gg = grads[gs].sum(axis=2).T                               # (R, g)
+        gl = grads[ls].transpose(1, 2, 0)                          # (R, C, l)
+        fg, fl = free[:, self.gparam], free[:, self.lparam]
+        G = G * (fg[:, :, None] & fg[:, None, :])
+        K = K * (fg[:, None, :, None] & fl[:, :, None, :])
+        D = D * (fl[..., :, None] & fl[..., None, :])
+        self.dG, self.dD = np.einsum("rgg->rg", G), np.einsum("rcll->rcl", D)
+        self.fg, self.fl = fg & (self.dG > 0), fl & (self.dD > 0)   # no data on a coordinate: hold it
+        self.G, self.K, self.D = G, K, D
+        self.gg, self.gl = np.where(self.fg, gg, 0.0), np.where(self.fl, gl, 0.0)
+        self.P = eq.P
+
+    def step(self, rows: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        """Solve (H + mu diag(H)) x = -g for the given rows by eliminating the combo blocks."""
+        fg, fl = self.fg[rows], self.fl[rows]
+        damp = mu + LEVENBERG_FLOOR
+        G = self.G[rows] + np.where(fg, damp[:, None] * self.dG[rows], 1.0)[:, :, None] * np.eye(fg.shape[1])
+        D = self.D[rows].copy()
+        l = D.shape[-1]
+        D[..., np.arange(l), np.arange(l)] += np.where(fl, damp[:, None, None] * self.dD[rows], 1.0)
+        D_inv = _inverse_small(D)
+        K, gg, gl = self.K[rows], self.gg[rows], self.gl[rows]
+        # (np.einsum on these tiny axes was measured ~5x slower than matmul.)
+        KDi = K @ D_inv                                            # (R, C, g, l)
+        S = G - (KDi @ K.swapaxes(-1, -2)).sum(axis=1)
+        rhs = -gg + (KDi @ gl[..., None])[..., 0].sum(axis=1)
+        try:
+            xg = np.linalg.solve(S, rhs[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            xg = np.stack([np.linalg.lstsq(s, b, rcond=None)[0] for s, b in zip(S, rhs)])
+        xl = (D_inv @ (-gl - (K.swapaxes(-1, -2) @ xg[:, None, :, None])[..., 0])[..., None])[..., 0]
+        x = np.zeros((len(rows), self.P))
+        x[:, self.gparam] = np.where(fg, xg, 0.0)
+        x[:, self.lparam.ravel()] = np.where(fl, xl, 0.0).reshape(len(rows), -1)
+        return x
+
+
+System = DenseSystem | BlockSystem
+
+
+def _inverse_small(M: np.ndarray) -> np.ndarray:
+    """Inverse of a stack of 1x1 or 2x2 matrices, in closed form (a batched LAPACK call per
+    tiny matrix costs more than the arithmetic)."""
+    if M.shape[-1] == 1:
+        return 1.0 / M
+    a, b, c, d = M[..., 0, 0], M[..., 0, 1], M[..., 1, 0], M[..., 1, 1]
+    det = a * d - b * c
+    out = np.empty_like(M)
+    out[..., 0, 0], out[..., 0, 1], out[..., 1, 0], out[..., 1, 1] = d / det, -b / det, -c / det, a / det
+    return out
