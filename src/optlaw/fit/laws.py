@@ -65,10 +65,17 @@ def _percentiles(samples: dict[str, np.ndarray], level: float = CI_LEVEL) -> dic
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     out = {}
     for name, values in samples.items():
-        values = values[np.isfinite(values)]
-        if values.size:
+        values = values[~np.isnan(values)]
+        if not values.size:
+            continue
+        if np.isfinite(values).all():
             lo, hi = np.percentile(values, q)
-            out[name] = (float(lo), float(hi))
+        else:
+            # A replicate can put a coefficient at zero, making a derived number infinite
+            # (e.g. N* with B = 0). Dropping it would narrow the interval; keep it, and take
+            # order statistics, since interpolating next to an infinity is undefined.
+            lo, hi = np.percentile(values, q[0], method="lower"), np.percentile(values, q[1], method="higher")
+        out[name] = (float(lo), float(hi))
     return out
 
 
@@ -198,7 +205,9 @@ def _shared_derived(theta_alpha, theta_beta, coef, order: list[str], variant: st
     A_o = coef[..., 1:1 + n_a]
     B_o = coef[..., 1 + n_a:]
     out = {"E": E, "A": A_o[..., 0], "B": B_o[..., 0], "alpha": a, "beta": b, "allocation_exponent": b / (a + b)}
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # A coefficient at zero or a tiny exponent sends a rho to 0 or infinity: a legitimate
+    # (unidentified) value, reported as such, not a numerical fault.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for i, opt in enumerate(order):
             out[f"rho_N/{opt}"] = (A_o[..., 0] / A_o[..., i]) ** (1 / a) if n_a > 1 else np.ones_like(a)
             out[f"rho_D/{opt}"] = (B_o[..., 0] / B_o[..., i]) ** (1 / b) if B_o.shape[-1] > 1 else np.ones_like(b)
@@ -357,9 +366,11 @@ def _allocation_samples(samples, opt, reference, variant, k, C):
     # behaves like the reference at C' = C rho_N rho_D k_ref / k_o.
     a, b = samples["alpha"], samples["beta"]
     rn, rd = samples[f"rho_N/{opt}"], samples[f"rho_D/{opt}"]
-    C_ref = C * rn * rd * k[reference] / k[opt]
-    N_ref, D_ref, _ = compute_optimal(a, b, samples["E"], samples["A"], samples["B"], k[reference], C_ref)
-    return N_ref / rn, D_ref / rd
+    # Replicates with A or B at zero have no finite optimum (N* or D* infinite): kept as such.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        C_ref = C * rn * rd * k[reference] / k[opt]
+        N_ref, D_ref, _ = compute_optimal(a, b, samples["E"], samples["A"], samples["B"], k[reference], C_ref)
+        return N_ref / rn, D_ref / rd
 
 
 def check_budget(result: FitResult, table: RunTable, C: float, optimizer: str) -> list[str]:

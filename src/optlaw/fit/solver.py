@@ -186,7 +186,10 @@ def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarr
     # The matrices here are small (a few thousand rows by ~150 points); BLAS threads only
     # add synchronisation: 1000 bootstrap refits took 2.2 s with OpenBLAS's 2 threads
     # against 1.0 s with one, on this 2-core machine under load.
-    with threadpool_limits(limits=1, user_api="blas"):
+    # A trial step far out can overflow exp(); its objective is then not finite and the
+    # step is rejected, so numpy's warning would only be noise in the user's report.
+    with threadpool_limits(limits=1, user_api="blas"), np.errstate(over="ignore", invalid="ignore",
+                                                                    divide="ignore"):
         return _polish(theta0, p, weights, active, max_iter, rtol)
 
 
