@@ -76,6 +76,13 @@ def test_grid_is_the_product_of_axes_with_per_optimizer_axes():
     assert {p.axes["optimizer.lr_mult"] for p in points} == {0.5, 2.0}
 
 
+def test_tuning_points_are_told_apart_by_their_lr_multiplier_in_the_run_id():
+    points = expand(definition(tokens=[2048], optimizer_axes={"adamw": {"optimizer.lr_mult": [0.5, 1.0, 2.0]}}))
+    labels = sorted(p.run_id.rsplit("-", 1)[0] for p in points)
+    assert labels == ["llama-1m-adamw-2p05ktok-s0", "llama-1m-adamw-2p05ktok-s0-lr0p5",
+                      "llama-1m-adamw-2p05ktok-s0-lr2"], labels
+
+
 def test_empty_axis_is_an_empty_grid_error():
     with pytest.raises(ConfigError, match="axis 'seeds' is an empty list"):
         expand(definition(seeds=[]))

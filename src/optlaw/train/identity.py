@@ -16,15 +16,21 @@ def budget_label(budget: dict[str, Any]) -> str:
 
 
 def run_label(config: dict[str, Any]) -> str:
-    """E.g. ``llama-1m-adamw-2.0Mtok-s0``: family, size, optimizer, budget, seed."""
+    """E.g. ``llama-1m-adamw-2Mtok-s0``: family, size, optimizer, budget, seed, and the
+    learning-rate multiplier when it is not 1 (``...-lr0p5``), so the points of a tuning
+    sweep can be told apart by name, not only by hash."""
     model = config.get("model") or {}
+    optimizer = config.get("optimizer") or {}
     parts = [
         str(model.get("family", "model")),
         str(model.get("size", "")),
-        str((config.get("optimizer") or {}).get("name", "opt")),
+        str(optimizer.get("name", "opt")),
         budget_label(config.get("budget") or {}),
         f"s{config.get('seed', 0)}",
     ]
+    lr_mult = optimizer.get("lr_mult")
+    if lr_mult is not None and float(lr_mult) != 1.0:
+        parts.append(f"lr{float(lr_mult):g}".replace(".", "p"))
     return "-".join(p for p in parts if p)
 
 
