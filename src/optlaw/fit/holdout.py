@@ -44,7 +44,7 @@ def holdout_check(table: RunTable, spec: str = "largest", reference: str = "adam
     """
     mask = holdout_mask(table, spec)
     if mask.all():
-        raise UserError(f"holdout {spec!r} leaves no data to fit; choose fewer cells")
+        raise UserError(f"holdout {spec!r} leaves no data to fit; hold out fewer cells, or use --holdout none")
     if not mask.any():
         return {"held_out": spec, "cells": [], "error": {}, "notes": ["nothing held out"]}
     train, test = table.subset(~mask), table.subset(mask)

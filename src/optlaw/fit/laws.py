@@ -295,10 +295,12 @@ def cost_per_ND(table: RunTable, cost: str = "flops") -> dict[str, float]:
 def compute_optimal(alpha, beta, E, A, B, k, C):
     """N*(C), D*(C), L*(C) for L = E + A N^-alpha + B D^-beta under cost C = k N D."""
     C = np.asarray(C, dtype=float)
-    g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-    N_opt = g * (C / k) ** (beta / (alpha + beta))
-    D_opt = C / (k * N_opt)
-    return N_opt, D_opt, E + A * N_opt ** -alpha + B * D_opt ** -beta
+    # A or B at zero (a degenerate fit) has no finite optimum: N* or D* comes out infinite.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+        N_opt = g * (C / k) ** (beta / (alpha + beta))
+        D_opt = C / (k * N_opt)
+        return N_opt, D_opt, E + A * N_opt ** -alpha + B * D_opt ** -beta
 
 
 def fit_compute(table: RunTable, reference: str = "adamw", variant: str = "full", objective: str = "huber_log",

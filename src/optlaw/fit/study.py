@@ -181,6 +181,11 @@ def _conditioning_table(separate, shared) -> list[dict]:
     return rows
 
 
+def _cond(value) -> str:
+    # fit.json stores an infinite condition number (singular J^T J, e.g. a coefficient on its bound) as null.
+    return "inf" if value is None else f"{value:.3g}"
+
+
 def summarize(doc: dict) -> str:
     """A few lines for the terminal."""
     lines = [f"law={doc['law']} objective={doc['objective']} N={doc['n_basis']} reference={doc['reference']} "
@@ -188,14 +193,14 @@ def summarize(doc: dict) -> str:
     if doc.get("shared"):
         s = doc["shared"]
         lines.append(f"shared: E={s['E']:.4g} A={s['A']:.4g} B={s['B']:.4g} alpha={s['alpha']:.4g} "
-                     f"beta={s['beta']:.4g} cond={s['condition_number']:.3g}")
+                     f"beta={s['beta']:.4g} cond={_cond(s['condition_number'])}")
         for opt, o in doc["optimizers"].items():
             ci_n, ci_d = o["rho_N_ci"] or [np.nan, np.nan], o["rho_D_ci"] or [np.nan, np.nan]
             lines.append(f"  {opt:<12} rho_N={o['rho_N']:.3f} [{ci_n[0]:.3f}, {ci_n[1]:.3f}]  "
                          f"rho_D={o['rho_D']:.3f} [{ci_d[0]:.3f}, {ci_d[1]:.3f}]")
     for opt, s in doc["separate"].items():
         lines.append(f"separate {opt:<12} E={s['E']:.4g} A={s['A']:.4g} B={s['B']:.4g} alpha={s['alpha']:.4g} "
-                     f"beta={s['beta']:.4g} cond={s['condition_number']:.3g}")
+                     f"beta={s['beta']:.4g} cond={_cond(s['condition_number'])}")
     for w in doc["warnings"]:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
