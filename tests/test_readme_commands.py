@@ -1,24 +1,28 @@
 """Every shell command README.md shows is run, here or by the test REGISTRY names for it.
 
-The commands are read from README.md itself: every line of its ```bash blocks (backslash
-continuations joined, trailing `# comments` dropped), the inline commands of the "Proxy
-tasks" list and the `optimizer=generic ...` cell of the optimizer table. REGISTRY maps each
-one to how it is exercised, and the first test fails when the README gains, loses or
-changes a command, so the guide cannot drift away from the tests: change the README, then
-the constant below that this file runs, then its REGISTRY entry.
+The commands are read from README.md itself (tests/_commands.py says how: every line of its
+```bash blocks, every inline `code span` that is a command, such as `optlaw demo [--out DIR]`
+or `OPTLAW_EXTRAS=peers bash scripts/setup.sh`) plus the `optimizer=generic ...` cell of the
+optimizer table. REGISTRY maps each one to how it is exercised, and the first test fails
+when the README gains, loses or changes a command, so the guide cannot drift away from the
+tests: change the README, then the constant below that this file runs, then its REGISTRY
+entry. tests/test_docs_commands.py does the same for docs/*.md.
 
-The commands run as subprocesses of the installed `optlaw` (and `torchrun`) in a temporary
-working directory. Where a README command would take minutes, overrides appended after it
-shrink the work; each test says what it shrinks. Appending works because every parser
-involved lets the last value win: Hydra applies `key=value` overrides in order (checked:
-`budget.tokens=2000000 budget.tokens=8192` gives 8192, and a repeated group choice such as
-`model=` also takes the last one), argparse keeps the last `--out` / `--bootstrap` /
+The commands run as subprocesses of the installed `optlaw` (and `torchrun`, `python`) in a
+temporary working directory. Where a README command would take minutes, overrides appended
+after it shrink the work; each test says what it shrinks. Appending works because every
+parser involved lets the last value win: Hydra applies `key=value` overrides in order
+(checked: `budget.tokens=2000000 budget.tokens=8192` gives 8192, and a repeated group choice
+such as `model=` also takes the last one), argparse keeps the last `--out` / `--bootstrap` /
 `--module`, and `optlaw sweep` keeps the last `sweep_dir=`. So the README text is run
-verbatim, followed by the shrinking overrides, and never edited in place.
+verbatim, followed by the shrinking overrides, and never edited in place, except that
+placeholders the README writes in capitals or brackets (DIR, SWEEP_DIR, ENTITY/PROJECT[:GROUP],
+<name>) are replaced by real values; each test says which.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -26,6 +30,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +38,11 @@ import pytest
 
 from optlaw import records
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-README = REPO_ROOT / "README.md"
-BIN = Path(sys.executable).parent  # the venv running the tests: its optlaw and torchrun
-TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, os.path.dirname(__file__))
+from _commands import (  # noqa: E402  (tests/_commands.py: shared with tests/test_docs_commands.py)
+    BIN, DOCS, PROXY_RF_SHRINK, QUICK_EVAL, README, REPO_ROOT, TINY_MODEL, cli_env, command_argv, guide_commands,
+    normalise, only_run_dir, registry_problems, run_command, write_jsonl_corpus,
+)
 
 # --------------------------------------------------------------------------------------
 # The README commands this file runs (exactly as README.md prints them).
@@ -46,10 +52,14 @@ TEST_SUITE = "bash scripts/test.sh"
 GPU_VENV = "python3 -m venv .venv"
 GPU_TORCH = ".venv/bin/pip install torch --index-url https://download.pytorch.org/whl/cu126"
 SETUP = "bash scripts/setup.sh"
+SETUP_PEERS = "OPTLAW_EXTRAS=peers bash scripts/setup.sh"
+OPTLAW_HELP = ".venv/bin/optlaw --help"
+DEMO_OUT = "optlaw demo [--out DIR]"
 TRAIN_1M = "optlaw train model=llama/1m optimizer=adamw budget.tokens=2000000"
 TRAIN_OLMO = "optlaw train model=olmo/3m optimizer=muon budget.tokens_per_param=20 run_dir=/tmp/r1"
 TORCHRUN = "torchrun --standalone --nproc_per_node 2 -m optlaw.cli train model=llama/1m budget.tokens=2000000"
 TRAIN_HELP = "optlaw train --help"
+LADDER = "python -m optlaw.models.ladder"
 DATA = "optlaw data model=llama/20m data=text 'data.files=[corpus/*.jsonl]' data.tokenizer_vocab_size=8192"
 TRAIN_TEXT = ("optlaw train model=llama/20m data=text 'data.files=[corpus/*.jsonl]' data.tokenizer_vocab_size=8192 "
               "budget.tokens_per_param=20")
@@ -57,11 +67,14 @@ GENERIC = "optimizer=generic optimizer.cls=torch_optimizer.Lamb optimizer.kwargs
 SWEEP_DRY = "optlaw sweep sweep=smoke sweep_dir=sweeps/smoke --dry-run"
 SWEEP_LOCAL = "optlaw sweep sweep=smoke sweep_dir=sweeps/smoke launcher=local launcher.max_parallel=2"
 SWEEP_SLURM = "optlaw sweep sweep=my_sweep sweep_dir=/scratch/my_sweep launcher=slurm launcher.partition=gpu"
+SBATCH = "sbatch --array=0-<n-1>%32 slurm/sweep_array.sbatch SWEEP_DIR"
 STATUS = "optlaw status sweeps/smoke"
 FIT_SMOKE = "optlaw fit --runs sweeps/smoke --law shared --holdout none --out fits/smoke"
 FIT_AB = ("optlaw fit --runs sweep_a sweep_b --law compute --reference adamw --bootstrap 1000 --holdout largest "
           "--out fits/ab")
 FIT_WANDB = "optlaw fit --wandb-runs my-entity/optlaw:my_sweep --law shared --out fits/from_wandb"
+FIT_WANDB_RUNS = "optlaw fit --wandb-runs ENTITY/PROJECT[:GROUP] --out DIR"
+FIT_WANDB_ONLINE = "optlaw fit --runs SWEEP_DIR --out DIR --wandb online"
 FIT_CHINCHILLA = (
     'optlaw fit --csv ../shared/reference-data/epoch_chinchilla_svg_extracted_data.csv --column "N=Model Size" '
     '--column "flops=Training FLOP" --default-optimizer chinchilla --drop-highest-loss 5 --n-basis total '
@@ -75,24 +88,35 @@ PROXY_QUADRATIC = "optlaw proxy quadratic --out DIR"
 PROXY_SPECTRUM_INPUT = "optlaw proxy spectrum --input eig.npy"
 PROXY_SPECTRUM_RUN = "optlaw proxy spectrum --run RUN_DIR --module NAME"
 PROXY_POINT = "optlaw train task=quadratic proxy_optimizer=kron N=256 steps=256"
+BENCH_ALL = ".venv/bin/python scripts/bench/run_all.py"
+BENCH_HELP = ".venv/bin/python scripts/bench/bench_<name>.py --help"
 
 SLURM_TEST = "tests/test_slurm_sweep.py::test_slurm_sweep_finishes_every_point_and_relaunch_submits_nothing"
+SBATCH_TEST = "tests/test_slurm_sweep.py::test_sbatch_template_runs_the_manifest_points"
+DEMO_TEST = "tests/test_demo.py::test_demo_runs_fits_reports_and_reuses_finished_points"
 
 # README command -> how it is exercised: a test in this file, `tests/<file>.py::<test>`, or
 # "not runnable here: <reason>" (allowed only for the two commands in NOT_RUNNABLE_ALLOWED).
 REGISTRY: dict[str, tuple[str, ...]] = {
     # demo.sh = setup.sh + `exec .venv/bin/optlaw demo`; test_demo.py runs `optlaw demo` on a one-minute sweep.
-    DEMO: ("tests/test_demo.py::test_demo_runs_fits_reports_and_reuses_finished_points",
-           "test_ci_runs_the_readme_setup_scripts"),
+    DEMO: (DEMO_TEST, "test_ci_runs_the_readme_setup_scripts"),
     TEST_SUITE: ("test_ci_runs_the_readme_setup_scripts",),  # CI's .ci/run is exactly this command
     GPU_VENV: ("test_gpu_install_venv_step_creates_a_venv",),
     GPU_TORCH: ("not runnable here: downloads a CUDA build of torch from download.pytorch.org "
                 "(no network and no GPU on this machine)",),
-    SETUP: ("test_ci_runs_the_readme_setup_scripts",),  # CI runs it through scripts/test.sh
+    SETUP: ("test_ci_runs_the_readme_setup_scripts",  # CI runs it through scripts/test.sh
+            "test_setup_script_installs_optlaw_with_the_extras_it_is_given"),  # run here against a stand-in venv
+    # The script run verbatim against a stand-in .venv (pip would need the package registry), and a
+    # static check that pyproject.toml's `peers` extra is the two libraries the README names.
+    SETUP_PEERS: ("test_setup_script_installs_optlaw_with_the_extras_it_is_given",),
+    OPTLAW_HELP: ("test_optlaw_help_lists_every_subcommand_the_guide_uses",),
+    # The sweep and its fits: test_demo.py (`optlaw demo --out DIR` on the demo_smoke sweep); DIR's default here.
+    DEMO_OUT: (DEMO_TEST, "test_demo_out_defaults_to_optlaw_demo"),
     TRAIN_1M: ("test_train_llama_1m_writes_a_done_record_under_runs",),
     TRAIN_OLMO: ("test_train_olmo_3m_muon_into_a_given_run_dir",),
     TORCHRUN: ("test_torchrun_two_ranks_on_cpu",),
     TRAIN_HELP: ("test_train_help",),
+    LADDER: ("test_ladder_module_regenerates_the_model_presets",),
     DATA: ("test_text_corpus_data_then_train",),
     TRAIN_TEXT: ("test_text_corpus_data_then_train",),
     GENERIC: ("test_generic_optimizer_lamb_by_import_path",),
@@ -101,11 +125,18 @@ REGISTRY: dict[str, tuple[str, ...]] = {
     SWEEP_SLURM: ("not runnable here: needs a SLURM cluster with a GPU partition named gpu",
                   "test_readme_sweep_yaml_composes_and_plans",  # this exact line with --dry-run
                   SLURM_TEST),  # the SLURM launcher for real, on the single-node CPU cluster (launcher=slurm_cpu)
+    # On the single-node SLURM cluster (skipped where none can start, required under CI=true): a dry run
+    # writes the manifest of 2 points, then `sbatch --array=0-1%2 --cpus-per-task=1 --time=30
+    # slurm/sweep_array.sbatch <that sweep dir>` (<n-1> -> 1, %32 -> %2, SWEEP_DIR -> the sweep dir; the
+    # template's 8 CPUs per task shrunk to fit the 2-core node) and every point must end done.
+    SBATCH: (SBATCH_TEST,),
     STATUS: ("test_status_prints_the_table",),
     FIT_SMOKE: ("test_fit_smoke_sweep_shared_law",),
     FIT_AB: ("test_fit_two_sweep_dirs_compute_law",),
     FIT_WANDB: ("test_fit_wandb_runs_through_the_cli",
                 "tests/test_fit_inputs.py::test_wandb_runs_fit_like_local_records"),
+    FIT_WANDB_RUNS: ("test_fit_wandb_runs_with_and_without_a_group", "test_fit_wandb_runs_through_the_cli"),
+    FIT_WANDB_ONLINE: ("test_fit_logs_to_wandb_online_in_the_sweeps_group",),
     FIT_CHINCHILLA: ("test_fit_chinchilla_reproduces_the_published_fit",),
     FIT_MARIN: ("test_fit_marin_optimizer_sweep_compute_law",),
     PROXY_RF: ("test_proxy_random_features",),
@@ -113,30 +144,16 @@ REGISTRY: dict[str, tuple[str, ...]] = {
     PROXY_SPECTRUM_INPUT: ("test_proxy_spectrum_from_eigenvalues",),
     PROXY_SPECTRUM_RUN: ("test_proxy_spectrum_of_a_trained_run",),
     PROXY_POINT: ("test_proxy_one_point_through_train",),
+    # The full run takes ~10 minutes of both cores and rewrites docs/benchmarks.md: the runner is run
+    # here on bench_fit alone, with bench_fit shrunk to seconds.
+    BENCH_ALL: ("test_bench_run_all_on_a_shrunk_bench_fit",),
+    BENCH_HELP: ("test_bench_scripts_print_their_help",),
 }
 NOT_RUNNABLE_ALLOWED = {GPU_TORCH, SWEEP_SLURM}
 
 
 # --------------------------------------------------------------------------------------
 # Reading the commands out of README.md
-
-
-def _strip_comment(line: str) -> str:
-    """The line without a trailing `# comment` (a `#` after whitespace, outside quotes)."""
-    quote = None
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
-            return line[:i]
-    return line
-
-
-def _normalise(command: str) -> str:
-    return " ".join(command.split())
 
 
 def _section(text: str, heading: str) -> str:
@@ -146,27 +163,10 @@ def _section(text: str, heading: str) -> str:
     return match.group(1)
 
 
-def _inline_commands(code: str) -> list[str]:
-    """One inline command, or several written as alternatives: `cmd --a x | --b y --c z`."""
-    first, *alternatives = [part.strip() for part in code.split(" | ")]
-    tokens = first.split()
-    prefix = " ".join(tokens[: next((i for i, t in enumerate(tokens) if t.startswith("--")), len(tokens))])
-    return [first] + [f"{prefix} {alt}" for alt in alternatives]
-
-
 def readme_commands(text: str | None = None) -> list[str]:
     text = README.read_text() if text is None else text
-    commands: list[str] = []
-    for block in re.findall(r"^```bash\n(.*?)^```", text, re.M | re.S):
-        joined = re.sub(r"\\\n", " ", block)
-        for line in joined.splitlines():
-            command = _normalise(_strip_comment(line))
-            if command:
-                commands.append(command)
-    for code in re.findall(r"`([^`\n]+)`", _section(text, "### Proxy tasks")):
-        if code.startswith("optlaw "):
-            commands.extend(_normalise(c) for c in _inline_commands(code))
-    commands.extend(_normalise(code) for code in re.findall(r"`(optimizer=generic [^`]+)`", text))
+    commands = guide_commands(text)
+    commands.extend(normalise(code) for code in re.findall(r"`(optimizer=generic [^`]+)`", text))
     return commands
 
 
@@ -183,66 +183,22 @@ def test_extraction_joins_continuations_drops_comments_and_splits_alternatives()
                                      "optlaw proxy spectrum --input e.npy", "optlaw proxy spectrum --run R --module M"]
 
 
+def test_extraction_finds_inline_commands_and_skips_names():
+    text = ("Run `optlaw demo [--out DIR]` or `OPTLAW_EXTRAS=peers bash scripts/setup.sh`; `sbatch --array=0-3\n"
+            "job.sbatch DIR` spans a line. Names are not commands: `optlaw fit`, `torchrun`, `.venv/bin/optlaw`,\n"
+            "`scripts/test.sh`, `OPTLAW_EXTRA_CONFIGS=/path`, `optlaw.fit`, `python`.\n"
+            "```bash\n# `optlaw inside a comment`\noptlaw fit --csv x.csv --out o\n```\n")
+    assert readme_commands(text) == ["optlaw fit --csv x.csv --out o", "optlaw demo [--out DIR]",
+                                     "OPTLAW_EXTRAS=peers bash scripts/setup.sh", "sbatch --array=0-3 job.sbatch DIR"]
+
+
 def test_every_readme_command_is_in_the_registry():
-    commands = readme_commands()
-    missing = [c for c in commands if c not in REGISTRY]
-    stale = [c for c in REGISTRY if c not in commands]
-    assert not missing, ("README commands no test exercises; run each in a test and add it to REGISTRY in "
-                         f"tests/test_readme_commands.py: {missing}")
-    assert not stale, f"REGISTRY names commands README.md no longer shows (update them): {stale}"
-
-
-def test_registry_entries_name_real_tests():
-    for command, ways in REGISTRY.items():
-        assert ways, command
-        for way in ways:
-            if way.startswith("not runnable here: "):
-                assert command in NOT_RUNNABLE_ALLOWED, f"{command!r} must be run, not excused"
-            elif "::" in way:
-                path, name = way.split("::")
-                source = (REPO_ROOT / path).read_text()
-                assert re.search(rf"^def {re.escape(name)}\(", source, re.M), f"{way} does not exist"
-            else:
-                assert way.startswith("test_") and callable(globals().get(way)), f"no test {way} in this file"
+    problems = registry_problems(REGISTRY, readme_commands(), NOT_RUNNABLE_ALLOWED, globals())
+    assert not problems, "README.md vs REGISTRY in tests/test_readme_commands.py:\n" + "\n".join(problems)
 
 
 # --------------------------------------------------------------------------------------
 # Running them
-
-
-def cli_env(root: Path, **extra: str) -> dict[str, str]:
-    """The environment of a README command: offline, caches under ``root`` (never in the repo)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OPTLAW_EXTRA_CONFIGS", "OPTLAW_CACHE_DIR")}
-    env.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DIR=str(root / "wandb"), HF_HUB_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OPTLAW_CACHE_DIR=str(root / "cache"))
-    env.update(extra)
-    return env
-
-
-def run_readme(command: str, cwd: Path, extra: list[str] | tuple[str, ...] = (), env: dict | None = None,
-               timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a README command verbatim (plus ``extra`` arguments appended) with the venv's executables."""
-    argv = shlex.split(command) + list(extra)
-    if argv[0] in ("optlaw", "torchrun"):
-        argv[0] = str(BIN / argv[0])
-    proc = subprocess.run(argv, cwd=cwd, env=env or cli_env(cwd), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, (f"`{command}` (+ {extra}) exited {proc.returncode}:\n"
-                                  f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def only_run_dir(root: Path) -> Path:
-    runs = sorted(p for p in (root / "runs").iterdir() if p.is_dir())
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
-# Tiny shapes for runs whose README command names a real-size preset (llama/20m: 7 layers,
-# d_model 512, seq_len 2048): one layer of width 64 at seq_len 64 keeps a step well under a second.
-TINY_MODEL = ["model.n_layers=1", "model.d_model=64", "model.n_heads=2", "model.n_kv_heads=2", "model.head_dim=32",
-              "model.ffn_hidden=128", "model.seq_len=64"]
-# Fewer validation tokens (131072 by default), no intermediate evaluations, one timed step-cost repeat.
-QUICK_EVAL = ["eval.tokens=4096", "eval.fractions=[]", "step_cost.repeats=1"]
 
 
 # --- Quick start and installation -------------------------------------------------------
@@ -253,7 +209,8 @@ def test_ci_runs_the_readme_setup_scripts():
 
     Running them here would pip-install into the repository's own .venv (pip upgrades itself
     and builds optlaw from the network), so the chain is checked instead: CI executes it from
-    a clean clone on every run, and tests/test_demo.py runs `optlaw demo` end to end.
+    a clean clone on every run, tests/test_demo.py runs `optlaw demo` end to end, and the test
+    below runs setup.sh against a stand-in venv.
     """
     def commands(path: str) -> list[str]:
         lines = (REPO_ROOT / path).read_text().splitlines()
@@ -275,10 +232,71 @@ def test_gpu_install_venv_step_creates_a_venv(tmp_path):
     python3 = shutil.which("python3")
     if python3 is None:
         pytest.fail("python3 is not on PATH; the README's GPU install (and scripts/setup.sh) need it")
-    run_readme(GPU_VENV, tmp_path)
+    run_command(GPU_VENV, tmp_path)
     version = subprocess.run([str(tmp_path / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
                              capture_output=True, text=True, check=True)
     assert Path(version.stdout.strip()).resolve() == (tmp_path / ".venv").resolve()
+
+
+FAKE_VENV_PYTHON = """#!/usr/bin/env bash
+echo "python $*" >>"$SETUP_LOG"
+case "$*" in
+  *"import optlaw, torch"*) echo "optlaw ready in .venv (torch 0.0+stand-in)" ;;
+  *"import torch"*) [ "$HAS_TORCH" = 1 ] ;;
+esac
+"""
+FAKE_VENV_PIP = """#!/usr/bin/env bash
+echo "pip $*" >>"$SETUP_LOG"
+"""
+
+
+def test_setup_script_installs_optlaw_with_the_extras_it_is_given(tmp_path):
+    """`OPTLAW_EXTRAS=peers bash scripts/setup.sh` and `bash scripts/setup.sh`, run verbatim.
+
+    For real they pip-install into the repository's .venv from the package registry, so they run
+    here on a copy of the script in an empty folder whose .venv/bin/python and pip only log their
+    arguments: what the script asks pip to install is what is checked.
+    """
+    def run_setup(command: str, has_torch: bool) -> list[str]:
+        root = tmp_path / ("with_torch" if has_torch else "without_torch")
+        (root / "scripts").mkdir(parents=True)
+        shutil.copy(REPO_ROOT / "scripts" / "setup.sh", root / "scripts" / "setup.sh")
+        for name, text in (("python", FAKE_VENV_PYTHON), ("pip", FAKE_VENV_PIP)):
+            path = root / ".venv" / "bin" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            path.chmod(0o755)
+        env = {k: v for k, v in cli_env(root).items() if not k.startswith(("OPTLAW_EXTRAS", "OPTLAW_TORCH"))}
+        env.update(SETUP_LOG=str(root / "log"), HAS_TORCH="1" if has_torch else "0")
+        proc = run_command(command, root, env=env)
+        assert proc.stdout.startswith("optlaw ready in .venv")
+        return [line for line in (root / "log").read_text().splitlines() if line.startswith("pip ")]
+
+    # A CUDA torch already in .venv (the README's GPU install) is kept; the extra is installed with optlaw.
+    assert run_setup(SETUP_PEERS, has_torch=True) == ["pip install -q -e .[peers]"]
+    assert run_setup(SETUP, has_torch=False) == ["pip install -q torch==2.13.0", "pip install -q -e ."]
+    # The `peers` extra holds the libraries the README names.
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert [re.split(r"[<>=!~ ]", req)[0] for req in extras["peers"]] == ["torch-optimizer", "heavyball"]
+    assert "optional peer optimizer libraries (torch-optimizer, heavyball)" in normalise(README.read_text())
+
+
+def test_optlaw_help_lists_every_subcommand_the_guide_uses(tmp_path):
+    out = run_command(OPTLAW_HELP, tmp_path).stdout  # .venv/bin/ -> the venv running the tests
+    assert out.startswith("usage: optlaw <command> [args...]")
+    listed = set(re.findall(r"^  (\w+) ", out, re.M))
+    guide = [README.read_text()] + [p.read_text() for p in sorted(DOCS.glob("*.md"))]
+    used = {c.split()[1] for text in guide for c in guide_commands(text) if c.split()[0].endswith("optlaw")}
+    used.discard("--help")
+    assert used and used <= listed, used - listed
+
+
+def test_demo_out_defaults_to_optlaw_demo():
+    # `optlaw demo [--out DIR]` itself (a real sweep, fits and report) is run by tests/test_demo.py
+    # with --out in a temporary folder; here: without --out, DIR is ./optlaw-demo as the README says.
+    from optlaw.demo import build_parser
+
+    assert build_parser().parse_args([]).out == "optlaw-demo"
 
 
 # --- Training one grid point ------------------------------------------------------------
@@ -288,7 +306,7 @@ def test_gpu_install_venv_step_creates_a_venv(tmp_path):
 def llama_1m_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """The README's first train command. Shrunk: budget.tokens 2,000,000 -> 8192 (2 steps of 4096)."""
     root = tmp_path_factory.mktemp("train_1m")
-    proc = run_readme(TRAIN_1M, root, ["budget.tokens=8192", *QUICK_EVAL])
+    proc = run_command(TRAIN_1M, root, ["budget.tokens=8192", *QUICK_EVAL])
     return only_run_dir(root), proc
 
 
@@ -308,7 +326,7 @@ def test_train_olmo_3m_muon_into_a_given_run_dir(tmp_path):
     # Shrunk: budget.tokens_per_param 20 -> 0.003 (9,352 tokens requested: 2 steps of 4096), and
     # run_dir=/tmp/r1 -> <tmp_path>/r1 so the test writes only under its own folder.
     run_dir = tmp_path / "r1"
-    run_readme(TRAIN_OLMO, tmp_path, ["budget.tokens_per_param=0.003", f"run_dir={run_dir}", *QUICK_EVAL])
+    run_command(TRAIN_OLMO, tmp_path, ["budget.tokens_per_param=0.003", f"run_dir={run_dir}", *QUICK_EVAL])
     record = records.read_record(run_dir)
     assert record["status"] == "done"
     assert (record["family"], record["size"], record["optimizer"]) == ("olmo", "3m", "muon")
@@ -321,7 +339,7 @@ def test_train_olmo_3m_muon_into_a_given_run_dir(tmp_path):
 
 def test_torchrun_two_ranks_on_cpu(tmp_path):
     # Real 2-process DDP over gloo. Shrunk: budget.tokens 2,000,000 -> 8192 (2 steps of 4096 = 16 x 128 per rank).
-    proc = run_readme(TORCHRUN, tmp_path, ["budget.tokens=8192", *QUICK_EVAL])
+    proc = run_command(TORCHRUN, tmp_path, ["budget.tokens=8192", *QUICK_EVAL])
     record = records.read_record(only_run_dir(tmp_path))
     assert record["status"] == "done" and record["tokens_trained"] == 8192
     assert record["budget"]["world_size"] == 2 and record["budget"]["grad_accum_steps"] == 1
@@ -329,33 +347,35 @@ def test_torchrun_two_ranks_on_cpu(tmp_path):
 
 
 def test_train_help(tmp_path):
-    out = run_readme(TRAIN_HELP, tmp_path).stdout
+    out = run_command(TRAIN_HELP, tmp_path).stdout
     assert out.startswith("usage: optlaw train") and "budget.tokens" in out
     assert not (tmp_path / "runs").exists()
+
+
+# --- Model presets ----------------------------------------------------------------------
+
+
+def test_ladder_module_regenerates_the_model_presets(tmp_path):
+    # Appended: the module's optional target folder, so the test does not rewrite the repository's configs/.
+    target = tmp_path / "configs"
+    proc = run_command(LADDER, tmp_path, [str(target)])
+    shipped = REPO_ROOT / "configs"
+    written = sorted(p.relative_to(target) for p in target.rglob("*.yaml"))
+    assert written == sorted(p.relative_to(shipped) for p in (shipped / "model").rglob("*.yaml"))
+    for path in written:
+        assert (target / path).read_text() == (shipped / path).read_text(), path
+    assert len(proc.stdout.splitlines()) == len(written)  # one line per file written
 
 
 # --- Data -------------------------------------------------------------------------------
 
 
-def _write_corpus(folder: Path) -> None:
-    """JSON lines with a `text` field (docs/data.md), ~85k tokens over 1,200 documents."""
-    rng = np.random.default_rng(0)
-    syllables = ["ka", "to", "ri", "me", "su", "la", "no", "vi", "de", "po", "an", "el", "ur", "is", "ob", "ex"]
-    words = ["".join(rng.choice(syllables, size=rng.integers(1, 5))) for _ in range(3000)]
-    folder.mkdir()
-    for part in range(2):
-        with open(folder / f"part{part}.jsonl", "w") as fh:
-            for i in range(600):
-                body = " ".join(rng.choice(words, size=rng.integers(20, 120)))
-                fh.write(json.dumps({"text": body, "id": i}) + "\n")
-
-
 def test_text_corpus_data_then_train(tmp_path):
-    _write_corpus(tmp_path / "corpus")
+    write_jsonl_corpus(tmp_path / "corpus")
     # Both commands: a held-out split of 8192 tokens instead of 1,048,576 (this corpus is ~85k tokens);
     # the split rule is part of the cache key, so both commands must give the same value.
     split = ["data.val_tokens=8192"]
-    built = run_readme(DATA, tmp_path, split)
+    built = run_command(DATA, tmp_path, split)
     summary = json.loads(built.stdout)
     entry = Path(summary["directory"])
     assert entry.parent == tmp_path / "cache" / "data" / "tokens"  # $OPTLAW_CACHE_DIR/data
@@ -369,7 +389,7 @@ def test_text_corpus_data_then_train(tmp_path):
     # (0.1 x 41,152 non-embedding parameters: 4 steps of 1024 tokens).
     shrink = [*TINY_MODEL, "budget.tokens_per_param=0.1", "batch.global_tokens=1024", "batch.micro_batch_size=8",
               *QUICK_EVAL]
-    trained = run_readme(TRAIN_TEXT, tmp_path, split + shrink)
+    trained = run_command(TRAIN_TEXT, tmp_path, split + shrink)
     record = records.read_record(only_run_dir(tmp_path))
     assert record["status"] == "done" and record["tokens_trained"] == record["D"] == 4096
     assert record["config"]["data"]["name"] == "text" and record["entropy_floor_nats"] is None
@@ -385,7 +405,7 @@ def test_text_corpus_data_then_train(tmp_path):
 
 def test_generic_optimizer_lamb_by_import_path(tmp_path):
     # The table cell's overrides on the README's first train command, shrunk to budget.tokens=8192.
-    run_readme(f"{TRAIN_1M} {GENERIC}", tmp_path, ["budget.tokens=8192", *QUICK_EVAL])
+    run_command(f"{TRAIN_1M} {GENERIC}", tmp_path, ["budget.tokens=8192", *QUICK_EVAL])
     run_dir = only_run_dir(tmp_path)
     record = records.read_record(run_dir)
     assert record["status"] == "done" and record["optimizer"] == "generic"
@@ -405,9 +425,9 @@ def smoke(tmp_path_factory) -> dict:
     """
     root = tmp_path_factory.mktemp("smoke")
     out = {"root": root}
-    out["dry"] = run_readme(SWEEP_DRY, root).stdout
-    out["launch"] = run_readme(SWEEP_LOCAL, root).stdout
-    out["status"] = run_readme(STATUS, root).stdout
+    out["dry"] = run_command(SWEEP_DRY, root).stdout
+    out["launch"] = run_command(SWEEP_LOCAL, root).stdout
+    out["status"] = run_command(STATUS, root).stdout
     return out
 
 
@@ -450,7 +470,7 @@ def test_status_prints_the_table(smoke):
 @pytest.mark.slow
 def test_fit_smoke_sweep_shared_law(smoke):
     root = smoke["root"]
-    proc = run_readme(FIT_SMOKE, root)
+    proc = run_command(FIT_SMOKE, root)
     doc = json.loads((root / "fits" / "smoke" / "fit.json").read_text())
     assert doc["law"] == "shared" and doc["reference"] == "adamw" and doc["n_points"] == 2
     assert doc["holdout_spec"] in (None, "none") and doc["holdout"] in (None, [])
@@ -486,7 +506,7 @@ def two_sweeps(smoke) -> Path:
     (configs / "sweep").mkdir(parents=True)
     (configs / "sweep" / "sweep_b.yaml").write_text(SWEEP_B)
     env = cli_env(root, OPTLAW_EXTRA_CONFIGS=str(configs))
-    run_readme("optlaw sweep sweep=sweep_b sweep_dir=sweep_b launcher.max_parallel=2", root, env=env)
+    run_command("optlaw sweep sweep=sweep_b sweep_dir=sweep_b launcher.max_parallel=2", root, env=env)
     (root / "sweep_a").symlink_to(root / "sweeps" / "smoke", target_is_directory=True)
     return root
 
@@ -494,7 +514,7 @@ def two_sweeps(smoke) -> Path:
 @pytest.mark.slow
 def test_fit_two_sweep_dirs_compute_law(two_sweeps):
     root = two_sweeps
-    run_readme(FIT_AB, root)
+    run_command(FIT_AB, root)
     doc = json.loads((root / "fits" / "ab" / "fit.json").read_text())
     assert doc["law"] == "compute" and doc["reference"] == "adamw" and doc["bootstrap_replicates"] == 1000
     assert doc["n_points"] == 10 and set(doc["optimizers"]) == {"adamw", "muon"}
@@ -524,6 +544,14 @@ class _WandbApi:
         return [r for r in self._runs if group is None or r.summary.get("sweep") == group]
 
 
+def _wandb_api(two_sweeps: Path, other_loss: float) -> _WandbApi:
+    """The real sweep records as W&B summaries in group my_sweep, plus one run of another group."""
+    found = [records.read_record(p.parent) for p in sorted(two_sweeps.glob("sweep_[ab]/runs/*/run.json"))]
+    runs = [_WandbRun({**rec, "sweep": "my_sweep"}) for rec in found]
+    runs.append(_WandbRun({**found[0], "run_id": "elsewhere", "sweep": "other", "final_val_loss": other_loss}))
+    return _WandbApi(runs)
+
+
 @pytest.mark.slow
 def test_fit_wandb_runs_through_the_cli(two_sweeps, tmp_path, monkeypatch, capsys):
     import wandb
@@ -531,11 +559,7 @@ def test_fit_wandb_runs_through_the_cli(two_sweeps, tmp_path, monkeypatch, capsy
     from optlaw import cli
     from optlaw.fit import fit_shared, load_runs
 
-    # The real sweep records as W&B summaries in group my_sweep, plus one run of another group.
-    found = [records.read_record(p.parent) for p in sorted(two_sweeps.glob("sweep_[ab]/runs/*/run.json"))]
-    runs = [_WandbRun({**rec, "sweep": "my_sweep"}) for rec in found]
-    runs.append(_WandbRun({**found[0], "run_id": "elsewhere", "sweep": "other", "final_val_loss": 99.0}))
-    api = _WandbApi(runs)
+    api = _wandb_api(two_sweeps, other_loss=99.0)
     monkeypatch.setattr(wandb, "Api", lambda *args, **kwargs: api)
     monkeypatch.chdir(tmp_path)
     # In-process, so the stand-in replaces wandb.Api. Shrunk: 100 bootstrap replicates, not 1000.
@@ -549,6 +573,57 @@ def test_fit_wandb_runs_through_the_cli(two_sweeps, tmp_path, monkeypatch, capsy
     assert doc["shared"]["alpha"] == pytest.approx(local.params["alpha"], rel=1e-6)
 
 
+@pytest.mark.slow
+def test_fit_wandb_runs_with_and_without_a_group(two_sweeps, tmp_path, monkeypatch, capsys):
+    import wandb
+
+    from optlaw import cli
+
+    monkeypatch.chdir(tmp_path)
+    # ENTITY/PROJECT[:GROUP] -> my-entity/optlaw (every run of the project) and my-entity/optlaw:my_sweep
+    # (one sweep's runs); DIR -> a folder per form. In-process, so a stand-in replaces wandb.Api.
+    # Shrunk: 100 bootstrap replicates, not 1000.
+    forms = (("my-entity/optlaw", 11, None), ("my-entity/optlaw:my_sweep", 10, {"group": "my_sweep"}))
+    for path, n_points, filters in forms:
+        # The other group's run: the first record again, 0.01 nats worse (a second seed, say).
+        api = _wandb_api(two_sweeps, other_loss=records.read_record(
+            sorted(two_sweeps.glob("sweep_[ab]/runs/*/run.json"))[0].parent)["final_val_loss"] + 0.01)
+        monkeypatch.setattr(wandb, "Api", lambda *args, **kwargs: api)
+        out = f"fit_{n_points}"
+        command = FIT_WANDB_RUNS.replace("ENTITY/PROJECT[:GROUP]", path).replace("DIR", out)
+        assert cli.main(shlex.split(command)[1:] + ["--bootstrap", "100"]) == 0
+        capsys.readouterr()
+        assert api.calls == [("my-entity/optlaw", filters)]
+        doc = json.loads((tmp_path / out / "fit.json").read_text())
+        assert doc["n_points"] == n_points and doc["source"] == f"wandb:{path}" and doc["law"] == "shared"
+
+
+@pytest.mark.slow
+def test_fit_logs_to_wandb_online_in_the_sweeps_group(two_sweeps, monkeypatch, capsys):
+    import wandb
+
+    from optlaw import cli
+
+    requested = []
+    offline_init = wandb.init
+
+    def init(**kwargs):  # no network here: the run asked for online is written offline instead
+        requested.append(kwargs)
+        return offline_init(**{**kwargs, "mode": "offline"})
+
+    monkeypatch.setattr(wandb, "init", init)
+    monkeypatch.chdir(two_sweeps)
+    # SWEEP_DIR -> sweep_b (two model sizes, so the default --holdout largest leaves data to fit),
+    # DIR -> fits/online. Shrunk: 50 bootstrap replicates, not 1000.
+    command = FIT_WANDB_ONLINE.replace("SWEEP_DIR", "sweep_b").replace("DIR", "fits/online")
+    assert cli.main(shlex.split(command)[1:] + ["--bootstrap", "50"]) == 0
+    capsys.readouterr()
+    assert [(k["mode"], k["group"], k["job_type"]) for k in requested] == [("online", "sweep_b", "fit")]
+    run_dirs = list(Path(os.environ["WANDB_DIR"]).rglob("offline-run-*"))
+    assert len(run_dirs) == 1 and (run_dirs[0] / "files" / "report.md").exists()
+    assert list((run_dirs[0] / "files").rglob("*.png"))  # the plots, as W&B images
+
+
 def test_readme_sweep_yaml_composes_and_plans(tmp_path):
     configs = tmp_path / "configs"
     (configs / "sweep").mkdir(parents=True)
@@ -558,7 +633,7 @@ def test_readme_sweep_yaml_composes_and_plans(tmp_path):
     # -> my_sweep in tmp_path. It composes every point (as `optlaw train` would) with launcher=slurm and
     # the GPU partition, and prints the plan with GPU-hours at the slurm launcher's throughput. Submitting
     # needs a GPU partition; tests/test_slurm_sweep.py submits to a real (CPU) SLURM cluster.
-    plan = run_readme(SWEEP_SLURM, tmp_path, ["sweep_dir=my_sweep", "--dry-run"], env=env).stdout
+    plan = run_command(SWEEP_SLURM, tmp_path, ["sweep_dir=my_sweep", "--dry-run"], env=env).stdout
     # 3 models x 4 budgets x (adamw + soap + muon at 3 LR multipliers) = 60 points.
     assert plan.startswith("sweep my_sweep: 60 points in my_sweep (manifest.json written)")
     assert "to run now: 60 points" in plan and "GPU-hours at 1.25e+14 FLOP/s" in plan
@@ -578,7 +653,7 @@ def _repo_untouched(before: set[str]) -> None:
 def test_fit_chinchilla_reproduces_the_published_fit(reference_data, tmp_path):
     before = {p.name for p in REPO_ROOT.iterdir()}
     out = tmp_path / "chinchilla"
-    proc = run_readme(FIT_CHINCHILLA, REPO_ROOT, ["--out", str(out)], env=cli_env(tmp_path))  # --out -> tmp
+    proc = run_command(FIT_CHINCHILLA, REPO_ROOT, ["--out", str(out)], env=cli_env(tmp_path))  # --out -> tmp
     _repo_untouched(before)
     fit = json.loads((out / "fit.json").read_text())["separate"]["chinchilla"]
     # Published (Epoch AI's replication of Hoffmann et al.): E=1.8172, A=477.84, B=2143.86, alpha=0.3473, beta=0.3672.
@@ -593,7 +668,7 @@ def test_fit_marin_optimizer_sweep_compute_law(reference_data, tmp_path):
     before = {p.name for p in REPO_ROOT.iterdir()}
     out = tmp_path / "marin"
     # --out -> tmp; shrunk: 200 bootstrap replicates instead of the default 1000 (23 s -> 10 s here).
-    run_readme(FIT_MARIN, REPO_ROOT, ["--out", str(out), "--bootstrap", "200"], env=cli_env(tmp_path))
+    run_command(FIT_MARIN, REPO_ROOT, ["--out", str(out), "--bootstrap", "200"], env=cli_env(tmp_path))
     _repo_untouched(before)
     doc = json.loads((out / "fit.json").read_text())
     assert doc["law"] == "compute" and doc["n_points"] == 150 and len(doc["optimizers"]) == 11
@@ -606,12 +681,8 @@ def test_fit_marin_optimizer_sweep_compute_law(reference_data, tmp_path):
 
 
 def test_proxy_random_features(tmp_path):
-    # Shrunk from the full study (~4 min): N 16-128, input_dim 512, 3 seeds, s in {1.0, 1.5},
-    # 200 bootstrap resamples, one worker, one sensitivity variant (steps=12) (as tests/test_proxy_random_features.py).
-    shrink = ["N_values=[16,32,64,128]", "input_dim=512", "seeds=[0,1,2]", "s_values=[1.0,1.5]", "workers=1",
-              "bootstrap_samples=200", "progress=false", "sensitivity.steps=[12]", "sensitivity.damping=[]",
-              "sensitivity.source_r=[]", "sensitivity.input_dim=[]", "sensitivity.n_samples=[]"]
-    proc = run_readme(PROXY_RF, tmp_path, shrink)
+    # Shrunk from the full study (~4 min): see PROXY_RF_SHRINK in tests/_commands.py.
+    proc = run_command(PROXY_RF, tmp_path, PROXY_RF_SHRINK)
     out = tmp_path / "DIR"
     alpha = json.loads((out / "alpha.json").read_text())["alpha"]
     assert set(alpha) == {"gd", "diag", "kron", "sign", "ngd"} and set(alpha["gd"]) == {"1.0", "1.5"}
@@ -627,7 +698,7 @@ def test_proxy_quadratic(tmp_path):
     shrink = ["optimizers=[gd,kron,ngd]", "N_values=[16,32,64,128,256]", "D_values=[4,16,64,256,1024]",
               "feature_dim=65536", "bootstrap=0", "timing_repeats=5", "progress=false",
               "regimes=[{name:damped,damping:0.1}]"]
-    proc = run_readme(PROXY_QUADRATIC, tmp_path, shrink)
+    proc = run_command(PROXY_QUADRATIC, tmp_path, shrink)
     out = tmp_path / "DIR"
     doc = json.loads((out / "quadratic.json").read_text())
     assert doc["setting"]["s"] == 1.5 and set(doc["regimes"]) == {"damped"}
@@ -638,7 +709,7 @@ def test_proxy_quadratic(tmp_path):
 
 def test_proxy_spectrum_from_eigenvalues(tmp_path):
     np.save(tmp_path / "eig.npy", np.arange(1, 401, dtype=float) ** -1.5)
-    out = run_readme(PROXY_SPECTRUM_INPUT, tmp_path).stdout
+    out = run_command(PROXY_SPECTRUM_INPUT, tmp_path).stdout
     assert out.startswith("s_hat = 1.500")
     shifts = dict(re.findall(r"^  (kron|sign|ngd)\s+theory ([+-][\d.]+)", out, re.M))
     assert set(shifts) == {"kron", "sign", "ngd"} and float(shifts["ngd"]) > 0
@@ -649,14 +720,53 @@ def test_proxy_spectrum_of_a_trained_run(llama_1m_run, tmp_path):
     # appending a real module, --module model.layers.1.mlp.down_proj (argparse keeps the last).
     run_dir, _ = llama_1m_run
     (tmp_path / "RUN_DIR").symlink_to(run_dir, target_is_directory=True)
-    out = run_readme(PROXY_SPECTRUM_RUN, tmp_path, ["--module", "model.layers.1.mlp.down_proj"]).stdout
+    out = run_command(PROXY_SPECTRUM_RUN, tmp_path, ["--module", "model.layers.1.mlp.down_proj"]).stdout
     s_hat = float(re.match(r"s_hat = ([\d.]+) \(ranks \d+-\d+ of 416,", out).group(1))  # ffn_hidden 416 inputs
     assert 0 < s_hat < 5 and "ngd   theory" in out
 
 
 def test_proxy_one_point_through_train(tmp_path):
-    run_readme(PROXY_POINT, tmp_path)
+    run_command(PROXY_POINT, tmp_path)
     record = records.read_record(only_run_dir(tmp_path))
     assert record["status"] == "done" and record["task"] == "quadratic" and record["optimizer"] == "kron"
     assert record["N"] == 256 and record["D"] == record["tokens_trained"] == 256  # D counts steps here
     assert record["final_val_loss"] == pytest.approx(sum(record["loss_parts"].values()))
+
+
+# --- Benchmarks -------------------------------------------------------------------------
+
+
+def test_bench_run_all_on_a_shrunk_bench_fit(tmp_path, monkeypatch, capsys):
+    # The runner as the README gives it runs all four benchmarks in full (~10 minutes of both cores)
+    # and rewrites docs/benchmarks.md. Shrunk: in-process, so its per-script arguments can be set, it
+    # runs bench_fit alone (`--only bench_fit`), timing 2 of Hoffmann's 4,500 starts (scaled) with 20
+    # bootstrap replicates, and writes to tmp_path (`--out`).
+    argv, _ = command_argv(BENCH_ALL, ["--only", "bench_fit", "--out", str(tmp_path / "benchmarks.md")])
+    assert argv[0] == str(BIN / "python")
+    spec = importlib.util.spec_from_file_location("run_all", REPO_ROOT / argv[1])
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    monkeypatch.setattr(run_all, "DEFAULT_ARGS", {"bench_fit.py": ["--hoffmann-starts", "2", "--bootstrap", "20"]})
+    monkeypatch.setattr(sys, "argv", argv[1:])
+    assert run_all.main() == 0
+    capsys.readouterr()
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert re.search(r"^## bench_fit\.py \(ok, \d+ s\)$", text, re.M), text
+    assert "optlaw variable projection + 20 bootstrap replicates" in text and "speed ratio (Hoffmann / optlaw)" in text
+    assert "## bench_train.py" not in text
+
+
+def test_bench_scripts_print_their_help():
+    # <name> -> every benchmark of the README's table (the scripts in scripts/bench/), run from the
+    # repository root as the README's relative path says; all at once.
+    names = re.findall(r"^\| `bench_(\w+)\.py` \|", _section(README.read_text(), "## Benchmarks"), re.M)
+    scripts = (REPO_ROOT / "scripts" / "bench").glob("bench_*.py")
+    assert sorted(set(names)) == sorted(p.stem.removeprefix("bench_") for p in scripts)
+    running = {}
+    for name in sorted(set(names)):
+        argv, _ = command_argv(BENCH_HELP.replace("<name>", name))
+        running[name] = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for name, proc in running.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (name, err[-2000:])
+        assert out.startswith(f"usage: bench_{name}.py"), out[:200]
