@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize, nnls
 from scipy.special import huber, logsumexp
-from threadpoolctl import threadpool_limits
 
 from optlaw.fit.normal_equations import NormalEquations
 
@@ -183,13 +182,9 @@ def _predict_batch(theta: np.ndarray, p: Problem) -> tuple[np.ndarray, np.ndarra
 def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,
            max_iter: int = POLISH_MAX_ITER, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, int]:
     """Batched damped Gauss-Newton on theta = (alpha, beta, log c): see ``_polish``."""
-    # The matrices here are small (a few thousand rows by ~150 points); BLAS threads only
-    # add synchronisation: 1000 bootstrap refits took 2.2 s with OpenBLAS's 2 threads
-    # against 1.0 s with one, on this 2-core machine under load.
     # A trial step far out can overflow exp(); its objective is then not finite and the
     # step is rejected, so numpy's warning would only be noise in the user's report.
-    with threadpool_limits(limits=1, user_api="blas"), np.errstate(over="ignore", invalid="ignore",
-                                                                    divide="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return _polish(theta0, p, weights, active, max_iter, rtol)
 
 
