@@ -43,6 +43,10 @@ POLISH_MAX_ITER = 300
 # Share of the IRLS curvature kept for points outside Huber's delta (see ``polish``).
 HUBER_OUTSIDE_CURVATURE = 0.1
 MARQUARDT_INITIAL, MARQUARDT_MIN, MARQUARDT_TRIES = 1e-3, 1e-9, 20
+# Bootstrap refits stop when a step gains less than this share of the objective. On the
+# Marin data (1000 replicates) the 95% intervals at 1e-6 and at 1e-8 agreed with a 1e-14
+# reference equally well (worst endpoint 1.6% off in both), and 1e-6 is ~10% faster.
+BOOTSTRAP_RTOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -330,7 +334,7 @@ def predict(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> np.ndarr
 
 
 def bootstrap(sol: Solution, p: Problem, counts: np.ndarray, max_iter: int = POLISH_MAX_ITER,
-              rtol: float = 1e-8) -> np.ndarray:
+              rtol: float = BOOTSTRAP_RTOL) -> np.ndarray:
     """Refit under resampling ``counts`` (R, n) from the full-data optimum. Returns theta (R, 2 + n_coef)."""
     active = sol.coef > 0
     theta0 = np.concatenate([[sol.alpha, sol.beta], np.log(np.where(active, sol.coef, 1.0))])
