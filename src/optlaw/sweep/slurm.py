@@ -10,6 +10,12 @@ before the limit; the job forwards it to the trainer, which writes a checkpoint
 and exits, and submitit requeues the job; the requeued job reruns the same
 ``optlaw train`` command, which resumes from that checkpoint. ``scontrol requeue``
 sends SIGTERM, which the trainer treats the same way.
+
+Why submitit directly and not Hydra's submitit launcher (``--multirun``): a sweep
+here is not a Hydra multirun. Points come from optlaw's own grid (per-optimizer axes,
+branching off trunk runs), each must be claimed before submission so two launches
+never run it twice, and arrays are grouped by resource class; the Hydra plugin
+offers none of that and pinned Hydra to a pre-release.
 """
 
 from __future__ import annotations
