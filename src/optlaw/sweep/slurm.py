@@ -15,7 +15,7 @@ Why submitit directly and not Hydra's submitit launcher (``--multirun``): a swee
 here is not a Hydra multirun. Points come from optlaw's own grid (per-optimizer axes,
 branching off trunk runs), each must be claimed before submission so two launches
 never run it twice, and arrays are grouped by resource class; the Hydra plugin
-offers none of that and pinned Hydra to a pre-release.
+offers none of that (and its release pulls a Hydra 1.4 pre-release unless Hydra is pinned).
 """
 
 from __future__ import annotations
