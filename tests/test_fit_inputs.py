@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
+import os
+import sys
+
 import pytest
 
 from optlaw.errors import UserError
 from optlaw.fit import FitWarning, fit_separate, fit_shared, load_csv, load_runs
 from optlaw.fit.synthetic import synthetic_table
 from optlaw.records import write_record
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _wandb_stand_in import StandInApi, StandInRun  # noqa: E402
 
 
 def write_csv(path, header, rows):
@@ -151,24 +156,6 @@ def test_records_without_split_parameter_counts_fall_back_to_N(tmp_path):
     assert table.N[0] == pytest.approx(1e7)
 
 
-class _FakeWandbRun:
-    def __init__(self, record):
-        self.id = record["run_id"]
-        self.summary = dict(record)
-
-
-class _FakeWandbApi:
-    """Stands in for wandb.Api(): the trainer writes the record's fit fields into each run's summary."""
-
-    def __init__(self, runs):
-        self._runs, self.calls = runs, []
-
-    def runs(self, path, filters=None):
-        self.calls.append((path, filters))
-        group = (filters or {}).get("group")
-        return [r for r in self._runs if group is None or r.summary.get("sweep") == group]
-
-
 def test_wandb_runs_fit_like_local_records(tmp_path):
     from optlaw.fit import load_wandb
 
@@ -176,7 +163,7 @@ def test_wandb_runs_fit_like_local_records(tmp_path):
     recs = [record(o, n, d, l) for o, n, d, l in table_rows(t)]
     recs.append(record("adamw", 3e7, 1e9, None, status="diverged", reason="loss spike"))
     local = load_runs(write_sweep(tmp_path / "sweep", recs))
-    api = _FakeWandbApi([_FakeWandbRun(r) for r in recs])
+    api = StandInApi([StandInRun(r) for r in recs])
     remote = load_wandb("me/optlaw", group="s", api=api)
     assert api.calls == [("me/optlaw", {"group": "s"})]
     assert sorted(zip(remote.optimizer, remote.N, remote.D, remote.loss)) == sorted(

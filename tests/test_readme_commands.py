@@ -43,6 +43,7 @@ from _commands import (  # noqa: E402  (tests/_commands.py: shared with tests/te
     BIN, DOCS, PROXY_RF_SHRINK, QUICK_EVAL, README, REPO_ROOT, TINY_MODEL, cli_env, command_argv, guide_commands,
     normalise, only_run_dir, registry_problems, run_command, write_jsonl_corpus,
 )
+from _wandb_stand_in import StandInApi, StandInRun  # noqa: E402
 
 # --------------------------------------------------------------------------------------
 # The README commands this file runs (exactly as README.md prints them).
@@ -527,29 +528,12 @@ def test_fit_two_sweep_dirs_compute_law(two_sweeps):
     assert (root / "fits" / "ab" / "report.md").exists() and (root / "fits" / "ab" / "frontier.png").exists()
 
 
-class _WandbRun:
-    def __init__(self, record: dict):
-        self.id, self.summary = record["run_id"], record
-
-
-class _WandbApi:
-    """Stands in for wandb.Api() (no network here); summaries are the records, as the trainer mirrors them."""
-
-    def __init__(self, runs):
-        self._runs, self.calls = runs, []
-
-    def runs(self, path, filters=None):
-        self.calls.append((path, filters))
-        group = (filters or {}).get("group")
-        return [r for r in self._runs if group is None or r.summary.get("sweep") == group]
-
-
-def _wandb_api(two_sweeps: Path, other_loss: float) -> _WandbApi:
+def _wandb_api(two_sweeps: Path, other_loss: float) -> StandInApi:
     """The real sweep records as W&B summaries in group my_sweep, plus one run of another group."""
     found = [records.read_record(p.parent) for p in sorted(two_sweeps.glob("sweep_[ab]/runs/*/run.json"))]
-    runs = [_WandbRun({**rec, "sweep": "my_sweep"}) for rec in found]
-    runs.append(_WandbRun({**found[0], "run_id": "elsewhere", "sweep": "other", "final_val_loss": other_loss}))
-    return _WandbApi(runs)
+    runs = [StandInRun({**rec, "sweep": "my_sweep"}) for rec in found]
+    runs.append(StandInRun({**found[0], "run_id": "elsewhere", "sweep": "other", "final_val_loss": other_loss}))
+    return StandInApi(runs)
 
 
 @pytest.mark.slow

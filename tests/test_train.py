@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from optlaw import records
 from optlaw.config import compose
@@ -15,22 +16,10 @@ from optlaw.point import run_point
 from optlaw.train import cli as train_cli
 from optlaw.train.metrics import read_metrics
 
-# A ~76k-parameter LLaMA on 32-token sequences: a step takes milliseconds.
-TINY = [
-    "model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.n_kv_heads=2", "model.head_dim=16",
-    "model.ffn_hidden=64", "model.seq_len=32", "batch.global_tokens=256", "batch.micro_batch_size=4",
-    "eval.tokens=1024", "progress=false", "device=cpu", "step_cost.repeats=2",
-]
+sys.path.insert(0, os.path.dirname(__file__))
+from _tiny_llm import TINY_LLM, one_torch_thread  # noqa: E402,F401  (autouse fixture)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Bitwise comparisons between runs need the same reduction order; one thread also
-    # keeps this file polite on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+TINY = TINY_LLM + ["batch.global_tokens=256", "step_cost.repeats=2"]
 
 
 def train(run_dir: Path, *overrides: str) -> dict:

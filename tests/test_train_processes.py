@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from optlaw import records
 from optlaw.config import compose
@@ -18,19 +17,10 @@ from optlaw.point import run_point
 from optlaw.train.metrics import read_metrics
 from optlaw.train.signals import PREEMPTED_EXIT_CODE
 
-TINY = [
-    "model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.n_kv_heads=2", "model.head_dim=16",
-    "model.ffn_hidden=64", "model.seq_len=32", "batch.micro_batch_size=4",
-    "eval.tokens=1024", "progress=false", "device=cpu", "step_cost.repeats=1",
-]
+sys.path.insert(0, os.path.dirname(__file__))
+from _tiny_llm import TINY_LLM, one_torch_thread  # noqa: E402,F401  (autouse fixture)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+TINY = TINY_LLM + ["step_cost.repeats=1"]
 
 
 def _env() -> dict[str, str]:

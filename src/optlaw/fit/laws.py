@@ -319,7 +319,6 @@ def fit_compute(table: RunTable, reference: str = "adamw", variant: str = "full"
         notes.append("no flops in the data: cost taken as 6 N D x step_cost")
     params, ci = dict(shared.params), dict(shared.ci)
     samples = shared._bootstrap_samples
-    a_s = params["alpha"]
     for opt in shared.optimizers:
         params[f"cost_per_ND/{opt}"] = k[opt]
         params[f"compute_multiplier/{opt}"] = params[f"rho_N/{opt}"] * params[f"rho_D/{opt}"] * k[reference] / k[opt]

@@ -31,8 +31,8 @@ LEVENBERG_FLOOR = 1e-10                 # relative damping always added: flat di
 class NormalEquations:
     """Per-problem constants; ``assemble`` turns per-point derivatives into a solvable system."""
 
-    def __init__(self, logN_size: int, a_group: np.ndarray, b_group: np.ndarray, n_a: int, n_b: int):
-        n = logN_size
+    def __init__(self, n_points: int, a_group: np.ndarray, b_group: np.ndarray, n_a: int, n_b: int):
+        n = n_points
         self.P = 2 + 1 + n_a + n_b
         combos, combo_of_point = np.unique(np.stack([a_group, b_group], axis=1), axis=0, return_inverse=True)
         self.C = C = len(combos)

@@ -35,6 +35,19 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _save_loss_panels(fig, axes, opts: list[str], xlabel: str, title: str, path: Path) -> Path:
+    """Shared finish of the per-optimizer loss panels: log x axis, titles, labels, legend."""
+    for ax, opt in zip(axes, opts):
+        ax.set_xscale("log")
+        ax.set_title(opt, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("loss")
+    axes[0].legend(fontsize=6, loc="upper right")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
 def _optimizers(study) -> list[str]:
     if study.shared is not None:
         return list(study.shared.optimizers)
@@ -59,14 +72,8 @@ def loss_vs_D(study, out: Path) -> Path:
                 ax.plot(grid, study.shared.predict(n, grid, opt), color=colour[n], lw=1.2)
             if study.separate is not None and opt in study.separate.laws:
                 ax.plot(grid, study.separate.predict(n, grid, opt), color=colour[n], lw=1.0, ls="--")
-        ax.set_xscale("log")
-        ax.set_title(opt, fontsize=10)
-        ax.set_xlabel("D (tokens)")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("loss")
-    axes[0].legend(fontsize=6, loc="upper right")
-    fig.suptitle("Loss vs D per N (solid: shared law, dashed: separate law)", fontsize=10)
-    return _save(fig, out / "loss_vs_D.png")
+    return _save_loss_panels(fig, axes, opts, "D (tokens)",
+                             "Loss vs D per N (solid: shared law, dashed: separate law)", out / "loss_vs_D.png")
 
 
 def loss_vs_N(study, out: Path) -> Path:
@@ -89,14 +96,8 @@ def loss_vs_N(study, out: Path) -> Path:
             grid = np.geomspace(t.N[k].min() / 1.5, t.N[k].max() * 1.5, 60)
             if study.shared is not None and opt in study.shared.laws:
                 ax.plot(grid, study.shared.predict(grid, tpp * grid, opt), color=c, lw=1.2)
-        ax.set_xscale("log")
-        ax.set_title(opt, fontsize=10)
-        ax.set_xlabel("N (parameters)")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("loss")
-    axes[0].legend(fontsize=6, loc="upper right")
-    fig.suptitle("Loss vs N at fixed tokens per parameter (lines: shared law)", fontsize=10)
-    return _save(fig, out / "loss_vs_N.png")
+    return _save_loss_panels(fig, axes, opts, "N (parameters)",
+                             "Loss vs N at fixed tokens per parameter (lines: shared law)", out / "loss_vs_N.png")
 
 
 def rhos(study, out: Path) -> Path | None:
