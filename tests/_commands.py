@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optlaw.cli import SUBCOMMANDS
+from optlaw.entry.cli import SUBCOMMANDS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 README = REPO_ROOT / "README.md"

@@ -1,6 +1,7 @@
 import pytest
 
-from optlaw import cli, config
+from optlaw import config
+from optlaw.entry import cli
 from optlaw.errors import ConfigError
 
 

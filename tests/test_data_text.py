@@ -147,7 +147,7 @@ def test_datasets_builder_on_local_files(jsonl_corpus, monkeypatch):
 
 
 def test_hydra_config_and_prepare_command(jsonl_corpus, capsys):
-    from optlaw.data.cli import main
+    from optlaw.entry.data_cmd import main
 
     overrides = ["data=text", f"data.files=[{jsonl_corpus}/part1.jsonl]", "data.tokenizer_vocab_size=300",
                  "data.val_tokens=1000", f"data.cache_dir={jsonl_corpus}/cache"]

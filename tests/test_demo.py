@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from optlaw import cli
+from optlaw.entry import cli
 
 
 @pytest.mark.slow

@@ -43,11 +43,11 @@ SLURM_TESTS = "tests/test_slurm_sweep.py::"
 TASK_QUADRATIC = "optlaw train task=quadratic"
 TASK_RANDOM_FEATURES = "optlaw train task=random_features"
 # data.md
-DATA_MODULE = (".venv/bin/python -m optlaw.data.cli model=llama/20m data=text 'data.files=[corpus/*.jsonl]' "
+DATA_MODULE = (".venv/bin/python -m optlaw data model=llama/20m data=text 'data.files=[corpus/*.jsonl]' "
                "data.tokenizer_vocab_size=8192")
 DATA_TRAIN = (".venv/bin/optlaw train model=llama/20m data=text 'data.files=[corpus/*.jsonl]' "
               "data.tokenizer_vocab_size=8192 ...")
-DATA_PARQUET = (".venv/bin/python -m optlaw.data.cli model=llama/20m data=text 'data.files=[shards/*.parquet]' "
+DATA_PARQUET = (".venv/bin/python -m optlaw data model=llama/20m data=text 'data.files=[shards/*.parquet]' "
                 "data.tokenizer=/path/to/tokenizer")
 # design.md
 SWEEP_POINT = "optlaw train <overrides> run_dir=<sweep_dir>/runs/<run_id>"
@@ -335,7 +335,7 @@ def _usage_options(usage: str) -> dict[str, str | None]:
 
 
 def test_fit_usage_matches_the_parser():
-    from optlaw.fit.cli import build_parser
+    from optlaw.entry.fit_cmd import build_parser
 
     actions = {opt: a for a in build_parser()._actions for opt in a.option_strings if opt.startswith("--")}
     actions.pop("--help")
@@ -352,7 +352,7 @@ def test_fit_usage_matches_the_parser():
 
 
 def test_fit_usage_options_no_example_shows(reference_data, tmp_path, capsys):
-    from optlaw import cli
+    from optlaw.entry import cli
 
     # The usage line with --csv FILE -> the Marin CSV (its --column mapping), DIR -> tmp_path/out, and the
     # options none of the README/docs commands use; no bootstrap or plots, to take a second.

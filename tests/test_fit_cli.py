@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from optlaw import cli
+from optlaw.entry import cli
 from optlaw.fit.synthetic import synthetic_table
 from optlaw.records import write_record
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from optlaw import cli
+from optlaw.entry import cli
 from optlaw.config import compose, to_plain
 from optlaw.records import DONE, FIT_FIELDS, read_record
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from optlaw import cli
+from optlaw.entry import cli
 from optlaw.errors import UserError
 
 

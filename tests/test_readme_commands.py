@@ -58,7 +58,7 @@ OPTLAW_HELP = ".venv/bin/optlaw --help"
 DEMO_OUT = "optlaw demo [--out DIR]"
 TRAIN_1M = "optlaw train model=llama/1m optimizer=adamw budget.tokens=2000000"
 TRAIN_OLMO = "optlaw train model=olmo/3m optimizer=muon budget.tokens_per_param=20 run_dir=/tmp/r1"
-TORCHRUN = "torchrun --standalone --nproc_per_node 2 -m optlaw.cli train model=llama/1m budget.tokens=2000000"
+TORCHRUN = "torchrun --standalone --nproc_per_node 2 -m optlaw train model=llama/1m budget.tokens=2000000"
 TRAIN_HELP = "optlaw train --help"
 LADDER = "python -m optlaw.models.ladder"
 DATA = "optlaw data model=llama/20m data=text 'data.files=[corpus/*.jsonl]' data.tokenizer_vocab_size=8192"
@@ -295,7 +295,7 @@ def test_optlaw_help_lists_every_subcommand_the_guide_uses(tmp_path):
 def test_demo_out_defaults_to_optlaw_demo():
     # `optlaw demo [--out DIR]` itself (a real sweep, fits and report) is run by tests/test_demo.py
     # with --out in a temporary folder; here: without --out, DIR is ./optlaw-demo as the README says.
-    from optlaw.demo import build_parser
+    from optlaw.entry.demo import build_parser
 
     assert build_parser().parse_args([]).out == "optlaw-demo"
 
@@ -540,7 +540,7 @@ def _wandb_api(two_sweeps: Path, other_loss: float) -> StandInApi:
 def test_fit_wandb_runs_through_the_cli(two_sweeps, tmp_path, monkeypatch, capsys):
     import wandb
 
-    from optlaw import cli
+    from optlaw.entry import cli
     from optlaw.fit import fit_shared, load_runs
 
     api = _wandb_api(two_sweeps, other_loss=99.0)
@@ -561,7 +561,7 @@ def test_fit_wandb_runs_through_the_cli(two_sweeps, tmp_path, monkeypatch, capsy
 def test_fit_wandb_runs_with_and_without_a_group(two_sweeps, tmp_path, monkeypatch, capsys):
     import wandb
 
-    from optlaw import cli
+    from optlaw.entry import cli
 
     monkeypatch.chdir(tmp_path)
     # ENTITY/PROJECT[:GROUP] -> my-entity/optlaw (every run of the project) and my-entity/optlaw:my_sweep
@@ -586,7 +586,7 @@ def test_fit_wandb_runs_with_and_without_a_group(two_sweeps, tmp_path, monkeypat
 def test_fit_logs_to_wandb_online_in_the_sweeps_group(two_sweeps, monkeypatch, capsys):
     import wandb
 
-    from optlaw import cli
+    from optlaw.entry import cli
 
     requested = []
     offline_init = wandb.init

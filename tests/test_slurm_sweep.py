@@ -18,7 +18,7 @@ import pytest
 from optlaw import records
 from optlaw.errors import UserError
 from optlaw.sweep import claims
-from optlaw.sweep.cli import main_status, main_sweep
+from optlaw.entry.sweep_cmd import main_status, main_sweep
 from optlaw.sweep.manifest import read_manifest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -146,7 +146,7 @@ def test_requeue_and_preemption_resume_exactly_and_scancel_leaves_a_resumable_po
     # Reference: the same point trained without interruption, outside SLURM.
     reference_dir = tmp_path / "reference"
     reference = subprocess.Popen(
-        [sys.executable, "-m", "optlaw.cli", "train", *requeued_point["overrides"], f"run_dir={reference_dir}"],
+        [sys.executable, "-m", "optlaw", "train", *requeued_point["overrides"], f"run_dir={reference_dir}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     assert main_sweep(["sweep=longer", "launcher=slurm_cpu", f"sweep_dir={sweep_dir}", *EVERY_STEP]) == 0

@@ -9,7 +9,7 @@ import pytest
 
 from optlaw.config import compose, to_plain
 from optlaw.errors import ConfigError, UserError
-from optlaw.sweep.cli import main_status, main_sweep
+from optlaw.entry.sweep_cmd import main_status, main_sweep
 from optlaw.sweep.grid import expand
 from optlaw.sweep.manifest import read_manifest
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from optlaw import records
-from optlaw.sweep.cli import main_status, main_sweep
+from optlaw.entry.sweep_cmd import main_status, main_sweep
 from optlaw.sweep.manifest import read_manifest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -71,7 +71,7 @@ def test_local_sweep_runs_every_point_then_skips_finished(user_configs, tmp_path
 def test_two_launches_at_once_never_run_a_point_twice(user_configs, tmp_path):
     sweep_dir = tmp_path / "sw"
     main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"])
-    cmd = [sys.executable, "-m", "optlaw.cli", "sweep", "sweep=tiny", "launcher.max_parallel=2", f"sweep_dir={sweep_dir}"]
+    cmd = [sys.executable, "-m", "optlaw", "sweep", "sweep=tiny", "launcher.max_parallel=2", f"sweep_dir={sweep_dir}"]
     launches = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600)[0] for p in launches]
     starts = [line for out in outputs for line in out.splitlines() if line.startswith("start ")]
@@ -80,7 +80,7 @@ def test_two_launches_at_once_never_run_a_point_twice(user_configs, tmp_path):
     for point in points:
         assert records.read_record(sweep_dir / point["run_dir"])["status"] == "done"
         log = (sweep_dir / "logs" / f"{point['run_id']}.log").read_text()
-        assert log.count("# ") >= 1 and log.count(" -m optlaw.cli train ") == 1  # one training process per point
+        assert log.count("# ") >= 1 and log.count(" -m optlaw train ") == 1  # one training process per point
     assert json.loads((sweep_dir / "manifest.json").read_text())["sweep"] == "tiny"
 
 

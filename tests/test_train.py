@@ -12,8 +12,8 @@ import pytest
 from optlaw import records
 from optlaw.config import compose
 from optlaw.errors import UserError
-from optlaw.point import run_point
-from optlaw.train import cli as train_cli
+from optlaw.entry.points import run_point
+from optlaw.entry import train_cmd as train_cli
 from optlaw.train.metrics import read_metrics
 
 sys.path.insert(0, os.path.dirname(__file__))

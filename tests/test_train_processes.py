@@ -13,7 +13,7 @@ import pytest
 
 from optlaw import records
 from optlaw.config import compose
-from optlaw.point import run_point
+from optlaw.entry.points import run_point
 from optlaw.train.metrics import read_metrics
 from optlaw.train.signals import PREEMPTED_EXIT_CODE
 
@@ -29,7 +29,7 @@ def _env() -> dict[str, str]:
 
 
 def _start(run_dir: Path, overrides: list[str]) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "optlaw.cli", "train", *TINY, f"run_dir={run_dir}", *overrides]
+    argv = [sys.executable, "-m", "optlaw", "train", *TINY, f"run_dir={run_dir}", *overrides]
     return subprocess.Popen(argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -94,7 +94,7 @@ def test_two_rank_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
     overrides = ["batch.global_tokens=256", "budget.tokens=3072", "log.every_steps=1", "eval.fractions=[0.5]"]
     single = run_point(compose("train", TINY + overrides + [f"run_dir={tmp_path / 'single'}"]))
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            "-m", "optlaw.cli", "train", *TINY, *overrides, f"run_dir={tmp_path / 'ddp'}"]
+            "-m", "optlaw", "train", *TINY, *overrides, f"run_dir={tmp_path / 'ddp'}"]
     proc = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ddp = records.read_record(tmp_path / "ddp")

@@ -57,7 +57,7 @@ def run_grid(name: str, sweep_dir: Path, config_root: Path, args, branching: boo
     env = dict(os.environ, OPTLAW_EXTRA_CONFIGS=str(config_root), WANDB_MODE="disabled")
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "optlaw.cli", "sweep", f"sweep={name}", f"sweep_dir={sweep_dir}",
+        [sys.executable, "-m", "optlaw", "sweep", f"sweep={name}", f"sweep_dir={sweep_dir}",
          f"launcher.max_parallel={args.parallel}"],
         check=True, env=env, stdout=subprocess.DEVNULL,
     )

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from optlaw.config import compose
 from optlaw.data import build_corpus
 from optlaw.models import build_model
-from optlaw.point import run_point
+from optlaw.entry.points import run_point
 from optlaw.train.budget import plan_budget
 from optlaw.train.metrics import read_metrics
 

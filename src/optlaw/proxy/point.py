@@ -1,6 +1,6 @@
 """One proxy grid point -> the same ``run.json`` record an LLM run writes.
 
-``optlaw.point.run_point`` calls ``run(cfg)`` for ``task=random_features`` and
+``optlaw.entry.points.run_point`` calls ``run(cfg)`` for ``task=random_features`` and
 ``task=quadratic``. Mapping onto the shared record: N (= N_total = N_non_embedding)
 is the model-size axis, D (= tokens_trained) is the number of optimizer steps, and
 ``final_val_loss`` is the population loss, so sweeps, status and fits work unchanged.

@@ -235,7 +235,7 @@ def run_id_for(cfg: DictConfig, label: str) -> str:
 def train_config_name(overrides: list[str]) -> str:
     """The config ``optlaw train`` composes for these overrides (``task_<t>`` for proxy tasks)."""
     try:
-        from optlaw.train.cli import config_name_for
+        from optlaw.entry.train_cmd import config_name_for
     except ImportError:
         return "train"
     return config_name_for(overrides)

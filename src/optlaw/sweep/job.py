@@ -34,8 +34,8 @@ def train_command(sweep_dir: str | Path, point: dict, manifest: dict, gpus: int 
     if manifest.get("sweep"):
         args.append(f"sweep_name={manifest['sweep']}")
     if gpus > 1:
-        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "-m", "optlaw.cli", *args]
-    return [python, "-m", "optlaw.cli", *args]
+        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "-m", "optlaw", *args]
+    return [python, "-m", "optlaw", *args]
 
 
 def branch_source(sweep_dir: str | Path, point: dict) -> Path | None:

@@ -18,7 +18,7 @@ WANDB_MODES = ("disabled", "offline", "online")
 
 
 class _Parser(argparse.ArgumentParser):
-    # argparse exits on its own; turn its one-line messages into UserError (exit 2 via optlaw.cli).
+    # argparse exits on its own; turn its one-line messages into UserError (exit 2 via optlaw.entry.cli).
     def error(self, message):
         raise UserError(f"optlaw fit: {message}")
 

@@ -176,6 +176,6 @@ def format_status(states) -> str:
 
 
 if __name__ == "__main__":
-    from optlaw.cli import main
+    from optlaw.entry.cli import main
 
     sys.exit(main(["sweep", *sys.argv[1:]]))

@@ -16,7 +16,7 @@ Train one grid point (model x token budget x optimizer) and write its run direct
 examples:
   optlaw train model=llama/1m optimizer=adamw budget.tokens=2000000
   optlaw train model=llama/3m optimizer=adamw budget.tokens_per_param=20 run_dir=/tmp/r1
-  torchrun --nproc_per_node 2 -m optlaw.cli train model=llama/1m budget.tokens=2000000
+  torchrun --nproc_per_node 2 -m optlaw train model=llama/1m budget.tokens=2000000
 
 keys (defaults in configs/train.yaml; see docs/configuration.md):
   model=<family>/<size>      a preset under configs/model/
@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
         print(USAGE)
         return 0
     cfg = compose(config_name_for(argv), argv)
-    from optlaw.point import run_point
+    from optlaw.entry.points import run_point
 
     try:
         record = run_point(cfg)

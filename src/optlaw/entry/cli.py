@@ -14,13 +14,13 @@ from optlaw.errors import UserError
 
 # name -> ("module:function", one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("optlaw.train.cli:main", "train one grid point: optlaw train model=llama/1m optimizer=adamw ..."),
-    "data": ("optlaw.data.cli:main", "tokenize a corpus once into the cache: optlaw data data=text 'data.files=[...]'"),
-    "sweep": ("optlaw.sweep.cli:main_sweep", "expand a sweep grid and launch it (local or SLURM)"),
-    "status": ("optlaw.sweep.cli:main_status", "print the state of every point of a sweep"),
-    "fit": ("optlaw.fit.cli:main", "fit scaling laws to run records or a CSV and write a report"),
-    "proxy": ("optlaw.proxy.cli:main", "run a proxy study: random_features or quadratic"),
-    "demo": ("optlaw.demo:main", "the main job: a CPU sweep on the embedded corpus, fits and report"),
+    "train": ("optlaw.entry.train_cmd:main", "train one grid point: optlaw train model=llama/1m optimizer=adamw ..."),
+    "data": ("optlaw.entry.data_cmd:main", "tokenize a corpus once into the cache: optlaw data data=text 'data.files=[...]'"),
+    "sweep": ("optlaw.entry.sweep_cmd:main_sweep", "expand a sweep grid and launch it (local or SLURM)"),
+    "status": ("optlaw.entry.sweep_cmd:main_status", "print the state of every point of a sweep"),
+    "fit": ("optlaw.entry.fit_cmd:main", "fit scaling laws to run records or a CSV and write a report"),
+    "proxy": ("optlaw.entry.proxy_cmd:main", "run a proxy study: random_features or quadratic"),
+    "demo": ("optlaw.entry.demo:main", "the main job: a CPU sweep on the embedded corpus, fits and report"),
 }
 
 

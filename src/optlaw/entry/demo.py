@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from optlaw.fit.cli import main as fit_main
-    from optlaw.sweep.cli import main_sweep
+    from optlaw.entry.fit_cmd import main as fit_main
+    from optlaw.entry.sweep_cmd import main_sweep
 
     args = build_parser().parse_args(argv)
     out = Path(args.out)
