@@ -22,6 +22,8 @@ import math
 import sys
 from pathlib import Path
 
+from optlaw.config.model import FAMILY_RMS_NORM_EPS, Family, ModelConfig
+
 # Nominal non-embedding sizes, by tier.
 # 100k-400k are the demo's sizes (`optlaw demo` must finish in ~15 min on 2 CPU cores).
 CPU_SIZES = {"100k": 1e5, "250k": 2.5e5, "400k": 4e5, "1m": 1e6, "3m": 3e6, "10m": 10e6}
@@ -29,7 +31,7 @@ REAL_SIZES = {
     "20m": 20e6, "60m": 60e6, "150m": 150e6, "300m": 300e6,
     "600m": 600e6, "1b": 1e9, "1.5b": 1.5e9,
 }
-FAMILIES = ("llama", "olmo")
+FAMILIES = tuple(Family.values())
 
 # Tier constants (numbers live here once; the YAMLs are generated from them).
 TIERS = {
@@ -79,8 +81,7 @@ def ladder_preset(family: str, size: str) -> dict:
         "vocab_size": t["vocab_size"],
         "seq_len": t["seq_len"],
         "rope_theta": t["rope_theta"],
-        "rms_norm_eps": 1.0e-6 if family == "olmo" else 1.0e-5,
-        "init_std": 0.02,
+        "rms_norm_eps": FAMILY_RMS_NORM_EPS[family],
     }
 
 
@@ -99,9 +100,18 @@ def preset_yaml(preset: dict) -> str:
         f"# {family_line}.",
         f"# The size name is the nominal N_non_embedding ({preset['nominal_params']:.3g}).",
     ]
+    defaults = _schema_defaults()
     for key, value in preset.items():
+        if key in defaults and defaults[key] == value:
+            continue  # the schema's default (optlaw.config.model.ModelConfig): not restated
         lines.append(f"{key}: {value}")
     return "\n".join(lines) + "\n"
+
+
+def _schema_defaults() -> dict:
+    from dataclasses import MISSING, fields
+
+    return {f.name: f.default for f in fields(ModelConfig) if f.default is not MISSING}
 
 
 def write_presets(configs_dir: Path) -> list[Path]:

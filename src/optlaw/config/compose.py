@@ -2,20 +2,22 @@
 
 We use Hydra's compose API rather than ``@hydra.main`` so one console script can
 host several subcommands, and so Hydra does not change the working directory or
-write ``outputs/`` folders a user did not ask for.
+write ``outputs/`` folders a user did not ask for. Every file names its schema
+(optlaw.config.store), so compose checks types, choices and key names; the rules
+across fields run in ``optlaw.config.validate``.
 """
-
-from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from optlaw.config.core import describe_error
+from optlaw.config.store import register
 from optlaw.errors import ConfigError
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 def config_dir() -> Path:
@@ -35,12 +37,13 @@ def config_dir() -> Path:
     )
 
 
-def compose(config_name: str, overrides: list[str] | None = None, extra_search_path: str | None = None) -> DictConfig:
+def compose(config_name: str | None, overrides: list[str] | None = None, extra_search_path: str | None = None) -> DictConfig:
     """Compose ``configs/<config_name>.yaml`` with Hydra overrides.
 
     ``extra_search_path`` (or ``$OPTLAW_EXTRA_CONFIGS``) adds a user's own config
     folder, so a researcher can keep sweep and model files outside the package.
-    Raises ``ConfigError`` with a one-line message for any composition problem.
+    Raises ``ConfigError`` with a one-line message for any composition problem,
+    a value of the wrong type included.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -48,6 +51,7 @@ def compose(config_name: str, overrides: list[str] | None = None, extra_search_p
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    register()
     overrides = list(overrides or [])
     extra = extra_search_path or os.environ.get("OPTLAW_EXTRA_CONFIGS")
     if extra:
@@ -79,10 +83,21 @@ def explain_compose_error(exc: Exception) -> str:
     if not_in_struct:
         key = not_in_struct.group(1)
         return (
-            f"config key '{key}' does not exist; check the spelling, or prefix it with '+' "
-            f"(+{key}=...) to add a new key on purpose"
+            f"config key '{key}' does not exist; check the spelling (every key: docs/configuration.md), "
+            f"or, in a free-form section such as optimizer.kwargs, add it with '+' (+{key}=...)"
         )
+    if _is_value_error(exc):
+        return describe_error(exc)
     return first
+
+
+def _is_value_error(exc: BaseException) -> bool:
+    # Hydra wraps OmegaConf's ValidationError ("Error merging override ...") or quotes it
+    # ("In 'x': ValidationError raised while composing config").
+    from omegaconf.errors import OmegaConfBaseException
+
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(exc, OmegaConfBaseException) or isinstance(cause, OmegaConfBaseException) or "full_key:" in str(exc)
 
 
 def _list_options(group: str) -> list[str]:
@@ -97,8 +112,3 @@ def _list_options(group: str) -> list[str]:
         # Folders beside top-level options are sub-groups (e.g. optimizer/routing), not choices.
         return top_level
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
-
-
-def to_plain(cfg: DictConfig) -> dict:
-    """Resolved config as plain Python containers (for JSON records)."""
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,110 @@
+"""The ``data`` group: the embedded synthetic corpus or real text (optlaw.data; docs/data.md)."""
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from omegaconf import II, MISSING
+
+from optlaw.errors import ConfigError
+
+SYNTHETIC_COMPONENTS = ("topic", "shared_bigram", "genre_bigram", "genre_trigram")
+
+
+@dataclass
+class DataConfig:
+    """What every corpus config has."""
+
+    name: str = MISSING
+    """synthetic or text (chosen as data=<name>)."""
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    """Documents with a latent topic; tokens from a topic/bigram/trigram mixture over a Zipfian vocabulary (math in docs/data.md). The numbers are chosen, not taken from a paper, so that CPU-scale models keep improving with parameters and tokens; reference losses in docs/data.md."""
+
+    name: str = "synthetic"
+    seed: int = 1234
+    """Structure seed: the tables (topics, n-gram rows). Data order comes from the run's seed."""
+    vocab_size: int = 1024
+    """Tokens, 0 being BOS (3..65536); the CPU model presets use the same vocabulary."""
+    zipf_exponent: float = 1.0
+    """Zipf's law for word frequencies (exponent ~1, Zipf 1949)."""
+    n_genres: int = 4
+    """Genres; each has its own bigram/trigram rows."""
+    topics_per_genre: int = 8
+    """Latent topics per genre (4 x 8 = 32 topics)."""
+    mixture: Dict[str, float] = field(default_factory=lambda: {
+        "topic": 0.20, "shared_bigram": 0.35, "genre_bigram": 0.20, "genre_trigram": 0.25})
+    """Next-token mixture weights (>= 0, sum to 1): topic (the topic's unigram, inferred from the whole prefix), shared_bigram (rows shared by all documents), genre_bigram (rows of the genre), genre_trigram (hashed-trigram rows of the genre: the long tail). A component left out weighs 0."""
+    shared_candidates: int = 16
+    """Successors per previous token (shared rows)."""
+    bigram_candidates: int = 8
+    """Successors per (genre, previous token)."""
+    trigram_candidates: int = 8
+    """Successors per (genre, hashed pair of previous tokens)."""
+    trigram_buckets: int = 16384
+    """Rows of the trigram table per genre."""
+    candidate_exponent: float = 1.2
+    """Zipf exponent of the weights over a row's successors."""
+    seq_len: int = II("model.seq_len")
+    """Sequence length at which the entropy floor is computed (the model's context)."""
+    val_tokens: int = II("eval.tokens")
+    """Validation tokens over which the entropy floor is computed (the trainer's eval tokens)."""
+
+    def check(self) -> None:
+        if not 3 <= self.vocab_size <= 65536:
+            raise ConfigError(f"data.vocab_size={self.vocab_size} must be in 3..65536")
+        unknown = sorted(set(self.mixture) - set(SYNTHETIC_COMPONENTS))
+        if unknown:
+            raise ConfigError(f"data.mixture has unknown components {unknown}; use {', '.join(SYNTHETIC_COMPONENTS)}")
+        weights = [self.mixture.get(name, 0.0) for name in SYNTHETIC_COMPONENTS]
+        if any(w < 0 for w in weights) or not math.isclose(sum(weights), 1.0, rel_tol=1e-6):
+            raise ConfigError(f"data.mixture weights {[float(w) for w in weights]} must be >= 0 and sum to 1")
+        for key in ("n_genres", "topics_per_genre", "shared_candidates", "bigram_candidates", "trigram_candidates", "trigram_buckets"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"data.{key} must be >= 1")
+
+
+@dataclass
+class TextDataConfig(DataConfig):
+    """Real text, tokenized once per (corpus content, tokenizer) into memory-mapped uint16/uint32 shards under cache_dir; every run shares the same held-out validation split (docs/data.md)."""
+
+    name: str = "text"
+    files: List[str] = field(default_factory=list)
+    """Local .txt (blank-line-separated documents), .jsonl or .parquet paths or globs."""
+    dataset: Optional[str] = None
+    """Or a `datasets` name (hub), or a builder (json, parquet, text) reading `files`."""
+    dataset_config: Optional[str] = None
+    """The dataset's config name, if it has several."""
+    split: str = "train"
+    """The dataset split to read."""
+    text_field: str = "text"
+    """JSON key / parquet column / dataset column holding the text."""
+    max_documents: Optional[int] = None
+    """Use only the first N documents (smoke runs); null = all."""
+    tokenizer: str = "train"
+    """A tokenizer.json, a transformers tokenizer directory, or `train` (byte-level BPE trained on this corpus)."""
+    tokenizer_vocab_size: int = 8192
+    """Vocabulary of the trained BPE (tokenizer=train); must not exceed model.vocab_size."""
+    eos_token: Optional[str] = None
+    """End-of-document token; null = the tokenizer's EOS (<|endoftext|>, </s>, ...)."""
+    val_tokens: Optional[int] = 1048576
+    """Held-out tokens (whole documents), >= eval.tokens; or null and set val_fraction."""
+    val_fraction: Optional[float] = None
+    """Held-out fraction of the documents, instead of val_tokens."""
+    shard_tokens: int = 268435456
+    """Tokens per train shard file (2^28: 512 MiB as uint16)."""
+    cache_dir: Optional[str] = None
+    """Token cache; null = $OPTLAW_CACHE_DIR/data or ~/.cache/optlaw/data."""
+
+    def check(self) -> None:
+        if (self.val_tokens is None) == (self.val_fraction is None):
+            raise ConfigError("set exactly one of data.val_tokens and data.val_fraction (the held-out split size)")
+        if self.val_fraction is not None and not 0 < self.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction={self.val_fraction} must be between 0 and 1")
+        if not self.files and not self.dataset:
+            raise ConfigError("data=text needs data.files (local .txt/.jsonl/.parquet paths or globs) or data.dataset (a `datasets` name)")
+
+
+DATA_SCHEMAS: dict[str, type[DataConfig]] = {"synthetic": SyntheticDataConfig, "text": TextDataConfig}

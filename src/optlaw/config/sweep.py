@@ -1,0 +1,149 @@
+"""Sweep definitions (configs/sweep/<name>.yaml) and launchers (configs/launcher/<name>.yaml)."""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+from optlaw.config.core import Number
+from optlaw.config.train import WSD_DECAY_FRACTION
+from optlaw.errors import ConfigError
+
+
+@dataclass
+class BranchingConfig:
+    """Budget branching: one WSD run per (model, optimizer, hyperparameters, seed) that branches at every token budget (docs/sweeps.md)."""
+
+    enabled: bool = False
+    """Train the longest budget once and branch the shorter ones off its checkpoints."""
+    decay_fraction: float = WSD_DECAY_FRACTION
+    """Of each budget: the lr decays over its last fraction (schedule.decay_fraction of every point)."""
+    warmup_tokens: Optional[Number] = None
+    """Absolute warmup, equal for every budget (schedule.warmup_tokens of every point); required when enabled."""
+
+
+@dataclass
+class SweepConfig:
+    """A grid: every list is an axis, the grid is their product. null = not an axis (the train config's value is used); an empty list is an error (an empty grid)."""
+
+    name: str = MISSING
+    """The sweep's name: the default sweep_dir (sweeps/<name>) and the W&B group."""
+    task: str = "llm"
+    """llm, or a proxy task (random_features, quadratic) whose points take their axes as plain keys."""
+    models: Optional[List[str]] = None
+    """Axis model=<value>: configs under configs/model/ (e.g. llama/1m)."""
+    optimizers: Optional[List[str]] = None
+    """Axis optimizer=<value>: configs under configs/optimizer/."""
+    seeds: Optional[List[int]] = None
+    """Axis seed=<value>."""
+    tokens_per_param: Optional[List[Number]] = None
+    """Axis budget.tokens_per_param=<value> (D = ratio x N); use this or tokens."""
+    tokens: Optional[List[Number]] = None
+    """Axis budget.tokens=<value> (absolute budgets); use this or tokens_per_param."""
+    extra_axes: Dict[str, Any] = field(default_factory=dict)
+    """Any other key -> list of values, e.g. {batch.global_tokens: [8192, 16384]}."""
+    optimizer_axes: Dict[str, Any] = field(default_factory=dict)
+    """Per optimizer: key -> list of values, e.g. {adamw: {optimizer.lr_mult: [0.5, 1, 2]}}."""
+    fixed: Dict[str, Any] = field(default_factory=dict)
+    """Key -> value applied to every point."""
+    branching: BranchingConfig = field(default_factory=BranchingConfig)
+    """Budget branching."""
+
+    def check(self) -> None:
+        if self.tokens_per_param is not None and self.tokens is not None:
+            raise ConfigError(
+                f"sweep {self.name}: both 'tokens_per_param' and 'tokens' are axes; keep one and set the other to null"
+            )
+        if self.branching.enabled and self.branching.warmup_tokens is None:
+            raise ConfigError(
+                f"sweep {self.name}: branching needs branching.warmup_tokens (an absolute warmup, "
+                "the same for every budget), e.g. sweep.branching.warmup_tokens=0"
+            )
+
+
+@dataclass
+class LauncherConfig:
+    """What every launcher has."""
+
+    name: str = MISSING
+    """local or slurm."""
+    throughput_flops_per_s: float = MISSING
+    """Throughput assumed for the plan's time estimate only."""
+
+
+@dataclass
+class LocalLauncherConfig(LauncherConfig):
+    """Run grid points on this machine, each as an `optlaw train` subprocess (a crash or OOM in one point cannot take the others, or the launcher, down)."""
+
+    name: str = "local"
+    max_parallel: int = 1
+    """Points at a time."""
+    throughput_flops_per_s: float = 2.0e10
+    """A CPU core reaches ~2e10 FLOP/s of fp32 matmul in PyTorch on the 2-core CI machines (measured roughly, small models); set yours."""
+
+    def check(self) -> None:
+        if self.max_parallel < 1:
+            raise ConfigError(f"launcher.max_parallel={self.max_parallel} must be >= 1")
+
+
+@dataclass
+class ResourceRow:
+    """SLURM resources for models up to max_params non-embedding parameters."""
+
+    max_params: Optional[float] = None
+    """Largest N (non-embedding) this row covers; null = no upper bound."""
+    gpus_per_node: int = 0
+    """GPUs per job; more than 1 runs the point under torchrun."""
+    cpus_per_task: int = 1
+    """CPUs per job."""
+    mem_gb: Optional[int] = None
+    """Memory per job in GB; null = the partition's default."""
+    time_min: int = 60
+    """Time limit per job in minutes (a preempted or timed-out point requeues and resumes)."""
+
+
+def _gpu_resources() -> list[ResourceRow]:
+    # Times assume throughput_flops_per_s below and 2x headroom; tune for your cluster.
+    return [
+        ResourceRow(max_params=2.0e7, gpus_per_node=1, cpus_per_task=8, mem_gb=32, time_min=60),
+        ResourceRow(max_params=2.0e8, gpus_per_node=1, cpus_per_task=8, mem_gb=64, time_min=360),
+        ResourceRow(max_params=1.0e9, gpus_per_node=4, cpus_per_task=32, mem_gb=256, time_min=1440),
+        ResourceRow(max_params=None, gpus_per_node=8, cpus_per_task=64, mem_gb=480, time_min=2880),
+    ]
+
+
+@dataclass
+class SlurmLauncherConfig(LauncherConfig):
+    """Submit grid points as one SLURM job array per launch and resource class, through submitit."""
+
+    name: str = "slurm"
+    partition: Optional[str] = None
+    """null = the cluster's default partition."""
+    account: Optional[str] = None
+    """sbatch --account."""
+    qos: Optional[str] = None
+    """sbatch --qos."""
+    array_parallelism: int = 64
+    """At most this many points run at once (sbatch --array=...%N)."""
+    signal_delay_s: int = 120
+    """SLURM signals the job this long before its time limit; the point checkpoints and requeues."""
+    max_requeues: int = 20
+    """Preemptions/timeouts a point may survive (submitit's max_num_timeout)."""
+    setup: List[str] = field(default_factory=list)
+    """Shell lines run before each job, e.g. ["module load cuda/12.4"]."""
+    additional_parameters: Dict[str, Any] = field(default_factory=dict)
+    """Any other sbatch option, e.g. {constraint: a100}."""
+    folder: Optional[str] = None
+    """submitit logs; null = <sweep_dir>/slurm_logs."""
+    python: Optional[str] = None
+    """Interpreter on the compute nodes; null = this one (shared filesystem)."""
+    resources: List[ResourceRow] = field(default_factory=_gpu_resources)
+    """Resources by model size: the first row whose max_params >= the point's N is used."""
+    throughput_flops_per_s: float = 1.25e14
+    """A100 bf16 dense peak 312e12 FLOP/s (NVIDIA A100 datasheet) at ~40% MFU."""
+
+    def check(self) -> None:
+        if not self.resources:
+            raise ConfigError(
+                "launcher.resources is empty; give at least one row {max_params, gpus_per_node, cpus_per_task, mem_gb, time_min}"
+            )
