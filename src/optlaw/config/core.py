@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import re
 import textwrap
+import typing
 from collections.abc import Iterator, Mapping
 from enum import Enum
 from typing import Any, TypeVar, Union
@@ -90,13 +91,33 @@ def as_config(schema: type[T], value: Any, where: str) -> T:
             if isinstance(value, DictConfig) and _is_schema_node(value, schema):
                 obj = OmegaConf.to_object(value)
             else:
-                node = OmegaConf.structured(schema)
-                node.merge_with(value if value is not None else {})
-                obj = OmegaConf.to_object(node)
+                obj = OmegaConf.to_object(_from_plain(schema, value))
         except OmegaConfBaseException as exc:
             raise ConfigError(describe_error(exc, where)) from None
     check_tree(obj)
     return obj  # type: ignore[return-value]
+
+
+def _from_plain(schema: type, value: Any) -> DictConfig:
+    """The schema's defaults with ``value``'s keys merged in, except that a free-form mapping
+    (a ``Dict`` field) replaces its default whole: ``mixture={topic: 1.0}`` means only that
+    component, as the dict says, not that one weight changed."""
+    node = OmegaConf.structured(schema)
+    if value is None:
+        return node
+    free_form = {name for name, hint in typing.get_type_hints(schema).items() if _is_dict_hint(hint)}
+    items = value.items() if isinstance(value, Mapping) else dataclasses.asdict(value).items()
+    for key, item in items:
+        if key in free_form:
+            node[key] = item
+        else:
+            node.merge_with({key: item})
+    return node
+
+
+def _is_dict_hint(hint: Any) -> bool:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]  # Optional[Dict[...]]
+    return typing.get_origin(hint) is dict or any(typing.get_origin(a) is dict for a in args)
 
 
 def _is_schema_node(node: DictConfig, schema: type) -> bool:

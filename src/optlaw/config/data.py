@@ -1,11 +1,13 @@
 """The ``data`` group: the embedded synthetic corpus or real text (optlaw.data; docs/data.md)."""
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import II, MISSING
 
+from optlaw.config.core import as_config
 from optlaw.errors import ConfigError
 
 SYNTHETIC_COMPONENTS = ("topic", "shared_bigram", "genre_bigram", "genre_trigram")
@@ -108,3 +110,16 @@ class TextDataConfig(DataConfig):
 
 
 DATA_SCHEMAS: dict[str, type[DataConfig]] = {"synthetic": SyntheticDataConfig, "text": TextDataConfig}
+
+
+def data_config(value: Any) -> DataConfig:
+    """A data section (composed node, plain dict or instance) as its checked schema, chosen by data.name."""
+    if isinstance(value, DataConfig):
+        return value
+    name = value.get("name") if isinstance(value, Mapping) else getattr(value, "name", None)
+    schema = DATA_SCHEMAS.get(str(name))
+    if schema is None:
+        raise ConfigError(
+            f"unknown data.name={name!r}; choose one of: {', '.join(DATA_SCHEMAS)} (data=synthetic or data=text)"
+        )
+    return as_config(schema, value, "data")

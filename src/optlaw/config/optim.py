@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from optlaw.config.core import Choice
+from optlaw.config.core import Choice, as_config
 from optlaw.errors import ConfigError
 
 # The four parameter groups every model is routed into (optlaw.optim.routing).
@@ -227,11 +227,14 @@ class OptimizerConfig:
         if self.lr_mult <= 0:
             raise ConfigError(f"optimizer.lr_mult is {self.lr_mult}; it must be > 0")
         for name in GROUP_NAMES:
-            group = getattr(self.groups, name)
-            if group.lr < 0 or group.weight_decay < 0:
-                raise ConfigError(
-                    f"optimizer.groups.{name}: lr and weight_decay must be >= 0 (got {group.lr}, {group.weight_decay})"
-                )
+            lr, weight_decay = self.base_values(name)
+            if lr < 0 or weight_decay < 0:
+                raise ConfigError(f"optimizer.groups.{name}: lr and weight_decay must be >= 0 (got {lr}, {weight_decay})")
+
+    def base_values(self, group: str) -> tuple[float, float]:
+        """(lr, weight_decay) of ``group`` at scaling.base_width, before lr_mult and the width rules."""
+        spec = getattr(self.groups, group)
+        return spec.lr, spec.weight_decay
 
 
 @dataclass
@@ -291,6 +294,12 @@ class GenericOptimizerConfig(OptimizerConfig):
             raise ConfigError("optimizer.cls is missing; e.g. optimizer=generic optimizer.cls=torch_optimizer.Lamb")
         super().check()
 
+    def base_values(self, group: str) -> tuple[float, float]:
+        # kwargs.lr / kwargs.weight_decay, when given, mean what a user of the class expects: every group's value.
+        lr, weight_decay = super().base_values(group)
+        given = {k: v for k, v in self.kwargs.items() if v is not None}
+        return float(given.get("lr", lr)), float(given.get("weight_decay", weight_decay))
+
 
 # Each algorithm's schema, for configs given as plain dicts (found by their hyperparameter sections).
 OPTIMIZER_SCHEMAS: tuple[type[OptimizerConfig], ...] = (
@@ -309,3 +318,19 @@ def optimizer_schema_for(keys: set[str]) -> type[OptimizerConfig]:
         if extra <= {f.name for f in fields(schema)}:
             return schema
     return OptimizerConfig
+
+
+def optimizer_config(value: Any) -> OptimizerConfig:
+    """An optimizer section (composed node, plain dict or instance) as its checked schema.
+
+    A composed node carries its schema; a plain dict (a resolved config read back from a
+    record, a test) is matched to the schema with exactly its sections.
+    """
+    if isinstance(value, OptimizerConfig):
+        return as_config(type(value), value, "optimizer")
+    if isinstance(value, DictConfig):
+        node_type = OmegaConf.get_type(value)
+        if isinstance(node_type, type) and issubclass(node_type, OptimizerConfig):
+            return as_config(node_type, value, "optimizer")
+    keys = set(value) if isinstance(value, Mapping) else set()
+    return as_config(optimizer_schema_for(keys), value, "optimizer")

@@ -119,7 +119,7 @@ class RandomFeaturesPointConfig(ProxyPointConfig):
 
 
 POINT_SCHEMAS: dict[str, type[ProxyPointConfig]] = {
-    "quadratic": QuadraticPointConfig, "random_features": RandomFeaturesPointConfig,
+    "random_features": RandomFeaturesPointConfig, "quadratic": QuadraticPointConfig,
 }
 
 

@@ -48,12 +48,32 @@ class SweepConfig:
     """Key -> value applied to every point."""
     branching: BranchingConfig = field(default_factory=BranchingConfig)
     """Budget branching."""
+    cli_overrides: List[str] = field(default_factory=list)
+    """Set by `optlaw sweep`: the train overrides given on its command line, added to every point (kept in the manifest's definition, so a sweep dir refuses a different set)."""
 
     def check(self) -> None:
         if self.tokens_per_param is not None and self.tokens is not None:
             raise ConfigError(
                 f"sweep {self.name}: both 'tokens_per_param' and 'tokens' are axes; keep one and set the other to null"
             )
+        for axis in ("models", "optimizers", "seeds", "tokens_per_param", "tokens"):
+            if getattr(self, axis) == []:
+                raise ConfigError(
+                    f"sweep {self.name}: axis '{axis}' is an empty list, so the grid is empty; give it values or set it to null"
+                )
+        for key, values in self.extra_axes.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"sweep {self.name}: extra_axes.{key} must be a non-empty list of values")
+        unknown = set(self.optimizer_axes) - set(self.optimizers or [])
+        if unknown:
+            raise ConfigError(
+                f"sweep {self.name}: optimizer_axes names {sorted(unknown)}, which are not in 'optimizers'; "
+                "add them to optimizers or remove their entry"
+            )
+        for optimizer, axes in self.optimizer_axes.items():
+            for key, values in (axes or {}).items():
+                if not isinstance(values, list) or not values:
+                    raise ConfigError(f"sweep {self.name}: optimizer_axes.{optimizer}.{key} must be a non-empty list")
         if self.branching.enabled and self.branching.warmup_tokens is None:
             raise ConfigError(
                 f"sweep {self.name}: branching needs branching.warmup_tokens (an absolute warmup, "
@@ -101,6 +121,12 @@ class ResourceRow:
     time_min: int = 60
     """Time limit per job in minutes (a preempted or timed-out point requeues and resumes)."""
 
+    def check(self) -> None:
+        if self.time_min < 1 or self.cpus_per_task < 1 or self.gpus_per_node < 0:
+            raise ConfigError(
+                f"launcher.resources row {self}: time_min and cpus_per_task must be >= 1, gpus_per_node >= 0"
+            )
+
 
 def _gpu_resources() -> list[ResourceRow]:
     # Times assume throughput_flops_per_s below and 2x headroom; tune for your cluster.
@@ -147,3 +173,8 @@ class SlurmLauncherConfig(LauncherConfig):
             raise ConfigError(
                 "launcher.resources is empty; give at least one row {max_params, gpus_per_node, cpus_per_task, mem_gb, time_min}"
             )
+        for key in ("array_parallelism", "signal_delay_s"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"launcher.{key}={getattr(self, key)} must be >= 1")
+        if self.max_requeues < 0:
+            raise ConfigError(f"launcher.max_requeues={self.max_requeues} must be >= 0")

@@ -1,6 +1,6 @@
 """Data stage: corpora whose batches are pure functions of (seed, step, micro, rank).
 
-``build_corpus(data_cfg, cache_dir)`` returns a ``Corpus`` (see ``optlaw.data.corpus``):
+``build_corpus(data_cfg)`` returns a ``Corpus`` (see ``optlaw.data.corpus``):
 ``data.name=synthetic`` is the embedded corpus with an exact entropy floor,
 ``data.name=text`` tokenizes local files or a ``datasets`` dataset into memory-mapped shards.
 """
@@ -9,23 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from optlaw.config.data import DATA_SCHEMAS, TextDataConfig, data_config
 from optlaw.data.corpus import Corpus
 from optlaw.errors import ConfigError
 
-DATA_NAMES = ("synthetic", "text")
+DATA_NAMES = tuple(DATA_SCHEMAS)
 
 
 def build_corpus(data_cfg: Any, cache_dir: str | None = None) -> Corpus:
-    name = data_cfg.get("name") if hasattr(data_cfg, "get") else getattr(data_cfg, "name", None)
-    if name == "synthetic":
-        from optlaw.data.synthetic import SyntheticCorpus
+    """The corpus of a ``data`` section (composed node, plain dict or DataConfig).
 
-        return SyntheticCorpus(data_cfg)
-    if name == "text":
+    ``cache_dir``, when given, wins over ``data.cache_dir`` (text corpora only).
+    """
+    cfg = data_config(data_cfg)
+    if isinstance(cfg, TextDataConfig):
         from optlaw.data.text import build_text_corpus
 
-        return build_text_corpus(data_cfg, cache_dir)
-    raise ConfigError(f"unknown data.name={name!r}; choose one of: {', '.join(DATA_NAMES)} (data=synthetic or data=text)")
+        return build_text_corpus(cfg, cache_dir)
+    from optlaw.data.synthetic import SyntheticCorpus
+
+    return SyntheticCorpus(cfg)
 
 
 def check_vocab_fits(corpus_vocab_size: int, model_vocab_size: int) -> None:

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from optlaw.errors import ConfigError, UserError
+from optlaw.config import as_config
+from optlaw.config.data import TextDataConfig
+from optlaw.errors import UserError
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -96,15 +98,13 @@ class DocumentSource:
     """The documents of a corpus config, and a hash that changes when they do."""
 
     def __init__(self, data_cfg: Any):
-        get = data_cfg.get if hasattr(data_cfg, "get") else (lambda k, d=None: getattr(data_cfg, k, d))
-        self.text_field = str(get("text_field", "text") or "text")
-        self.dataset = get("dataset", None)
-        self.dataset_config = get("dataset_config", None)
-        self.split = str(get("split", "train") or "train")
-        self.max_documents = get("max_documents", None)
-        self.files = resolve_files(get("files", None))
-        if not self.files and not self.dataset:
-            raise ConfigError("data=text needs data.files (local .txt/.jsonl/.parquet paths or globs) or data.dataset (a `datasets` name)")
+        cfg = as_config(TextDataConfig, data_cfg, "data")  # data.files or data.dataset is checked there
+        self.text_field = cfg.text_field
+        self.dataset = cfg.dataset
+        self.dataset_config = cfg.dataset_config
+        self.split = cfg.split
+        self.max_documents = cfg.max_documents
+        self.files = resolve_files(cfg.files)
         self._dataset = None
         if self.dataset:
             self._dataset = self._load_dataset()

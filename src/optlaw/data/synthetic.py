@@ -26,23 +26,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from optlaw.config import as_config
+from optlaw.config.data import SYNTHETIC_COMPONENTS, SyntheticDataConfig
 from optlaw.data.keys import train_block_keys, uniforms, val_sequence_keys
-from optlaw.errors import ConfigError
 
 BOS = 0
 _TRIGRAM_HASH = 2654435761  # Knuth's multiplicative hash constant, spreads (x2, x1) pairs over buckets
 # Independent random streams per sequence.
 _S_TOPIC, _S_COMPONENT, _S_UNIGRAM, _S_SHARED, _S_BIGRAM, _S_TRIGRAM = range(6)
-COMPONENTS = ("topic", "shared_bigram", "genre_bigram", "genre_trigram")
+COMPONENTS = SYNTHETIC_COMPONENTS
 SEQUENCES_PER_BLOCK = 256  # measured: 0.3 ms CPU per [8, 129] batch amortised, vs 2 ms one batch at a time
-
-
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    try:
-        value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-    except Exception:  # an interpolation such as ${model.seq_len} with no root to resolve against
-        return default
-    return default if value is None else value
 
 
 def _zipf(n: int, exponent: float) -> np.ndarray:
@@ -54,39 +47,26 @@ class SyntheticCorpus:
     """Seeded, deterministic topic/n-gram corpus with an exact entropy floor."""
 
     def __init__(self, data_cfg: Any):
+        cfg = as_config(SyntheticDataConfig, data_cfg, "data")  # checks the numbers (SyntheticDataConfig.check)
         self.name = "synthetic"
-        self.vocab_size = int(_get(data_cfg, "vocab_size", 1024))
-        self.structure_seed = int(_get(data_cfg, "seed", 1234))
-        self.n_genres = int(_get(data_cfg, "n_genres", 4))
-        self.topics_per_genre = int(_get(data_cfg, "topics_per_genre", 8))
-        mixture = dict(_get(data_cfg, "mixture", {"topic": 0.2, "shared_bigram": 0.35, "genre_bigram": 0.2, "genre_trigram": 0.25}))
-        unknown = sorted(set(mixture) - set(COMPONENTS))
-        if unknown:
-            raise ConfigError(f"data.mixture has unknown components {unknown}; use {', '.join(COMPONENTS)}")
-        self.mixture = np.array([float(mixture.get(name, 0.0)) for name in COMPONENTS])
-        self.zipf_exponent = float(_get(data_cfg, "zipf_exponent", 1.0))
-        self.candidate_exponent = float(_get(data_cfg, "candidate_exponent", 1.2))
-        self.shared_candidates = int(_get(data_cfg, "shared_candidates", 16))
-        self.bigram_candidates = int(_get(data_cfg, "bigram_candidates", 8))
-        self.trigram_candidates = int(_get(data_cfg, "trigram_candidates", 8))
-        self.trigram_buckets = int(_get(data_cfg, "trigram_buckets", 16384))
-        self.floor_seq_len = int(_get(data_cfg, "seq_len", 128))
-        self.floor_tokens = int(_get(data_cfg, "val_tokens", 131072))
-        self._check()
+        self.vocab_size = cfg.vocab_size
+        self.structure_seed = cfg.seed
+        self.n_genres = cfg.n_genres
+        self.topics_per_genre = cfg.topics_per_genre
+        self.mixture = np.array([float(cfg.mixture.get(name, 0.0)) for name in COMPONENTS])  # left out = weight 0
+        self.zipf_exponent = cfg.zipf_exponent
+        self.candidate_exponent = cfg.candidate_exponent
+        self.shared_candidates = cfg.shared_candidates
+        self.bigram_candidates = cfg.bigram_candidates
+        self.trigram_candidates = cfg.trigram_candidates
+        self.trigram_buckets = cfg.trigram_buckets
+        self.floor_seq_len = cfg.seq_len
+        self.floor_tokens = cfg.val_tokens
         self.n_topics = self.n_genres * self.topics_per_genre
         self._build_tables()
         self._floor: float | None = None
         self._blocks_signature: tuple | None = None
         self._blocks: dict[int, np.ndarray] = {}
-
-    def _check(self) -> None:
-        if self.vocab_size < 3 or self.vocab_size > 65536:
-            raise ConfigError(f"data.vocab_size={self.vocab_size} must be in 3..65536")
-        if np.any(self.mixture < 0) or not math.isclose(self.mixture.sum(), 1.0, rel_tol=1e-6):
-            raise ConfigError(f"data.mixture weights {self.mixture.tolist()} must be >= 0 and sum to 1")
-        for key in ("n_genres", "topics_per_genre", "shared_candidates", "bigram_candidates", "trigram_candidates", "trigram_buckets"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"data.{key} must be >= 1")
 
     # ---- the generator's tables (depend only on the structure seed) ----
     def _build_tables(self) -> None:

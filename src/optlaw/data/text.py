@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from optlaw.config import as_config
+from optlaw.config.data import TextDataConfig
 from optlaw.data.keys import mix, train_block_keys
 from optlaw.data.sources import DocumentSource
 from optlaw.data.tokenizer import TextTokenizer, load_tokenizer, train_bpe
@@ -89,25 +91,18 @@ class TextCorpus:
             yield torch.from_numpy(np.stack(rows))
 
 
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-    return default if value is None else value
-
-
 def build_text_corpus(data_cfg: Any, cache_dir: str | None = None) -> TextCorpus:
-    """Tokenize (once, cached by content hash) and open the corpus described by ``data_cfg``."""
-    root = Path(cache_dir or _get(data_cfg, "cache_dir") or default_cache_dir()).expanduser()
-    val_tokens, val_fraction = _get(data_cfg, "val_tokens"), _get(data_cfg, "val_fraction")
-    if (val_tokens is None) == (val_fraction is None):
-        raise ConfigError("set exactly one of data.val_tokens and data.val_fraction (the held-out split size)")
-    if val_fraction is not None and not 0 < float(val_fraction) < 1:
-        raise ConfigError(f"data.val_fraction={val_fraction} must be between 0 and 1")
-    tokenizer_spec = str(_get(data_cfg, "tokenizer", "train"))
-    bpe_vocab = int(_get(data_cfg, "tokenizer_vocab_size", 8192))
-    shard_tokens = int(_get(data_cfg, "shard_tokens", 1 << 28))
-    eos_token = _get(data_cfg, "eos_token")
+    """Tokenize (once, cached by content hash) and open the corpus described by ``data_cfg``
+    (a TextDataConfig, its composed node or a plain dict); ``cache_dir`` wins over data.cache_dir."""
+    cfg = as_config(TextDataConfig, data_cfg, "data")
+    root = Path(cache_dir or cfg.cache_dir or default_cache_dir()).expanduser()
+    val_tokens, val_fraction = cfg.val_tokens, cfg.val_fraction
+    tokenizer_spec = cfg.tokenizer
+    bpe_vocab = cfg.tokenizer_vocab_size
+    shard_tokens = cfg.shard_tokens
+    eos_token = cfg.eos_token
 
-    source = DocumentSource(data_cfg)
+    source = DocumentSource(cfg)
     tokenizer: TextTokenizer | None = None
     if tokenizer_spec == "train":
         tokenizer_id = f"bpe{bpe_vocab}-{source.content_hash[:16]}"

@@ -1,27 +1,30 @@
 """One factory for every optimizer: route parameters, resolve scaling, call builders.
 
-Adding an optimizer = one ``configs/optimizer/<name>.yaml`` plus one builder
-registered in ``BUILDERS`` below. A builder receives the torch param groups it
-owns (each with ``params``, ``lr``, ``base_lr``, ``weight_decay``, ``name``) and
-its hyperparameters from the config, and returns a ``torch.optim.Optimizer``.
+Adding an optimizer = one schema in ``optlaw.config.optim`` (its hyperparameter
+section), one ``configs/optimizer/<name>.yaml`` naming it, plus one builder registered
+in ``BUILDERS`` below. A builder receives the torch param groups it owns (each with
+``params``, ``lr``, ``base_lr``, ``weight_decay``, ``name``) and its typed
+hyperparameter section, and returns a ``torch.optim.Optimizer``.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
+from optlaw.config.core import plain
+from optlaw.config.optim import (AdamWConfig, GenericOptimizerConfig, MuonConfig, NsDtype, OptimizerConfig, ShampooConfig,
+                                 ShampooImpl, SoapConfig, optimizer_config)
 from optlaw.errors import ConfigError
 from optlaw.optim.bundle import OptimizerBundle
 from optlaw.optim.routing import route_parameters
 from optlaw.optim.scaling import resolve
 
-Builder = Callable[[list[dict[str, Any]], dict[str, Any]], torch.optim.Optimizer]
+Builder = Callable[[list[dict[str, Any]], Any], torch.optim.Optimizer]
 
 # Algorithms built for 2-D hidden matrices only: they never see embeddings, the
 # head, norms or biases (their preconditioners are meaningless or huge there).
@@ -32,79 +35,70 @@ def _device_of(groups: list[dict[str, Any]]) -> torch.device:
     return groups[0]["params"][0].device
 
 
-def _build_adamw(groups: list[dict[str, Any]], hp: dict[str, Any]) -> torch.optim.Optimizer:
+def _build_adamw(groups: list[dict[str, Any]], hp: AdamWConfig) -> torch.optim.Optimizer:
     on_cuda = _device_of(groups).type == "cuda"
     # fused kernel on CUDA; foreach (one multi-tensor op per step) on CPU.
     return torch.optim.AdamW(
         groups,
-        betas=tuple(hp["betas"]),
-        eps=float(hp["eps"]),
+        betas=tuple(hp.betas),
+        eps=hp.eps,
         fused=on_cuda,
         foreach=None if on_cuda else True,
     )
 
 
-_NS_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}
+_NS_DTYPES = {NsDtype.auto: None, NsDtype.float32: torch.float32, NsDtype.bfloat16: torch.bfloat16}
 
 
-def _build_muon(groups: list[dict[str, Any]], hp: dict[str, Any]) -> torch.optim.Optimizer:
+def _build_muon(groups: list[dict[str, Any]], hp: MuonConfig) -> torch.optim.Optimizer:
     from optlaw.optim.muon import OptlawMuon
 
-    ns_dtype = str(hp.get("ns_dtype", "auto"))
-    if ns_dtype not in _NS_DTYPES:
-        raise ConfigError(f"optimizer.muon.ns_dtype is {ns_dtype!r}; use one of {', '.join(_NS_DTYPES)}")
-    adjust = str(hp["adjust_lr"])
-    if adjust not in ("original", "match_rms_adamw"):
-        raise ConfigError(f"optimizer.muon.adjust_lr is {adjust!r}; use original or match_rms_adamw")
     return OptlawMuon(
         groups,
-        ns_dtype=_NS_DTYPES[ns_dtype],
-        momentum=float(hp["momentum"]),
-        nesterov=bool(hp["nesterov"]),
-        ns_steps=int(hp["ns_steps"]),
-        ns_coefficients=tuple(float(c) for c in hp["ns_coefficients"]),
-        eps=float(hp["eps"]),
-        adjust_lr_fn=adjust,
+        ns_dtype=_NS_DTYPES[hp.ns_dtype],
+        momentum=hp.momentum,
+        nesterov=hp.nesterov,
+        ns_steps=hp.ns_steps,
+        ns_coefficients=tuple(hp.ns_coefficients),
+        eps=hp.eps,
+        adjust_lr_fn=hp.adjust_lr.value,
     )
 
 
-def _build_soap(groups: list[dict[str, Any]], hp: dict[str, Any]) -> torch.optim.Optimizer:
+def _build_soap(groups: list[dict[str, Any]], hp: SoapConfig) -> torch.optim.Optimizer:
     from pytorch_optimizer import SOAP
 
     return SOAP(
         groups,
-        betas=tuple(float(b) for b in hp["betas"]),
-        shampoo_beta=None if hp.get("shampoo_beta") is None else float(hp["shampoo_beta"]),
-        eps=float(hp["eps"]),
-        precondition_frequency=int(hp["precondition_frequency"]),
-        max_precondition_dim=int(hp["max_precondition_dim"]),
-        correct_bias=bool(hp.get("correct_bias", True)),
-        normalize_gradient=bool(hp.get("normalize_gradient", False)),
+        betas=tuple(hp.betas),
+        shampoo_beta=hp.shampoo_beta,
+        eps=hp.eps,
+        precondition_frequency=hp.precondition_frequency,
+        max_precondition_dim=hp.max_precondition_dim,
+        correct_bias=hp.correct_bias,
+        normalize_gradient=hp.normalize_gradient,
     )
 
 
-def _build_shampoo(groups: list[dict[str, Any]], hp: dict[str, Any]) -> torch.optim.Optimizer:
-    impl = str(hp.get("impl", "optlaw"))
-    if impl == "meta":
+def _build_shampoo(groups: list[dict[str, Any]], hp: ShampooConfig) -> torch.optim.Optimizer:
+    if hp.impl == ShampooImpl.meta:
         return _build_meta_shampoo(groups, hp)
-    if impl != "optlaw":
-        raise ConfigError(f"optimizer.shampoo.impl is {impl!r}; use optlaw or meta")
     from optlaw.optim.shampoo import Shampoo
 
     return Shampoo(
         groups,
-        betas=tuple(float(b) for b in hp["betas"]),
-        epsilon=float(hp["epsilon"]),
-        grafting_epsilon=float(hp["grafting_epsilon"]),
-        block_size=int(hp["block_size"]),
-        precondition_frequency=int(hp["precondition_frequency"]),
-        start_preconditioning_step=int(hp["start_preconditioning_step"]),
-        nesterov=bool(hp["nesterov"]),
-        root_dtype=str(hp.get("root_dtype", "float32")),
+        betas=tuple(hp.betas),
+        epsilon=hp.epsilon,
+        grafting_epsilon=hp.grafting_epsilon,
+        block_size=hp.block_size,
+        precondition_frequency=hp.precondition_frequency,
+        start_preconditioning_step=hp.start_preconditioning_step,
+        nesterov=hp.nesterov,
+        root_dtype=hp.root_dtype.value,
     )
 
 
-def _build_meta_shampoo(groups: list[dict[str, Any]], hp: dict[str, Any]) -> torch.optim.Optimizer:
+def _build_meta_shampoo(groups: list[dict[str, Any]], hp: ShampooConfig) -> torch.optim.Optimizer:
     try:
         from distributed_shampoo import AdamGraftingConfig, DistributedShampoo
     except ImportError:
@@ -112,17 +106,17 @@ def _build_meta_shampoo(groups: list[dict[str, Any]], hp: dict[str, Any]) -> tor
             "optimizer.shampoo.impl=meta needs Meta's distributed_shampoo package "
             "(pip install git+https://github.com/facebookresearch/optimizers); or use optimizer.shampoo.impl=optlaw"
         ) from None
-    beta1, beta2 = (float(b) for b in hp["betas"])
+    beta1, beta2 = hp.betas
     return DistributedShampoo(
         groups,
         betas=(beta1, beta2),
-        epsilon=float(hp["epsilon"]),
-        max_preconditioner_dim=int(hp["block_size"]),
-        precondition_frequency=int(hp["precondition_frequency"]),
-        start_preconditioning_step=int(hp["start_preconditioning_step"]),
-        use_nesterov=bool(hp["nesterov"]),
+        epsilon=hp.epsilon,
+        max_preconditioner_dim=hp.block_size,
+        precondition_frequency=hp.precondition_frequency,
+        start_preconditioning_step=hp.start_preconditioning_step,
+        use_nesterov=hp.nesterov,
         use_decoupled_weight_decay=True,
-        grafting_config=AdamGraftingConfig(beta2=beta2, epsilon=float(hp["grafting_epsilon"])),
+        grafting_config=AdamGraftingConfig(beta2=beta2, epsilon=hp.grafting_epsilon),
     )
 
 
@@ -145,15 +139,15 @@ def import_optimizer_class(path: str) -> type[torch.optim.Optimizer]:
     return cls
 
 
-def _build_generic(groups: list[dict[str, Any]], hp: dict[str, Any]) -> torch.optim.Optimizer:
-    cls = import_optimizer_class(hp["cls"])
+def _build_generic(groups: list[dict[str, Any]], hp: GenericOptimizerConfig) -> torch.optim.Optimizer:
+    cls = import_optimizer_class(hp.cls)
     # lr / weight_decay already live on each param group (after scaling rules).
-    kwargs = {k: v for k, v in (hp.get("kwargs") or {}).items() if k not in ("lr", "weight_decay") and v is not None}
+    kwargs = {k: v for k, v in hp.kwargs.items() if k not in ("lr", "weight_decay") and v is not None}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     try:
         return cls(groups, **kwargs)
     except TypeError as exc:
-        raise ConfigError(f"optimizer.kwargs do not fit {hp['cls']}: {exc}; check the class's arguments") from None
+        raise ConfigError(f"optimizer.kwargs do not fit {hp.cls}: {exc}; check the class's arguments") from None
 
 
 BUILDERS: dict[str, Builder] = {
@@ -165,28 +159,28 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
-def _plain(cfg: Any) -> Any:
-    if isinstance(cfg, DictConfig) or OmegaConf.is_config(cfg):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return cfg
-
-
-def _hyperparameters(optimizer_cfg: Mapping[str, Any], algorithm: str) -> dict[str, Any]:
+def _hyperparameters(optimizer: OptimizerConfig, algorithm: str) -> Any:
+    """The typed hyperparameters a builder takes: the algorithm's section (generic: the whole config)."""
     if algorithm == "generic":
-        if not optimizer_cfg.get("cls"):
-            raise ConfigError("optimizer.cls is missing; e.g. optimizer=generic optimizer.cls=torch_optimizer.Lamb")
-        return {"cls": str(optimizer_cfg["cls"]), "kwargs": dict(optimizer_cfg.get("kwargs") or {})}
-    hp = optimizer_cfg.get(algorithm)
+        if not isinstance(optimizer, GenericOptimizerConfig):
+            raise ConfigError("optimizer.groups.*.optimizer=generic needs the generic preset (optimizer=generic, optimizer.cls=...)")
+        return optimizer
+    hp = getattr(optimizer, algorithm, None)
     if hp is None:
-        raise ConfigError(f"optimizer.{algorithm} (its hyperparameters) is missing; copy it from configs/optimizer/{algorithm}.yaml")
-    return dict(hp)
+        raise ConfigError(
+            f"optimizer.{algorithm} (its hyperparameters) is missing from the {optimizer.name} preset; "
+            f"use optimizer={algorithm}, or a preset whose schema has a {algorithm} section"
+        )
+    return hp
 
 
 def build_optimizer(model: torch.nn.Module, optimizer_cfg: Any, model_cfg: Any) -> OptimizerBundle:
-    """Route ``model``'s parameters, apply the scaling rules and build every optimizer."""
-    optimizer_cfg = _plain(optimizer_cfg) or {}
-    model_cfg = _plain(model_cfg) or {}
-    resolved = resolve(optimizer_cfg, model_cfg)
+    """Route ``model``'s parameters, apply the scaling rules and build every optimizer.
+
+    ``optimizer_cfg`` and ``model_cfg``: composed nodes, plain dicts or their schema instances.
+    """
+    optimizer = optimizer_config(optimizer_cfg)
+    resolved = resolve(optimizer, model_cfg)
     for group, spec in resolved["groups"].items():
         if spec["optimizer"] not in BUILDERS:
             raise ConfigError(
@@ -197,8 +191,7 @@ def build_optimizer(model: torch.nn.Module, optimizer_cfg: Any, model_cfg: Any) 
                 f"optimizer.groups.{group}.optimizer={spec['optimizer']}: {spec['optimizer']} is for hidden 2-D "
                 "matrices only; give this group adamw"
             )
-    routing = optimizer_cfg.get("routing") or {}
-    routed = route_parameters(model, routing.get("rules") if isinstance(routing, Mapping) else routing)
+    routed = route_parameters(model, optimizer.routing.rules)
 
     by_algorithm: dict[str, list[dict[str, Any]]] = {}
     routing_table: list[dict[str, Any]] = []
@@ -238,13 +231,11 @@ def build_optimizer(model: torch.nn.Module, optimizer_cfg: Any, model_cfg: Any) 
     optimizers: dict[str, torch.optim.Optimizer] = {}
     hyperparameters: dict[str, dict[str, Any]] = {}
     for algorithm, groups in by_algorithm.items():
-        hp = _hyperparameters(optimizer_cfg, algorithm)
+        hp = _hyperparameters(optimizer, algorithm)
         try:
             optimizers[algorithm] = BUILDERS[algorithm](groups, hp)
-        except KeyError as exc:
-            raise ConfigError(f"optimizer.{algorithm}.{exc.args[0]} is missing; see configs/optimizer/{algorithm}.yaml") from None
         except ValueError as exc:  # the optimizer's own argument checks (bad beta, lr < 0, ...)
             raise ConfigError(f"optimizer.{algorithm}: {exc}; fix it in configs/optimizer/<name>.yaml or the override") from None
-        hyperparameters[algorithm] = hp
+        hyperparameters[algorithm] = {"cls": hp.cls, "kwargs": dict(hp.kwargs)} if algorithm == "generic" else plain(hp)
     resolved["hyperparameters"] = hyperparameters
     return OptimizerBundle(optimizers, routing_table, resolved)

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
+from optlaw.config.optim import GROUP_NAMES, check_routing_rules
 from optlaw.errors import ConfigError
 
-GROUP_NAMES = ("hidden_matrix", "embedding", "head", "norm_bias")
-_RULE_KEYS = {"group", "name", "module", "ndim"}
+__all__ = ["GROUP_NAMES", "RoutedParam", "route_parameters"]
 
 
 @dataclass(frozen=True)
@@ -27,26 +27,6 @@ class RoutedParam:
     param: torch.nn.Parameter
     group: str
     rule_index: int
-
-
-def _check_rule(index: int, rule: Mapping[str, Any]) -> None:
-    unknown = set(rule) - _RULE_KEYS
-    if unknown:
-        raise ConfigError(
-            f"optimizer.routing[{index}] has unknown key(s) {sorted(unknown)}; a rule has 'group' plus any of "
-            "'name' (regex on the parameter name), 'module' (class name of the owning module), 'ndim'"
-        )
-    if rule.get("group") not in GROUP_NAMES:
-        raise ConfigError(
-            f"optimizer.routing[{index}].group is {rule.get('group')!r}; use one of {', '.join(GROUP_NAMES)}"
-        )
-    if not (set(rule) & {"name", "module", "ndim"}):
-        raise ConfigError(f"optimizer.routing[{index}] has no condition; add 'name', 'module' or 'ndim'")
-    if "name" in rule:
-        try:
-            re.compile(str(rule["name"]))
-        except re.error as exc:
-            raise ConfigError(f"optimizer.routing[{index}].name is not a valid regex ({exc})") from None
 
 
 def _matches(rule: Mapping[str, Any], name: str, param: torch.Tensor, module_class: str) -> bool:
@@ -68,10 +48,7 @@ def route_parameters(model: torch.nn.Module, rules: Sequence[Mapping[str, Any]])
     Raises ``ConfigError`` naming the first parameter that no rule matches.
     """
     rules = list(rules or [])
-    if not rules:
-        raise ConfigError("optimizer.routing is empty; keep the default rules from configs/optimizer/routing/")
-    for index, rule in enumerate(rules):
-        _check_rule(index, rule)
+    check_routing_rules(rules)  # the rules may have been edited after the config was checked
     owner_class = {}
     for module_name, module in model.named_modules():
         for param_name, _ in module.named_parameters(recurse=False):

@@ -15,9 +15,11 @@ import time
 import traceback
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from optlaw import records
+from optlaw.config import as_config, to_plain
+from optlaw.config.proxy import POINT_SCHEMAS, ProxyPointConfig, QuadraticPointConfig, RandomFeaturesPointConfig
 from optlaw.errors import UserError
 from optlaw.proxy.cost import (dense_step_cost_ratio, diagonal_step_cost_ratio, quadratic_flops,
                                random_features_flops)
@@ -26,7 +28,7 @@ from optlaw.proxy.quadratic import QuadraticProblem
 from optlaw.proxy.random_features import RandomFeatureProblem
 from optlaw.proxy.spectra import check_source, check_spectrum_exponent
 
-TASKS = ("random_features", "quadratic")
+TASKS = tuple(POINT_SCHEMAS)
 
 
 @functools.lru_cache(maxsize=4)
@@ -39,65 +41,46 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _positive_int(cfg: dict, key: str) -> int:
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{key}={value!r} must be a positive integer")
-    return value
-
-
-def check_point_config(cfg: dict) -> dict:
-    """Validate the keys a proxy point reads; one-line UserError before any compute."""
+def check_point_config(cfg: dict) -> ProxyPointConfig:
+    """The point's config as its checked schema, plus the proxy stage's own rules (optimizer
+    keys, the spectrum's range); a one-line UserError before any compute."""
     task = cfg.get("task")
     if task not in TASKS:
         raise UserError(f"task={task!r} is not a proxy task; choose one of: {', '.join(TASKS)}")
-    check_optimizer(cfg.get("proxy_optimizer"))
-    check_spectrum_exponent(cfg.get("s"))
-    check_source(cfg.get("source_r"), cfg.get("s"))
-    for key in ("N", "steps", "timing_repeats"):
-        _positive_int(cfg, key)
-    dim_key = "input_dim" if task == "random_features" else "feature_dim"
-    if _positive_int(cfg, dim_key) < cfg["N"]:
-        raise UserError(f"N={cfg['N']} exceeds {dim_key}={cfg[dim_key]}; raise {dim_key}")
-    n_samples = cfg.get("n_samples")
-    if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1):
-        raise UserError(f"n_samples={n_samples!r} must be a positive integer, or null for the population loss")
-    damping = cfg.get("damping")
-    if not isinstance(damping, (int, float)) or damping < 0 or not math.isfinite(damping):
-        raise UserError(f"damping={damping!r} must be a finite number >= 0 (relative to the top eigenvalue)")
-    mults = cfg.get("step_size_multipliers") or []
-    if not mults or any(not isinstance(m, (int, float)) or m <= 0 for m in mults):
-        raise UserError("step_size_multipliers must be a non-empty list of positive numbers, e.g. [0.5,1.0,1.9]")
-    return cfg
+    point = as_config(POINT_SCHEMAS[task], cfg, "")
+    check_optimizer(point.proxy_optimizer)
+    check_spectrum_exponent(point.s)
+    check_source(point.source_r, point.s)
+    return point
 
 
 def run_label(cfg: dict) -> str:
     return f"{cfg['task']}-{cfg['proxy_optimizer']}-s{cfg['s']}-N{cfg['N']}-D{cfg['steps']}-seed{cfg['seed']}"
 
 
-def solve_point(cfg: dict) -> dict:
+def solve_point(cfg: ProxyPointConfig) -> dict:
     """The measured fields of one point (no I/O)."""
-    name, N, steps, damping = cfg["proxy_optimizer"], cfg["N"], cfg["steps"], float(cfg["damping"])
-    mults = list(cfg["step_size_multipliers"])
-    if cfg["task"] == "random_features":
-        problem = RandomFeatureProblem(cfg["input_dim"], cfg["s"], cfg["source_r"], N, cfg["seed"],
-                                       noise_variance=float(cfg["noise_variance"]), n_samples=cfg.get("n_samples"))
+    name, N, steps, damping = cfg.proxy_optimizer, cfg.N, cfg.steps, cfg.damping
+    mults = list(cfg.step_size_multipliers)
+    if isinstance(cfg, RandomFeaturesPointConfig):
+        problem = RandomFeatureProblem(cfg.input_dim, cfg.s, cfg.source_r, N, cfg.seed,
+                                       noise_variance=cfg.noise_variance, n_samples=cfg.n_samples)
         result = problem.solve(N, [name], steps, damping, mults)[0]
         parts = {"irreducible": result.irreducible, "approximation": result.approximation,
                  "optimization": result.optimization}
         eta, mult, searched = result.eta, result.eta_multiplier, result.searched
         H, c = problem.curvature(N)
-        ratio, setup_s = dense_step_cost_ratio(H, c, name, damping, steps, cfg["timing_repeats"])
-        flops = random_features_flops(name, N, steps, cfg["input_dim"], cfg.get("n_samples"))
+        ratio, setup_s = dense_step_cost_ratio(H, c, name, damping, steps, cfg.timing_repeats)
+        flops = random_features_flops(name, N, steps, cfg.input_dim, cfg.n_samples)
     else:
-        problem = _quadratic_problem(int(cfg["feature_dim"]), float(cfg["s"]), float(cfg["source_r"]),
-                                     float(cfg["irreducible_loss"]))
+        assert isinstance(cfg, QuadraticPointConfig)
+        problem = _quadratic_problem(cfg.feature_dim, cfg.s, cfg.source_r, cfg.irreducible_loss)
         qp = problem.parts(N, steps, name, damping, mults)
         parts = {"irreducible": qp.irreducible, "approximation": qp.approximation, "optimization": qp.optimization}
         eta, mult, searched = qp.eta, qp.eta_multiplier, qp.searched
         timed = "sign" if name == "diag" else name
         ratio, setup_s = diagonal_step_cost_ratio(problem.eigenvalues[:N], problem.theta_star[:N], timed, damping, steps,
-                                         cfg["timing_repeats"])
+                                         cfg.timing_repeats)
         flops = quadratic_flops(name, N, steps)
     loss = sum(parts.values())
     return {
@@ -113,25 +96,25 @@ def solve_point(cfg: dict) -> dict:
 
 def run(cfg: DictConfig | dict) -> dict:
     """Run one proxy grid point, writing run.json (running, then done/diverged/failed)."""
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    check_point_config(plain)
+    plain = to_plain(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
+    point = check_point_config(plain)
     run_id = records.make_run_id(plain, label=run_label(plain))
-    run_dir = Path(plain.get("run_dir") or Path("runs") / run_id)
-    N, steps = plain["N"], plain["steps"]
+    run_dir = Path(point.run_dir or Path("runs") / run_id)
+    N, steps = point.N, point.steps
     record = {
-        "run_id": run_id, "task": plain["task"], "status": records.RUNNING,
-        "optimizer": plain["proxy_optimizer"], "family": None, "size": None, "seed": plain["seed"],
+        "run_id": run_id, "task": point.task, "status": records.RUNNING,
+        "optimizer": point.proxy_optimizer, "family": None, "size": None, "seed": point.seed,
         "N": N, "N_total": N, "N_non_embedding": N, "D": steps, "tokens_trained": steps,
         "flops": None, "final_val_loss": None, "step_cost_ratio": None, "hyperparameters": None,
-        "sweep": plain.get("sweep_name"), "branch": None, "reason": None, "wall_time_s": None,
-        "s": plain["s"], "source_r": plain["source_r"], "damping": plain["damping"],
-        "n_samples": plain.get("n_samples"),
+        "sweep": point.sweep_name, "branch": None, "reason": None, "wall_time_s": None,
+        "s": point.s, "source_r": point.source_r, "damping": point.damping,
+        "n_samples": point.n_samples if isinstance(point, RandomFeaturesPointConfig) else None,
         "run_dir": str(run_dir), "config": plain, "started_at": _now(),
     }
     records.write_record(run_dir, record)
     start = time.perf_counter()
     try:
-        measured = solve_point(plain)
+        measured = solve_point(point)
     except BaseException as exc:
         record.update(status=records.FAILED, error=f"{type(exc).__name__}: {exc}",
                       reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(), finished_at=_now())

@@ -14,22 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
-from optlaw.config import compose, to_plain
-from optlaw.errors import UserError
+from optlaw.config import as_config, compose, to_plain
+from optlaw.config.proxy import QuadraticStudyConfig
 from optlaw.records import make_run_id, write_json_atomic
 from optlaw.proxy import point
 from optlaw.proxy.optimizers import check_optimizers
 from optlaw.proxy.quadratic_theory import predicted_exponents
 
 
-def check_study_config(cfg: dict) -> None:
-    check_optimizers(cfg["optimizers"])
-    if cfg["reference"] not in cfg["optimizers"]:
-        raise UserError(f"reference={cfg['reference']!r} must be one of optimizers {list(cfg['optimizers'])}")
-    if len(cfg["N_values"]) < 3 or len(cfg["D_values"]) < 3:
-        raise UserError("N_values and D_values need at least 3 values each for a Chinchilla fit")
-    if not cfg["regimes"]:
-        raise UserError("regimes must list at least one {name, damping}")
+def check_study_config(cfg: dict) -> dict:
+    """The study config checked against its schema (QuadraticStudyConfig) and the proxy optimizer keys;
+    returned as a plain dict with every key."""
+    study = as_config(QuadraticStudyConfig, cfg, "")
+    check_optimizers(study.optimizers)
+    return to_plain(study)
 
 
 def run_points(cfg: dict, out: Path) -> dict[str, Path]:
@@ -52,7 +50,7 @@ def run_points(cfg: dict, out: Path) -> dict[str, Path]:
                     point_cfg["run_dir"] = str(folder / run_id)
                     point.run(point_cfg)
                     done += 1
-            if cfg.get("progress", True):
+            if cfg["progress"]:
                 print(f"[{done}/{total}] {regime['name']} {name}  {time.perf_counter() - start:.0f} s",
                       file=sys.stderr, flush=True)
     return folders
@@ -173,7 +171,7 @@ def _decomposition_example(cfg: dict) -> list[dict]:
 
 def run_study(cfg: dict, out) -> dict:
     out = Path(out)
-    check_study_config(cfg)
+    cfg = check_study_config(cfg)
     start = time.perf_counter()
     folders = run_points(cfg, out)
     regimes = {}

@@ -49,7 +49,7 @@ def write_outputs(out: Path, cfg: dict, rows: list[dict], main_name: str, varian
     pattern = pattern_summary(main, optimizers, s_values)
 
     sens_rows = []
-    sens_opts = [o for o in (cfg.get("sensitivity") or {}).get("optimizers", optimizers)]
+    sens_opts = list(cfg["sensitivity"]["optimizers"])
     for v in variants:
         t = alpha_table(rows, v.name, sens_opts, s_values, N_values, irreducible, 0, level)
         sens_rows.append((v, t, pattern_summary(t, sens_opts, s_values)))
@@ -77,8 +77,8 @@ def write_outputs(out: Path, cfg: dict, rows: list[dict], main_name: str, varian
         "alpha": {o: {key(s): main["alpha"][o][s] for s in s_values} for o in optimizers},
         "shift_over_gd": {o: {key(s): main["shift"][o][s] for s in s_values} for o in optimizers},
         "pattern": pattern,
-        "paper": cfg.get("paper"),
-        "setting": {k: cfg.get(k) for k in ("steps", "damping", "source_r", "input_dim", "n_samples", "noise_variance", "N_values",
+        "paper": cfg["paper"],
+        "setting": {k: cfg[k] for k in ("steps", "damping", "source_r", "input_dim", "n_samples", "noise_variance", "N_values",
                                         "seeds", "s_values", "step_size_multipliers")},
         "fit": f"alpha = -slope of log(L - L_irr) on log N over the N grid, L_irr = noise_variance/2 = {irreducible}; "
                f"{level:.0%} paired bootstrap over seeds ({boot} resamples)",
@@ -90,7 +90,7 @@ def write_outputs(out: Path, cfg: dict, rows: list[dict], main_name: str, varian
     write_json_atomic(out / "alpha.json", alpha_json)
     _write_points(out / "points.csv", rows)
     _plot_loss_vs_N(out / "loss_vs_N.png", rows, main_name, optimizers, s_values, N_values, main, irreducible)
-    _plot_alpha_vs_s(out / "alpha_vs_s.png", main, optimizers, s_values, cfg.get("paper"))
+    _plot_alpha_vs_s(out / "alpha_vs_s.png", main, optimizers, s_values, cfg["paper"])
     (out / "report.md").write_text(_report(cfg, main, pattern, sens_rows, sens_opts, diag_rows, optimizers,
                                            s_values, runtime_s))
     return alpha_json
@@ -172,7 +172,7 @@ def _report(cfg, main, pattern, sens_rows, sens_opts, diag_rows, optimizers, s_v
     lines = ["# Random-feature regression: how the optimizer changes alpha", ""]
     lines += [f"Setting: steps={cfg['steps']}, damping={cfg['damping']} (relative to the top curvature), "
               f"source_r={cfg['source_r']}, input_dim={cfg['input_dim']}, noise_variance={cfg['noise_variance']}, "
-              f"n_samples={cfg.get('n_samples')} (null = population loss), "
+              f"n_samples={cfg['n_samples']} (null = population loss), "
               f"N in {list(cfg['N_values'])}, seeds {list(cfg['seeds'])}, population loss. "
               f"Runtime {runtime_s:.0f} s.", "",
               f"alpha = -slope of log(L - L_irr) against log N; intervals: {cfg['interval_level']:.0%} paired "
@@ -196,8 +196,8 @@ def _report(cfg, main, pattern, sens_rows, sens_opts, diag_rows, optimizers, s_v
             ci = f" [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]" if e["ci"] else ""
             cells.append(f"{e['shift']:+.3f}{ci}")
         lines.append(f"| {o} | " + " | ".join(cells) + " |")
-    paper = cfg.get("paper") or {}
-    if paper.get("alpha") and paper.get("s") in s_values:
+    paper = cfg["paper"]
+    if paper["alpha"] and paper["s"] in s_values:
         s0 = paper["s"]
         lines += ["", f"## Against the paper (arXiv 2605.29387) at s = {s0:g}", "",
                   "| optimizer | paper alpha | optlaw alpha |", "|---|---|---|"]
@@ -217,7 +217,7 @@ def _report(cfg, main, pattern, sens_rows, sens_opts, diag_rows, optimizers, s_v
               "(see docs/proxy.md)."]
     if sens_rows:
         lines += ["", "## Sensitivity (one knob changed from the setting above; seeds "
-                  f"{list((cfg.get('sensitivity') or {}).get('seeds', []))})", "",
+                  f"{list(cfg['sensitivity']['seeds'])})", "",
                   "| variant | " + " | ".join(f"alpha {o} (s=1)" for o in sens_opts)
                   + " | ngd shift peak s | shift at max s / peak | pattern holds |",
                   "|" + "---|" * (len(sens_opts) + 4)]

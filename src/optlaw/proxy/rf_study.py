@@ -19,7 +19,8 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from optlaw.errors import UserError
+from optlaw.config import as_config, to_plain
+from optlaw.config.proxy import RandomFeaturesStudyConfig
 from optlaw.proxy.alpha_fit import fit_alpha_known_floor
 from optlaw.proxy.optimizers import check_optimizers
 from optlaw.proxy.spectra import check_source, check_spectrum_exponent
@@ -68,9 +69,9 @@ def solve_task(task: dict) -> list[dict]:
 def build_tasks(cfg: dict, main: Variant, variants: list[Variant]) -> list[dict]:
     """Group (s, seed, variant) work so that variants sharing a feature draw share the eigendecompositions."""
     optimizers = check_optimizers(cfg["optimizers"])
-    sens = cfg.get("sensitivity") or {}
-    sens_seeds = [int(x) for x in sens.get("seeds", [])]
-    sens_optimizers = check_optimizers(sens.get("optimizers", optimizers))
+    sens = cfg["sensitivity"]
+    sens_seeds = list(sens["seeds"])
+    sens_optimizers = check_optimizers(sens["optimizers"])
     groups: dict[tuple, list[dict]] = {}
     for s in cfg["s_values"]:
         for seed in cfg["seeds"]:
@@ -89,40 +90,35 @@ def build_tasks(cfg: dict, main: Variant, variants: list[Variant]) -> list[dict]
 
 
 def sensitivity_variants(cfg: dict, main: Variant) -> list[Variant]:
-    sens = cfg.get("sensitivity") or {}
+    sens = cfg["sensitivity"]
     out = []
-    if any(sens.get(k) for k in ("steps", "damping", "source_r", "input_dim", "n_samples")):
+    if any(sens[k] for k in ("steps", "damping", "source_r", "input_dim", "n_samples")):
         # The setting itself on the sensitivity seeds, so each row compares like with like.
         out.append(Variant("baseline", main.steps, main.damping, main.source_r, main.input_dim, main.n_samples))
-    for steps in sens.get("steps", []):
+    for steps in sens["steps"]:
         out.append(Variant(f"steps={steps}", int(steps), main.damping, main.source_r, main.input_dim, main.n_samples))
-    for damping in sens.get("damping", []):
+    for damping in sens["damping"]:
         out.append(Variant(f"damping={damping}", main.steps, float(damping), main.source_r, main.input_dim,
                            main.n_samples))
-    for r in sens.get("source_r", []):
+    for r in sens["source_r"]:
         out.append(Variant(f"source_r={r}", main.steps, main.damping, float(r), main.input_dim, main.n_samples))
-    for dim in sens.get("input_dim", []):
+    for dim in sens["input_dim"]:
         out.append(Variant(f"input_dim={dim}", main.steps, main.damping, main.source_r, int(dim), main.n_samples))
-    for n in sens.get("n_samples", []):
+    for n in sens["n_samples"]:
         out.append(Variant(f"n_samples={n}", main.steps, main.damping, main.source_r, main.input_dim,
                            None if n is None else int(n)))
     return out
 
 
-def check_study_config(cfg: dict) -> None:
-    check_optimizers(cfg["optimizers"])
-    if "gd" not in cfg["optimizers"]:
-        raise UserError("optimizers must include gd: shifts are measured against it")
-    for s in cfg["s_values"]:
+def check_study_config(cfg: dict) -> dict:
+    """The study config checked against its schema (RandomFeaturesStudyConfig), the proxy optimizer
+    keys and the spectrum's range; returned as a plain dict with every key."""
+    study = as_config(RandomFeaturesStudyConfig, cfg, "")
+    check_optimizers(study.optimizers)
+    for s in study.s_values:
         check_spectrum_exponent(s, "s_values")
-    check_source(cfg["source_r"], 1.0)
-    N_values = sorted(int(n) for n in cfg["N_values"])
-    if len(N_values) < 3 or N_values[0] < 1:
-        raise UserError("N_values needs at least 3 positive model sizes for an alpha fit")
-    if max(N_values) > int(cfg["input_dim"]):
-        raise UserError(f"largest N ({max(N_values)}) exceeds input_dim ({cfg['input_dim']}); raise input_dim")
-    if not cfg["seeds"]:
-        raise UserError("seeds must list at least one seed (several give intervals)")
+    check_source(study.source_r, 1.0)
+    return to_plain(study)
 
 
 def run_rows(tasks: list[dict], workers: int, progress: bool = True) -> list[dict]:
@@ -210,12 +206,10 @@ def run_study(cfg: dict, out) -> dict:
 
     from optlaw.proxy.rf_report import write_outputs
 
-    check_study_config(cfg)
-    n = cfg.get("n_samples")
-    main = Variant("main", int(cfg["steps"]), float(cfg["damping"]), float(cfg["source_r"]), int(cfg["input_dim"]),
-                   None if n is None else int(n))
+    cfg = check_study_config(cfg)
+    main = Variant("main", cfg["steps"], cfg["damping"], cfg["source_r"], cfg["input_dim"], cfg["n_samples"])
     variants = sensitivity_variants(cfg, main)
     tasks = build_tasks(cfg, main, variants)
     start = time.perf_counter()
-    rows = run_rows(tasks, int(cfg.get("workers", 1)), bool(cfg.get("progress", True)))
+    rows = run_rows(tasks, cfg["workers"], cfg["progress"])
     return write_outputs(Path(out), cfg, rows, main.name, variants, time.perf_counter() - start)

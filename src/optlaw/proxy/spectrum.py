@@ -54,7 +54,7 @@ def run_activation_spectrum(run_dir: str | Path, module_name: str, n_tokens: int
     if not config_path.is_file():
         raise UserError(f"{run_dir} has no config.yaml; pass the run directory of an `optlaw train` LLM run")
     cfg = OmegaConf.load(config_path)
-    if cfg.get("task", "llm") != "llm":
+    if cfg.task != "llm":
         raise UserError(f"{run_dir} is a {cfg.task} run; activation spectra need an LLM run")
     model = build_model(cfg.model)
     state = load_latest(run_dir)
@@ -62,7 +62,7 @@ def run_activation_spectrum(run_dir: str | Path, module_name: str, n_tokens: int
         raise UserError(f"{run_dir} has no readable checkpoint; the spectrum would be that of an untrained model")
     model.load_state_dict(state["model"])
     model.eval()
-    corpus = build_corpus(cfg.data, cfg.data.get("cache_dir"))
+    corpus = build_corpus(cfg.data)
     seq_len = int(cfg.model.seq_len)
     batch = torch.cat(list(corpus.val_batches(n_tokens, 16, seq_len)))[:, :-1]
     return activation_spectrum(model, batch, module_name)

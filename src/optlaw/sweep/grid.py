@@ -14,7 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from optlaw.config import compose, to_plain
+from optlaw.config import as_config, compose, to_plain, validate
+from optlaw.config.sweep import SweepConfig
 from optlaw.errors import ConfigError
 
 # Named axes of a sweep definition and the train-config key each one overrides.
@@ -72,44 +73,19 @@ def format_override_value(value: Any) -> str:
     return str(value)
 
 
-def axes_of(definition: dict) -> list[tuple[str, list]]:
-    """(train key, values) for every axis; raises ConfigError for an empty or malformed axis."""
-    name = definition.get("name", "?")
-    if definition.get("tokens_per_param") is not None and definition.get("tokens") is not None:
-        raise ConfigError(
-            f"sweep {name}: both 'tokens_per_param' and 'tokens' are axes; keep one and set the other to null"
-        )
+def axes_of(sweep: SweepConfig) -> list[tuple[str, list]]:
+    """(train key, values) for every axis of a checked sweep (SweepConfig.check refuses empty axes)."""
     axes: list[tuple[str, list]] = []
     for sweep_key, train_key in NAMED_AXES.items():
-        values = definition.get(sweep_key)
-        if values is None:
-            continue
-        if not isinstance(values, list):
-            values = [values]
-        if not values:
-            raise ConfigError(f"sweep {name}: axis '{sweep_key}' is an empty list, so the grid is empty; give it values or set it to null")
-        axes.append((train_key, values))
-    for key, values in (definition.get("extra_axes") or {}).items():
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"sweep {name}: extra_axes.{key} must be a non-empty list of values")
-        axes.append((key, values))
+        values = getattr(sweep, sweep_key)
+        if values is not None:
+            axes.append((train_key, list(values)))
+    axes += [(key, list(values)) for key, values in sweep.extra_axes.items()]
     return axes
 
 
-def optimizer_axes_for(definition: dict, optimizer: str | None) -> list[tuple[str, list]]:
-    per_optimizer = definition.get("optimizer_axes") or {}
-    unknown = set(per_optimizer) - set(definition.get("optimizers") or [])
-    if unknown:
-        raise ConfigError(
-            f"sweep {definition.get('name')}: optimizer_axes names {sorted(unknown)}, which are not in 'optimizers'; "
-            "add them to optimizers or remove their entry"
-        )
-    axes = []
-    for key, values in (per_optimizer.get(optimizer) or {}).items():
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"sweep {definition.get('name')}: optimizer_axes.{optimizer}.{key} must be a non-empty list")
-        axes.append((key, values))
-    return axes
+def optimizer_axes_for(sweep: SweepConfig, optimizer: str | None) -> list[tuple[str, list]]:
+    return [(key, list(values)) for key, values in (sweep.optimizer_axes.get(optimizer) or {}).items()]
 
 
 def point_label(axes: dict[str, Any]) -> str:
@@ -131,26 +107,29 @@ def point_label(axes: dict[str, Any]) -> str:
 
 
 def expand(definition: dict, extra_fixed: list[str] | None = None) -> list[GridPoint]:
-    """Every grid point of a sweep, in a stable order; composes each to check it and hash it."""
-    base_axes = axes_of(definition)
-    fixed = [f"{k}={format_override_value(v)}" for k, v in (definition.get("fixed") or {}).items()]
+    """Every grid point of a sweep, in a stable order; composes each to check it and hash it.
+
+    ``definition``: the sweep section (a plain dict, a composed node or a SweepConfig).
+    """
+    sweep = as_config(SweepConfig, definition, "sweep")
+    base_axes = axes_of(sweep)
+    fixed = [f"{k}={format_override_value(v)}" for k, v in sweep.fixed.items()]
     fixed += list(extra_fixed or [])
-    fixed += branching_schedule_overrides(definition)
-    task = definition.get("task")
-    if task:
-        fixed = [f"task={task}", *fixed]
-    name = definition.get("name", "?")
+    fixed += branching_schedule_overrides(sweep)
+    fixed = [f"task={sweep.task}", *fixed]
+    name = sweep.name
     points: list[GridPoint] = []
     seen: set[str] = set()
     for combo in itertools.product(*[values for _, values in base_axes]):
         axes = {key: value for (key, _), value in zip(base_axes, combo)}
-        opt_axes = optimizer_axes_for(definition, axes.get("optimizer"))
+        opt_axes = optimizer_axes_for(sweep, axes.get("optimizer"))
         for opt_combo in itertools.product(*[values for _, values in opt_axes]) if opt_axes else [()]:
             point_axes = dict(axes)
             point_axes.update({key: value for (key, _), value in zip(opt_axes, opt_combo)})
             overrides = [f"{k}={format_override_value(v)}" for k, v in point_axes.items()] + fixed
             try:
                 cfg = compose(train_config_name(overrides), overrides)
+                validate(cfg)  # every point is checked before anything runs
             except ConfigError as exc:
                 raise ConfigError(f"sweep {name}, point {point_label(point_axes)}: {exc}") from None
             point = describe_point(cfg, point_axes, overrides)
@@ -163,26 +142,21 @@ def expand(definition: dict, extra_fixed: list[str] | None = None) -> list[GridP
             points.append(point)
     if not points:
         raise ConfigError(f"sweep {name}: the grid is empty; give every axis at least one value")
-    if (definition.get("branching") or {}).get("enabled"):
+    if sweep.branching.enabled:
         plan_branches(points, [key for key, _ in base_axes if key.startswith("budget.")])
     return points
 
 
-def branching_schedule_overrides(definition: dict) -> list[str]:
+def branching_schedule_overrides(sweep: SweepConfig) -> list[str]:
     """WSD with an absolute warmup for every point: then a budget's run equals the longest
     run up to that budget's decay start, so it can branch from there (the trainer checks this)."""
-    branching = definition.get("branching") or {}
-    if not branching.get("enabled"):
+    branching = sweep.branching
+    if not branching.enabled:
         return []
-    if branching.get("warmup_tokens") is None:
-        raise ConfigError(
-            f"sweep {definition.get('name')}: branching needs branching.warmup_tokens (an absolute warmup, "
-            "the same for every budget), e.g. sweep.branching.warmup_tokens=0"
-        )
     return [
         "schedule.name=wsd",
-        f"schedule.decay_fraction={branching.get('decay_fraction', 0.2)}",
-        f"schedule.warmup_tokens={branching['warmup_tokens']}",
+        f"schedule.decay_fraction={branching.decay_fraction}",
+        f"schedule.warmup_tokens={branching.warmup_tokens}",
     ]
 
 
@@ -250,22 +224,22 @@ def describe_point(cfg: DictConfig, axes: dict[str, Any], overrides: list[str]) 
 
 def size_tokens_flops(cfg: DictConfig) -> tuple[float | None, float | None, float | None]:
     """(N non-embedding, D tokens, training FLOPs) of an LLM point; Nones when unknown (proxy tasks)."""
-    if cfg.get("task", "llm") != "llm" or "model" not in cfg:
+    if cfg.task != "llm":
         return None, None, None
     stats = _model_stats(cfg.model)
     if stats is None:
         return None, _absolute_tokens(cfg, None), None
-    n_basis = stats["n_total"] if cfg.budget.get("param_basis") == "total" else stats["n_non_embedding"]
+    n_basis = stats["n_total"] if cfg.budget.param_basis == "total" else stats["n_non_embedding"]
     tokens = _absolute_tokens(cfg, n_basis)
     flops = tokens * stats["flops_per_token"] if tokens is not None else None
     return float(stats["n_non_embedding"]), tokens, flops
 
 
 def _absolute_tokens(cfg: DictConfig, n_params: float | None) -> float | None:
-    budget = cfg.get("budget") or {}
-    if budget.get("tokens") is not None:
+    budget = cfg.budget
+    if budget.tokens is not None:
         return float(budget.tokens)
-    if budget.get("tokens_per_param") is not None and n_params is not None:
+    if budget.tokens_per_param is not None and n_params is not None:
         return float(budget.tokens_per_param) * float(n_params)
     return None
 

@@ -29,6 +29,9 @@ import uuid
 from pathlib import Path
 
 from optlaw import records
+from optlaw.config import as_config
+from optlaw.config.core import plain
+from optlaw.config.sweep import SlurmLauncherConfig
 from optlaw.errors import ConfigError, UserError
 from optlaw.sweep import claims
 from optlaw.sweep.job import _CURRENT_CHILD, run_point_blocking, slurm_task_id
@@ -39,15 +42,12 @@ from optlaw.sweep.job import _CURRENT_CHILD, run_point_blocking, slurm_task_id
 PREEMPT_SIGNAL = "USR1"
 
 
-def resources_for(launcher_cfg: dict, non_embedding_params: float | None) -> dict:
-    """The first ``resources`` row whose ``max_params`` covers the point's N."""
-    rows = launcher_cfg.get("resources") or []
-    if not rows:
-        raise ConfigError("launcher.resources is empty; give at least one row {max_params, gpus_per_node, cpus_per_task, mem_gb, time_min}")
-    for row in rows:
-        limit = row.get("max_params")
-        if limit is None or non_embedding_params is None or non_embedding_params <= float(limit):
-            return dict(row)
+def resources_for(launcher_cfg: SlurmLauncherConfig | dict, non_embedding_params: float | None) -> dict:
+    """The first ``resources`` row whose ``max_params`` covers the point's N (as a plain dict)."""
+    launcher = as_config(SlurmLauncherConfig, launcher_cfg, "launcher")  # refuses an empty table
+    for row in launcher.resources:
+        if row.max_params is None or non_embedding_params is None or non_embedding_params <= row.max_params:
+            return plain(row)
     raise ConfigError(
         f"no launcher.resources row covers a model with {non_embedding_params:.3g} non-embedding params; "
         "add a last row with max_params: null"
@@ -107,7 +107,7 @@ def submit(
     sweep_dir: str | Path,
     manifest: dict,
     run_ids: list[str],
-    launcher_cfg: dict,
+    launcher_cfg: SlurmLauncherConfig | dict,
     retry_diverged: bool = False,
     out=None,
 ) -> list[str]:
@@ -124,12 +124,13 @@ def submit(
     os.environ["SUBMITIT_PREEMPT_SIGNAL"] = PREEMPT_SIGNAL
     SlurmJobEnvironment.USR_SIG = PREEMPT_SIGNAL
 
+    launcher = as_config(SlurmLauncherConfig, launcher_cfg, "launcher")
     sweep_dir = Path(sweep_dir).resolve()
     by_id = {p["run_id"]: p for p in manifest["points"]}
     # Branches wait for their trunk's checkpoint: they go in later arrays that depend on the trunks.
     groups: dict[tuple, list[str]] = {}
     for run_id in run_ids:
-        row = resources_for(launcher_cfg, by_id[run_id].get("non_embedding_params"))
+        row = resources_for(launcher, by_id[run_id].get("non_embedding_params"))
         waits = _waits_for_trunk(sweep_dir, by_id[run_id])
         groups.setdefault((waits, tuple(sorted(row.items(), key=lambda kv: kv[0]))), []).append(run_id)
     groups = dict(sorted(groups.items(), key=lambda item: item[0][0]))  # trunks' arrays first
@@ -156,10 +157,9 @@ def submit(
                               for r in group_ids}
                 trunk_jobs.discard(None)
                 dependency = "afterany:" + ":".join(sorted(trunk_jobs)) if trunk_jobs else None
-            executor = _executor(sweep_dir, launcher_cfg, row, manifest.get("sweep") or "optlaw", len(group_ids),
+            executor = _executor(sweep_dir, launcher, row, manifest.get("sweep") or "optlaw", len(group_ids),
                                  dependency)
-            job = SlurmPointJob(str(sweep_dir), launch_id, int(row.get("gpus_per_node") or 0), retry_diverged,
-                                launcher_cfg.get("python"))
+            job = SlurmPointJob(str(sweep_dir), launch_id, row["gpus_per_node"], retry_diverged, launcher.python)
             try:
                 jobs = executor.map_array(job, group_ids)
             except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError, OSError) as exc:
@@ -189,36 +189,34 @@ def _waits_for_trunk(sweep_dir: Path, point: dict) -> bool:
     return source is not None and not source.exists()
 
 
-def _executor(sweep_dir: Path, launcher_cfg: dict, row: dict, name: str, count: int, dependency: str | None = None):
+def _executor(sweep_dir: Path, launcher: SlurmLauncherConfig, row: dict, name: str, count: int, dependency: str | None = None):
     import submitit
 
-    folder = launcher_cfg.get("folder") or str(sweep_dir / "slurm_logs")
-    executor = submitit.SlurmExecutor(folder=f"{folder}/%j", max_num_timeout=int(launcher_cfg.get("max_requeues", 10)),
-                                      python=launcher_cfg.get("python"))
+    folder = launcher.folder or str(sweep_dir / "slurm_logs")
+    executor = submitit.SlurmExecutor(folder=f"{folder}/%j", max_num_timeout=launcher.max_requeues, python=launcher.python)
     params = {
         "job_name": f"optlaw-{name}",
-        "time": int(row.get("time_min") or 60),
+        "time": row["time_min"],
         "nodes": 1,
         "ntasks_per_node": 1,
-        "cpus_per_task": int(row.get("cpus_per_task") or 1),
-        "array_parallelism": min(int(launcher_cfg.get("array_parallelism") or count), count),
-        "signal_delay_s": int(launcher_cfg.get("signal_delay_s") or 120),
+        "cpus_per_task": row["cpus_per_task"],
+        "array_parallelism": min(launcher.array_parallelism, count),
+        "signal_delay_s": launcher.signal_delay_s,
         "setup": [f"export SUBMITIT_PREEMPT_SIGNAL={PREEMPT_SIGNAL}",
-                  f"export OPTLAW_SIGNAL_DELAY_S={int(launcher_cfg.get('signal_delay_s') or 120)}",
-                  *list(launcher_cfg.get("setup") or [])],
+                  f"export OPTLAW_SIGNAL_DELAY_S={launcher.signal_delay_s}",
+                  *launcher.setup],
         "stderr_to_stdout": True,
     }
     if dependency:
         params["dependency"] = dependency
-    if row.get("gpus_per_node"):
-        params["gpus_per_node"] = int(row["gpus_per_node"])
-    if row.get("mem_gb"):
-        params["mem"] = f"{int(row['mem_gb'])}G"
+    if row["gpus_per_node"]:
+        params["gpus_per_node"] = row["gpus_per_node"]
+    if row["mem_gb"]:
+        params["mem"] = f"{row['mem_gb']}G"
     for key in ("partition", "account", "qos"):
-        if launcher_cfg.get(key):
-            params[key] = launcher_cfg[key]
-    extra = dict(launcher_cfg.get("additional_parameters") or {})
-    if extra:
-        params["additional_parameters"] = extra
+        if getattr(launcher, key):
+            params[key] = getattr(launcher, key)
+    if launcher.additional_parameters:
+        params["additional_parameters"] = dict(launcher.additional_parameters)
     executor.update_parameters(**params)
     return executor

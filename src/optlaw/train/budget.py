@@ -10,9 +10,10 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from optlaw.config import as_config
+from optlaw.config.train import (BatchConfig, BudgetConfig, EvalConfig, ParamBasis, ScheduleConfig, ScheduleName,
+                                 exactly_one_budget_error)
 from optlaw.errors import ConfigError
-
-PARAM_BASES = ("non_embedding", "total")
 
 
 @dataclass(frozen=True)
@@ -49,35 +50,25 @@ class BudgetPlan:
 
 def requested_budget_tokens(budget_cfg: Any, n_total: int, n_non_embedding: int) -> tuple[int, int, str]:
     """(D requested, N on the chosen basis, basis). Exactly one of tokens / tokens_per_param."""
-    tokens = budget_cfg.get("tokens")
-    per_param = budget_cfg.get("tokens_per_param")
-    basis = budget_cfg.get("param_basis", "non_embedding")
-    if basis not in PARAM_BASES:
-        raise ConfigError(f"budget.param_basis={basis!r} is not one of {', '.join(PARAM_BASES)}; pick one")
-    n_basis = n_non_embedding if basis == "non_embedding" else n_total
-    if (tokens is None) == (per_param is None):
-        raise ConfigError(
-            "set exactly one of budget.tokens (absolute, e.g. budget.tokens=2000000) and "
-            "budget.tokens_per_param (e.g. budget.tokens_per_param=20)"
-            + ("; both are set" if tokens is not None else "; neither is set")
-        )
-    if tokens is not None:
-        if float(tokens) <= 0:
-            raise ConfigError(f"budget.tokens={tokens} must be positive")
-        return int(float(tokens)), n_basis, basis
-    if float(per_param) <= 0:
-        raise ConfigError(f"budget.tokens_per_param={per_param} must be positive")
-    return int(round(float(per_param) * n_basis)), n_basis, basis
+    budget = as_config(BudgetConfig, budget_cfg, "budget")
+    if budget.tokens is None and budget.tokens_per_param is None:
+        raise exactly_one_budget_error(both=False)
+    basis = budget.param_basis.value
+    n_basis = n_non_embedding if budget.param_basis == ParamBasis.non_embedding else n_total
+    if budget.tokens is not None:
+        return int(budget.tokens), n_basis, basis
+    return int(round(budget.tokens_per_param * n_basis)), n_basis, basis
 
 
 def plan_budget(cfg: Any, n_total: int, n_non_embedding: int, world_size: int = 1) -> BudgetPlan:
-    """Steps, accumulation, warmup and eval points for the config ``cfg`` (the root `train` config)."""
+    """Steps, accumulation, warmup and eval points for the config ``cfg`` (the root `train` config:
+    a composed node, a TrainConfig, or anything with budget/batch/schedule/eval/model sections)."""
     requested, n_basis, basis = requested_budget_tokens(cfg.budget, n_total, n_non_embedding)
+    batch = as_config(BatchConfig, cfg.batch, "batch")
+    schedule = as_config(ScheduleConfig, cfg.schedule, "schedule")
+    evaluation = as_config(EvalConfig, cfg.eval, "eval")
     seq_len = int(cfg.model.seq_len)
-    micro = int(cfg.batch.micro_batch_size)
-    global_tokens = int(cfg.batch.global_tokens)
-    if micro <= 0 or global_tokens <= 0:
-        raise ConfigError("batch.global_tokens and batch.micro_batch_size must be positive")
+    micro, global_tokens = batch.micro_batch_size, batch.global_tokens
     tokens_per_micro_round = seq_len * micro * world_size
     if global_tokens % tokens_per_micro_round:
         lower = max(tokens_per_micro_round, global_tokens // tokens_per_micro_round * tokens_per_micro_round)
@@ -93,9 +84,9 @@ def plan_budget(cfg: Any, n_total: int, n_non_embedding: int, world_size: int = 
             f"the token budget ({requested} tokens) is smaller than one optimizer step "
             f"(batch.global_tokens={global_tokens}); raise the budget or lower batch.global_tokens"
         )
-    warmup_steps = _warmup_steps(cfg.schedule, total_steps, global_tokens)
-    decay_start = _decay_start_step(cfg.schedule, total_steps, warmup_steps)
-    eval_steps = _eval_steps(cfg.eval.get("fractions") or [], total_steps, bool(cfg.eval.get("at_start", False)))
+    warmup_steps = _warmup_steps(schedule, total_steps, global_tokens)
+    decay_start = _decay_start_step(schedule, total_steps, warmup_steps)
+    eval_steps = _eval_steps(evaluation.fractions, total_steps, evaluation.at_start)
     return BudgetPlan(
         param_basis=basis,
         n_basis=int(n_basis),
@@ -112,31 +103,24 @@ def plan_budget(cfg: Any, n_total: int, n_non_embedding: int, world_size: int = 
     )
 
 
-def _warmup_steps(schedule_cfg: Any, total_steps: int, global_tokens: int) -> int:
+def _warmup_steps(schedule: ScheduleConfig, total_steps: int, global_tokens: int) -> int:
     # warmup_tokens (absolute) wins over warmup_fraction: budget branching needs the
     # warmup to be the same whatever the final budget is.
-    warmup_tokens = schedule_cfg.get("warmup_tokens")
-    if warmup_tokens is not None:
-        steps = math.ceil(float(warmup_tokens) / global_tokens)
-        key = f"schedule.warmup_tokens={warmup_tokens}"
+    if schedule.warmup_tokens is not None:
+        steps = math.ceil(float(schedule.warmup_tokens) / global_tokens)
+        key = f"schedule.warmup_tokens={schedule.warmup_tokens}"
     else:
-        fraction = float(schedule_cfg.get("warmup_fraction") or 0.0)
-        if not 0.0 <= fraction < 1.0:
-            raise ConfigError(f"schedule.warmup_fraction={fraction} must be in [0, 1)")
-        steps = int(round(fraction * total_steps))
-        key = f"schedule.warmup_fraction={fraction}"
+        steps = int(round(schedule.warmup_fraction * total_steps))
+        key = f"schedule.warmup_fraction={schedule.warmup_fraction}"
     if steps > total_steps:
         raise ConfigError(f"{key} gives {steps} warmup steps, more than the run's {total_steps} steps; lower it")
     return steps
 
 
-def _decay_start_step(schedule_cfg: Any, total_steps: int, warmup_steps: int) -> int:
-    if schedule_cfg.get("name") != "wsd":
+def _decay_start_step(schedule: ScheduleConfig, total_steps: int, warmup_steps: int) -> int:
+    if schedule.name != ScheduleName.wsd:
         return total_steps
-    fraction = float(schedule_cfg.get("decay_fraction", 0.2))
-    if not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"schedule.decay_fraction={fraction} must be in (0, 1]")
-    return max(warmup_steps, total_steps - int(round(fraction * total_steps)))
+    return max(warmup_steps, total_steps - int(round(schedule.decay_fraction * total_steps)))
 
 
 def _eval_steps(fractions: list[float], total_steps: int, at_start: bool) -> tuple[int, ...]:
@@ -144,8 +128,5 @@ def _eval_steps(fractions: list[float], total_steps: int, at_start: bool) -> tup
     if at_start:
         steps.add(0)
     for fraction in fractions:
-        f = float(fraction)
-        if not 0.0 < f <= 1.0:
-            raise ConfigError(f"eval.fractions contains {f}; every fraction must be in (0, 1]")
-        steps.add(min(total_steps, max(1, int(round(f * total_steps)))))
+        steps.add(min(total_steps, max(1, int(round(fraction * total_steps)))))
     return tuple(sorted(steps))

@@ -9,32 +9,30 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from optlaw.config import as_config
+from optlaw.config.train import ScheduleConfig, ScheduleName
 from optlaw.errors import ConfigError
 from optlaw.train.budget import BudgetPlan
 
-SCHEDULES = ("cosine", "linear", "wsd", "constant")
+
+def check_schedule(schedule_cfg: Any) -> ScheduleConfig:
+    """The schedule section as a checked ScheduleConfig (a one-line ConfigError when it is not one)."""
+    return as_config(ScheduleConfig, schedule_cfg, "schedule")
 
 
-def check_schedule(schedule_cfg: Any) -> None:
-    name = schedule_cfg.get("name")
-    if name not in SCHEDULES:
-        raise ConfigError(f"schedule.name={name!r} is unknown; choose one of {', '.join(SCHEDULES)}")
-    floor = float(schedule_cfg.get("min_lr_ratio", 0.0))
-    if not 0.0 <= floor <= 1.0:
-        raise ConfigError(f"schedule.min_lr_ratio={floor} must be in [0, 1]")
+def lr_factor(step: int, plan: BudgetPlan, schedule: ScheduleConfig) -> float:
+    """Factor for the update taken at 0-based ``step``: warmup, then the named shape down to the floor.
 
-
-def lr_factor(step: int, plan: BudgetPlan, schedule_cfg: Any) -> float:
-    """Factor for the update taken at 0-based ``step``: warmup, then the named shape down to the floor."""
-    name = schedule_cfg.get("name")
-    floor = float(schedule_cfg.get("min_lr_ratio", 0.0))
+    ``schedule`` is read by attribute (a ScheduleConfig or its composed node): this runs every step.
+    """
+    name, floor = schedule.name, schedule.min_lr_ratio
     warmup = plan.warmup_steps
     if step < warmup:
         # (step + 1) so that the very first update already moves the weights.
         return (step + 1) / warmup
-    if name == "constant":
+    if name == ScheduleName.constant:
         return 1.0
-    if name == "wsd":
+    if name == ScheduleName.wsd:
         start = plan.decay_start_step
         if step < start:
             return 1.0
@@ -44,8 +42,8 @@ def lr_factor(step: int, plan: BudgetPlan, schedule_cfg: Any) -> float:
     span = plan.total_steps - warmup
     progress = (step - warmup + 1) / span if span > 0 else 1.0
     progress = min(1.0, progress)
-    if name == "linear":
+    if name == ScheduleName.linear:
         return 1.0 - (1.0 - floor) * progress
-    if name == "cosine":
+    if name == ScheduleName.cosine:
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    raise ConfigError(f"schedule.name={name!r} is unknown; choose one of {', '.join(SCHEDULES)}")
+    raise ConfigError(f"schedule.name={name!r} is not one of: {', '.join(ScheduleName.values())}")

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from optlaw import records
-from optlaw.config import to_plain
+from optlaw.config import to_plain, validate
+from optlaw.config.train import Precision, TrainConfig
 from optlaw.errors import ConfigError, UserError
 from optlaw.optim.cost import amortization_steps, reference_adamw
 from optlaw.train import checkpoint as ckpt
@@ -33,7 +34,7 @@ from optlaw.train.metrics import MetricsLog, mfu, peak_bf16_flops, print_progres
 from optlaw.train.record import RunRecord, initial_fields
 from optlaw.train.schedule import check_schedule, lr_factor
 from optlaw.train.signals import Preempted, PreemptionFlag
-from optlaw.train.wandb_mirror import WandbMirror, check_wandb_mode
+from optlaw.train.wandb_mirror import WandbMirror
 
 
 @dataclass
@@ -60,51 +61,49 @@ class LoopState:
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
 
 
-def resolve_run_dir(cfg: DictConfig, point_id: str) -> Path:
-    return Path(cfg.run_dir) if cfg.get("run_dir") else Path("runs") / point_id
+def resolve_run_dir(run_cfg: TrainConfig, point_id: str) -> Path:
+    return Path(run_cfg.run_dir) if run_cfg.run_dir else Path("runs") / point_id
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train the grid point ``cfg`` (the composed `train` config); return its final run record."""
-    check_schedule(cfg.schedule)
-    _autocast_context(str(cfg.get("precision", "auto")), torch.device("cpu"))  # rejects an unknown precision early
-    check_wandb_mode(cfg.wandb)
-    info = init_distributed(str(cfg.get("device", "auto")), cfg.get("cpu_threads"))
+    run_cfg: TrainConfig = validate(cfg)  # every config rule, before anything is built
+    info = init_distributed(run_cfg.device.value, run_cfg.cpu_threads)
     try:
-        return _train(cfg, info)
+        return _train(cfg, run_cfg, info)
     finally:
         shutdown_distributed()
 
 
-def _train(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
+def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> dict[str, Any]:
     from optlaw.data import build_corpus, check_vocab_fits
     from optlaw.models import build_model, model_stats
 
     # --- everything that can reject the input, before any compute ---
     config = to_plain(cfg)
-    stats = model_stats(cfg.model)
-    plan = plan_budget(cfg, stats.n_total, stats.n_non_embedding, info.world_size)
+    stats = model_stats(run_cfg.model)
+    plan = plan_budget(run_cfg, stats.n_total, stats.n_non_embedding, info.world_size)
     point_id = make_point_id(config)
-    run_dir = resolve_run_dir(cfg, point_id)
+    run_dir = resolve_run_dir(run_cfg, point_id)
     existing = records.read_record(run_dir)
     if existing and existing.get("status") in records.FINISHED:
         if info.is_main:
             print(f"{point_id}: already {existing['status']} in {run_dir}; nothing to do", flush=True)
         return existing
-    corpus = build_corpus(cfg.data, cfg.data.get("cache_dir"))
-    check_vocab_fits(corpus.vocab_size, int(cfg.model.vocab_size))
+    corpus = build_corpus(run_cfg.data)
+    check_vocab_fits(corpus.vocab_size, run_cfg.model.vocab_size)
     branch_source = None
-    if cfg.get("init") and cfg.init.get("from_checkpoint"):
-        branch_source = ckpt.load_branch_source(cfg.init.from_checkpoint)
-        _check_branch_compatible(cfg, config, branch_source, plan, stats)
+    if run_cfg.init.from_checkpoint:
+        branch_source = ckpt.load_branch_source(run_cfg.init.from_checkpoint)
+        _check_branch_compatible(run_cfg, config, branch_source, plan, stats)
 
     # --- build ---
-    torch.manual_seed(int(cfg.seed))
+    torch.manual_seed(run_cfg.seed)
     device = info.device
-    raw_model = build_model(cfg.model).to(device)
+    raw_model = build_model(run_cfg.model).to(device)
     from optlaw.optim import build_optimizer
 
-    bundle = build_optimizer(raw_model, cfg.optimizer, cfg.model)
+    bundle = build_optimizer(raw_model, run_cfg.optimizer, run_cfg.model)
 
     state = LoopState()
     saved = ckpt.load_latest(run_dir, map_location=device)
@@ -119,7 +118,7 @@ def _train(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
             "parent_run_id": parent,
             "from_step": state.step,
             "from_tokens": plan.tokens_at(state.step),
-            "from_checkpoint": str(cfg.init.from_checkpoint),
+            "from_checkpoint": str(run_cfg.init.from_checkpoint),
         }
         # Evaluations up to the branch step are of this very trajectory and stay; the
         # parent's timings and start time describe the parent's process, not this run.
@@ -135,7 +134,7 @@ def _train(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
     model: torch.nn.Module = raw_model
     if info.is_distributed:
         model = torch.nn.parallel.DistributedDataParallel(raw_model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.get("compile"):
+    if run_cfg.compile:
         if device.type == "cuda":
             model = torch.compile(model)
         elif info.is_main:
@@ -168,16 +167,15 @@ def _train(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
     try:
         metrics = MetricsLog(run_dir, info.is_main, resume_step=state.step if (saved or state.branch) else None)
         mirror = WandbMirror(
-            cfg.wandb,
+            run_cfg.wandb,
             run_id=point_id,
             run_dir=run_dir,
             config=config,
-            group=cfg.get("sweep_name"),
-            tags=[str(config["model"].get("family")), str(config["model"].get("size")),
-                  str(config["optimizer"].get("name")), budget_label(config["budget"])],
+            group=run_cfg.sweep_name,
+            tags=[str(run_cfg.model.family), run_cfg.model.size, run_cfg.optimizer.name, budget_label(config["budget"])],
             enabled=info.is_main,
         )
-        session = _Session(cfg, info, plan, stats, model, raw_model, bundle, corpus, run_dir, point_id, record, metrics, mirror, state)
+        session = _Session(run_cfg, info, plan, stats, model, raw_model, bundle, corpus, run_dir, point_id, record, metrics, mirror, state)
         with PreemptionFlag() as preemption:
             session.run(preemption)
     except Preempted as exc:
@@ -200,21 +198,21 @@ def _train(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
 class _Session:
     """One process's share of one run: the loop and the things it touches."""
 
-    def __init__(self, cfg, info, plan, stats, model, raw_model, bundle, corpus, run_dir, point_id, record, metrics, mirror, state):
+    def __init__(self, cfg: TrainConfig, info, plan, stats, model, raw_model, bundle, corpus, run_dir, point_id, record, metrics, mirror, state):
         self.cfg, self.info, self.plan, self.stats = cfg, info, plan, stats
         self.model, self.raw_model, self.bundle, self.corpus = model, raw_model, bundle, corpus
         self.run_dir, self.point_id, self.record = run_dir, point_id, record
         self.metrics, self.mirror, self.state = metrics, mirror, state
         self.device = info.device
-        self.grad_clip = float(cfg.train.get("grad_clip") or 0.0)
-        self.max_loss_ratio = float(cfg.divergence.get("max_loss_ratio") or math.inf)
-        self.log_every = max(1, int(cfg.log.get("every_steps") or 1))
-        self.ckpt_every = int(cfg.checkpoint.get("every_steps") or 0)
-        self.ckpt_keep = int(cfg.checkpoint.get("keep") or 1)
-        self.keep_at_tokens = sorted(int(float(t)) for t in (cfg.checkpoint.get("keep_at_tokens") or []))
-        self.progress = bool(cfg.get("progress", True)) and info.is_main
-        self.autocast = _autocast_context(str(cfg.get("precision", "auto")), self.device)
-        self.peak_flops = peak_bf16_flops(self.device, dict(cfg.get("hardware", {}).get("peak_bf16_tflops") or {}))
+        self.grad_clip = cfg.train.grad_clip
+        self.max_loss_ratio = cfg.divergence.max_loss_ratio or math.inf  # 0 = never diverged by ratio
+        self.log_every = max(1, cfg.log.every_steps)
+        self.ckpt_every = cfg.checkpoint.every_steps
+        self.ckpt_keep = max(1, cfg.checkpoint.keep)
+        self.keep_at_tokens = sorted(int(t) for t in cfg.checkpoint.keep_at_tokens)
+        self.progress = cfg.progress and info.is_main
+        self.autocast = _autocast_context(cfg.precision, self.device)
+        self.peak_flops = peak_bf16_flops(self.device, cfg.hardware.peak_bf16_tflops)
         self.params = [p for p in raw_model.parameters() if p.requires_grad]
         self.steps_this_session = 0
 
@@ -262,7 +260,7 @@ class _Session:
         for micro in range(accum):
             t_data = time.perf_counter()
             batch = self.corpus.train_batch(
-                int(self.cfg.seed), step, micro, info.rank, info.world_size, plan.micro_batch_size, plan.seq_len
+                self.cfg.seed, step, micro, info.rank, info.world_size, plan.micro_batch_size, plan.seq_len
             ).to(self.device, non_blocking=True)
             data_wait += time.perf_counter() - t_data
             # DDP all-reduces gradients only on the last micro-batch of the step.
@@ -317,8 +315,8 @@ class _Session:
         """Mean next-token loss (nats) on the fixed validation split; ranks share the batches."""
         self.raw_model.eval()
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
-        batch_size = int(self.cfg.eval.get("micro_batch_size") or self.plan.micro_batch_size)
-        for index, batch in enumerate(self.corpus.val_batches(int(self.cfg.eval.tokens), batch_size, self.plan.seq_len)):
+        batch_size = self.cfg.eval.micro_batch_size or self.plan.micro_batch_size
+        for index, batch in enumerate(self.corpus.val_batches(self.cfg.eval.tokens, batch_size, self.plan.seq_len)):
             if index % self.info.world_size != self.info.rank:
                 continue
             batch = batch.to(self.device)
@@ -444,11 +442,11 @@ class _Session:
         Measured side by side at the end of the run (interleaved repeats), because
         timings taken minutes apart on a shared machine are not comparable.
         """
-        repeats = int(self.cfg.get("step_cost", {}).get("repeats", 5))
+        repeats = self.cfg.step_cost.repeats
         mean_fwd_bwd = self.state.fwd_bwd_s / self.state.timed_steps if self.state.timed_steps else None
         if repeats <= 0:
             return {"fwd_bwd_s": mean_fwd_bwd, "optimizer_step_s": None, "adamw_step_s": None, "repeats": 0}
-        batch = self.corpus.train_batch(int(self.cfg.seed), self.plan.total_steps, 0, self.info.rank,
+        batch = self.corpus.train_batch(self.cfg.seed, self.plan.total_steps, 0, self.info.rank,
                                         self.info.world_size, self.plan.micro_batch_size, self.plan.seq_len).to(self.device)
         with self.autocast:
             loss = self._loss(self.raw_model, batch)
@@ -511,7 +509,7 @@ def _restore(saved: dict[str, Any], raw_model: torch.nn.Module, bundle: Any, sta
     state.__dict__.update(restored.__dict__)
 
 
-def _check_branch_compatible(cfg: DictConfig, config: dict, source: dict[str, Any], plan: BudgetPlan, stats: Any) -> None:
+def _check_branch_compatible(cfg: TrainConfig, config: dict, source: dict[str, Any], plan: BudgetPlan, stats: Any) -> None:
     """A branch must be bitwise the run it stands for: same point up to the budget, same LR up to the branch step."""
     parent_config = ckpt.decode_config(source["config"])
     from_step = int(source["step"])
@@ -524,22 +522,19 @@ def _check_branch_compatible(cfg: DictConfig, config: dict, source: dict[str, An
         raise UserError(f"{key} is at step {from_step}, beyond this run's {plan.total_steps} steps; branch from an earlier checkpoint")
     parent_cfg = OmegaConf.create(parent_config)
     parent_plan = plan_budget(parent_cfg, stats.n_total, stats.n_non_embedding, plan.world_size)
+    parent_schedule = check_schedule(parent_cfg.schedule)
     for step in range(from_step):
-        if not math.isclose(lr_factor(step, plan, cfg.schedule), lr_factor(step, parent_plan, parent_cfg.schedule), rel_tol=0, abs_tol=0):
+        if not math.isclose(lr_factor(step, plan, cfg.schedule), lr_factor(step, parent_plan, parent_schedule), rel_tol=0, abs_tol=0):
             raise UserError(
                 f"{key}: the parent's LR schedule differs from this run's at step {step} (< branch step {from_step}); "
                 "use schedule.name=wsd with schedule.warmup_tokens set and branch at or before the decay start"
             )
 
 
-def _autocast_context(precision: str, device: torch.device):
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
+def _autocast_context(precision: Precision, device: torch.device):
+    if precision == Precision.bf16 or (precision == Precision.auto and device.type == "cuda"):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    raise ConfigError(f"precision={precision!r} is unknown; choose auto, fp32 or bf16")
+    return contextlib.nullcontext()
 
 
 def _group_name(group: dict[str, Any], index: int) -> str:

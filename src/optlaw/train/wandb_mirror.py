@@ -7,21 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from optlaw.errors import ConfigError
-
-WANDB_MODES = ("online", "offline", "disabled")
-
-
-def check_wandb_mode(wandb_cfg: Any) -> None:
-    mode = wandb_cfg.get("mode", "disabled")
-    if mode not in WANDB_MODES:
-        raise ConfigError(f"wandb.mode={mode!r} is unknown; choose one of {', '.join(WANDB_MODES)}")
+from optlaw.config.train import WandbConfig, WandbMode
 
 
 class WandbMirror:
     def __init__(
         self,
-        wandb_cfg: Any,
+        wandb_cfg: WandbConfig,
         run_id: str,
         run_dir: Path,
         config: dict,
@@ -29,20 +21,18 @@ class WandbMirror:
         tags: list[str],
         enabled: bool,
     ) -> None:
-        check_wandb_mode(wandb_cfg)
-        mode = wandb_cfg.get("mode", "disabled")
         self.run = None
-        if not enabled or mode == "disabled":
+        if not enabled or wandb_cfg.mode == WandbMode.disabled:
             return
         import wandb  # imported only when used: it is slow to import
 
         self.run = wandb.init(
-            mode=mode,
-            project=wandb_cfg.get("project"),
-            entity=wandb_cfg.get("entity"),
+            mode=wandb_cfg.mode.value,
+            project=wandb_cfg.project,
+            entity=wandb_cfg.entity,
             group=group,
-            job_type=wandb_cfg.get("job_type"),
-            tags=list(wandb_cfg.get("tags") or []) + tags,
+            job_type=wandb_cfg.job_type,
+            tags=list(wandb_cfg.tags) + tags,
             config=config,
             id=run_id,
             name=run_id,
