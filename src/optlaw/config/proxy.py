@@ -32,7 +32,7 @@ class ProxyPointConfig:
     """One proxy grid point; its record has the LLM record's shape (N = model size axis, D = optimizer steps)."""
 
     task: str = MISSING
-    """The proxy task (random_features or quadratic); `optlaw train task=<task>` composes configs/task_<task>.yaml."""
+    """The proxy task: random_features or quadratic (each has its root config, configs/task_<task>.yaml)."""
     seed: int = 0
     """Part of the run id."""
     run_dir: Optional[str] = None
@@ -73,6 +73,7 @@ class QuadraticPointConfig(ProxyPointConfig):
     """Convex quadratic L = E + 1/2 sum_k k^-s (theta_k - theta*_k)^2 on N trainable coordinates for D steps (arXiv 2602.07712 setup); the loss parts are exact."""
 
     task: str = "quadratic"
+    """This root config is composed for `optlaw train task=quadratic`."""
     steps: int = 256
     s: float = 1.5
     source_r: float = 0.25
@@ -97,6 +98,7 @@ class RandomFeaturesPointConfig(ProxyPointConfig):
     """Power-law random-feature regression with the population loss (arXiv 2605.29387 setup). The defaults are the setting in which optlaw reproduces the paper's alpha pattern (docs/proxy.md, "Setting")."""
 
     task: str = "random_features"
+    """This root config is composed for `optlaw train task=random_features`."""
     steps: int = 10
     s: float = 1.0
     source_r: float = 0.1
@@ -135,7 +137,7 @@ class RegimeConfig:
 
 @dataclass
 class QuadraticStudyConfig:
-    """`optlaw proxy quadratic --out DIR`: the (N, D) study on the convex quadratic (arXiv 2602.07712 setup). Every point is a run record under DIR/runs/<regime>/, fitted by optlaw.fit."""
+    """The (N, D) study on the convex quadratic (`optlaw proxy` quadratic; arXiv 2602.07712 setup). Every point is a run record under <out>/runs/<regime>/, fitted by optlaw.fit."""
 
     optimizers: List[str] = field(default_factory=lambda: list(PROXY_OPTIMIZERS))
     """Proxy optimizer keys to run (rules: docs/proxy.md)."""
@@ -209,7 +211,7 @@ class PaperConfig:
 
 @dataclass
 class RandomFeaturesStudyConfig:
-    """`optlaw proxy random_features --out DIR`: the alpha-vs-spectrum study (arXiv 2605.29387 setup). The setting (steps, damping, source_r) reproduces the paper's pattern; it was found by the sensitivity scan (docs/proxy.md)."""
+    """The alpha-vs-spectrum study (`optlaw proxy` random_features; arXiv 2605.29387 setup). The setting (steps, damping, source_r) reproduces the paper's pattern; it was found by the sensitivity scan (docs/proxy.md)."""
 
     optimizers: List[str] = field(default_factory=lambda: list(PROXY_OPTIMIZERS))
     """Proxy optimizer keys to run; must include gd (shifts are against it)."""
