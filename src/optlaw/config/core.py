@@ -9,6 +9,7 @@ once, before any compute.
 
 import ast
 import dataclasses
+import functools
 import inspect
 import re
 import textwrap
@@ -59,10 +60,11 @@ def field_docs(schema: type) -> dict[str, str]:
     for klass in reversed(schema.__mro__):
         if not dataclasses.is_dataclass(klass):
             continue
-        docs.update(_own_field_docs(klass))
+        docs.update(_own_field_docs(klass))  # copied into a new dict: the cached one is never handed out
     return docs
 
 
+@functools.lru_cache(maxsize=None)
 def _own_field_docs(klass: type) -> dict[str, str]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
     body = tree.body[0].body  # type: ignore[attr-defined]
@@ -215,6 +217,9 @@ def describe_error(exc: BaseException, where: str = "") -> str:
     if converted:
         value, target = converted.group(1), converted.group(3)
         return f"{key}={value!r} is not valid: expected {_EXPECTED.get(target, target.lower())}"
+    boolean = re.search(r"Value '(.*?)' is not a valid bool", text)
+    if boolean:
+        return f"{key}={boolean.group(1)!r} is not valid: expected true or false"
     hinted = re.search(r"Value '(.*?)' of type '(\w+)' is incompatible with type hint '(.+?)'", text)
     if hinted:
         return f"{key}={hinted.group(1)!r} is not valid: expected {_expected_from_hint(hinted.group(3))}"
