@@ -238,45 +238,45 @@ class OptimizerConfig:
 
 
 @dataclass
-class AdamWOptimizerConfig(OptimizerConfig):
-    """AdamW on every group."""
+class WithAdamWConfig(OptimizerConfig):
+    """A preset whose groups may name adamw (the built-in algorithms use it outside hidden matrices)."""
 
-    name: str = "adamw"
     adamw: AdamWConfig = field(default_factory=AdamWConfig)
-    """AdamW hyperparameters."""
+    """AdamW hyperparameters (every group that names adamw)."""
 
 
 @dataclass
-class MuonOptimizerConfig(OptimizerConfig):
+class AdamWOptimizerConfig(WithAdamWConfig):
+    """AdamW on every group."""
+
+    name: str = "adamw"
+
+
+@dataclass
+class MuonOptimizerConfig(WithAdamWConfig):
     """Muon on hidden matrices, AdamW elsewhere."""
 
     name: str = "muon"
     muon: MuonConfig = field(default_factory=MuonConfig)
     """Muon hyperparameters."""
-    adamw: AdamWConfig = field(default_factory=AdamWConfig)
-    """AdamW hyperparameters (embedding, head, norms)."""
 
 
 @dataclass
-class ShampooOptimizerConfig(OptimizerConfig):
+class ShampooOptimizerConfig(WithAdamWConfig):
     """Shampoo on hidden matrices, AdamW elsewhere."""
 
     name: str = "shampoo"
     shampoo: ShampooConfig = field(default_factory=ShampooConfig)
     """Shampoo hyperparameters."""
-    adamw: AdamWConfig = field(default_factory=AdamWConfig)
-    """AdamW hyperparameters (embedding, head, norms)."""
 
 
 @dataclass
-class SoapOptimizerConfig(OptimizerConfig):
+class SoapOptimizerConfig(WithAdamWConfig):
     """SOAP on hidden matrices, AdamW elsewhere."""
 
     name: str = "soap"
     soap: SoapConfig = field(default_factory=SoapConfig)
     """SOAP hyperparameters."""
-    adamw: AdamWConfig = field(default_factory=AdamWConfig)
-    """AdamW hyperparameters (embedding, head, norms)."""
 
 
 @dataclass

@@ -22,6 +22,12 @@ def _positive(key: str, value: int) -> None:
         raise ConfigError(f"{key}={value!r} must be a positive integer")
 
 
+def _check_dim(key: str, dim: int, N: int) -> None:
+    _positive(key, dim)
+    if dim < N:
+        raise ConfigError(f"N={N} exceeds {key}={dim}; raise {key}")
+
+
 def _check_multipliers(mults: List[float]) -> None:
     if not mults or any(m <= 0 for m in mults):
         raise ConfigError("step_size_multipliers must be a non-empty list of positive numbers, e.g. [0.5,1.0,1.9]")
@@ -88,9 +94,7 @@ class QuadraticPointConfig(ProxyPointConfig):
 
     def check(self) -> None:
         super().check()
-        _positive("feature_dim", self.feature_dim)
-        if self.feature_dim < self.N:
-            raise ConfigError(f"N={self.N} exceeds feature_dim={self.feature_dim}; raise feature_dim")
+        _check_dim("feature_dim", self.feature_dim, self.N)
 
 
 @dataclass
@@ -113,9 +117,7 @@ class RandomFeaturesPointConfig(ProxyPointConfig):
 
     def check(self) -> None:
         super().check()
-        _positive("input_dim", self.input_dim)
-        if self.input_dim < self.N:
-            raise ConfigError(f"N={self.N} exceeds input_dim={self.input_dim}; raise input_dim")
+        _check_dim("input_dim", self.input_dim, self.N)
         if self.n_samples is not None and self.n_samples < 1:
             raise ConfigError(f"n_samples={self.n_samples!r} must be a positive integer, or null for the population loss")
 
