@@ -143,7 +143,7 @@ class DivergenceConfig:
     """When a run counts as diverged (checked only after warmup; a non-finite loss always diverges)."""
 
     max_loss_ratio: float = 3.0
-    """Diverged when train loss > ratio x its running minimum; 3x is far outside step-to-step noise."""
+    """Diverged when train loss > ratio x its running minimum; 3x is far outside step-to-step noise. 0 = no ratio rule."""
 
 
 @dataclass
@@ -161,7 +161,7 @@ class CheckpointConfig:
     every_steps: int = 200
     """Also written at the end and on SIGTERM / SIGUSR1 (then exit status 75); 0 = only then."""
     keep: int = 1
-    """Newest rotating checkpoints kept (step_<n>.pt)."""
+    """Newest rotating checkpoints kept (step_<n>.pt); at least 1."""
     keep_at_tokens: List[Number] = field(default_factory=list)
     """Also keep tokens_<n>.pt after the first step reaching each count (budget branching)."""
 
