@@ -236,7 +236,7 @@ class Goodness:
 SHARED_NAMES = ("E", "A", "B", "alpha", "beta", "allocation_exponent")
 
 
-@dataclass(frozen=True, kw_only=True, eq=False)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class FitResult:
     """One fitted law: ``fit_separate``, ``fit_shared`` or ``fit_compute`` returns it.
 
@@ -345,6 +345,10 @@ class FitResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def __repr__(self) -> str:  # the fields hold residuals and bootstrap samples: too long to print
+        return (f"FitResult(law={self.law!r}, variant={self.variant!r}, optimizers={self.optimizers!r}, "
+                f"n_points={self.n_points}, bootstrap={self.bootstrap_replicates}, converged={self.converged})")
 
     def to_json(self) -> dict:
         """What fit.json holds for this fit: its top-level sections, as plain JSON.

@@ -304,7 +304,8 @@ def solve(p: Problem, weights: np.ndarray | None = None, grid_size: int = GRID_S
     active = np.array([c > 0 for _, _, c in candidates])
     theta0 = np.array([np.concatenate([[a, b], np.log(np.where(c > 0, c, 1.0))]) for a, b, c in candidates])
     theta0[:, 2:][~active] = -np.inf
-    thetas, fs, iters = polish(theta0, p, np.repeat(w[None], len(candidates), axis=0), active)
+    thetas, fs, iters = polish(theta0, p, np.repeat(w[None], len(candidates), axis=0), active,
+                               max_iter=POLISH_MAX_ITER)
     best_row = int(np.nanargmin(fs))
     theta, fval = thetas[best_row], float(fs[best_row])
     alpha, beta = float(theta[0]), float(theta[1])

@@ -24,7 +24,7 @@ LAWS = ("chinchilla", "shared", "compute")
 FIT_SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True, kw_only=True, eq=False)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class Study:
     """Everything ``optlaw fit`` computes for one table (see ``run_study``)."""
 
@@ -84,6 +84,10 @@ class Study:
 
     def summary(self) -> str:
         return summarize(self.document)
+
+    def __repr__(self) -> str:  # the table and the fits are long; the summary says what was found
+        return (f"Study(law={self.law!r}, variant={self.variant!r}, reference={self.reference!r}, "
+                f"n_points={len(self.table)}, source={self.table.source!r})")
 
 
 def _merge(parts: list[dict]) -> dict:
