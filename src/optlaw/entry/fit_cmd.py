@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from optlaw.errors import UserError
-from optlaw.fit import LAWS, OBJECTIVES, VARIANTS, RunTable, Study, load_csv, load_runs, load_wandb, mean_over_seeds
+from optlaw.fit import (
+    LAWS, OBJECTIVES, VARIANTS, RunTable, Study, load_csv, load_runs, load_wandb, mean_over_seeds, run_study,
+)
 from optlaw.fit.laws import COST_BASES, DEFAULT_BOOTSTRAP
 from optlaw.fit.table import N_BASES, SEED_MODES
 from optlaw.records import write_json_atomic
@@ -96,8 +98,6 @@ def load_table(request: FitRequest) -> RunTable:
 def fit_to_dir(request: FitRequest) -> Study:
     """Load the table, fit every law, write fit.json, report.md and plots into ``request.out``,
     and log them to W&B when asked. Returns the study (``study.document`` is fit.json)."""
-    from optlaw.fit import run_study
-
     table = load_table(request)
     study = run_study(table, law=request.law, reference=request.reference, variant=request.variant,
                       objective=request.objective, bootstrap=request.bootstrap, holdout=request.holdout or None,
