@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from optlaw.errors import UserError
-from optlaw.fit import FitWarning, fit_separate, fit_shared, load_csv, load_runs
+from optlaw.fit import WarningKind, fit_separate, fit_shared, load_csv, load_runs
 from optlaw.fit.synthetic import synthetic_table
 from optlaw.records import write_record
 
@@ -46,9 +46,9 @@ def test_nan_nonpositive_and_duplicate_rows_are_dropped_and_the_fit_still_runs(t
     rows = table_rows(synthetic_table(noise=0.0))
     bad = [("adamw", "nan", 1e9, 3.0), ("adamw", 1e7, -5, 3.0), ("muon", 1e7, 1e9, 0), rows[0], rows[1]]
     path = write_csv(tmp_path / "r.csv", ["optimizer", "N", "D", "loss"], rows + bad)
-    with pytest.warns(FitWarning) as caught:
-        table = load_csv(path)
-    messages = " ".join(str(w.message) for w in caught)
+    table = load_csv(path)
+    messages = " ".join(w.message for w in table.warnings)
+    assert {w.kind for w in table.warnings} == {WarningKind.DATA}
     assert "dropped 3 row(s) with NaN or non-positive" in messages
     assert "dropped 2 duplicate row(s)" in messages
     assert len(table) == 75
@@ -57,7 +57,7 @@ def test_nan_nonpositive_and_duplicate_rows_are_dropped_and_the_fit_still_runs(t
 
 def test_nothing_valid_is_an_error(tmp_path):
     path = write_csv(tmp_path / "r.csv", ["optimizer", "N", "D", "loss"], [("a", 0, 1, 1), ("a", 1, 1, "nan")])
-    with pytest.raises(UserError, match="no valid rows"), pytest.warns(FitWarning):
+    with pytest.raises(UserError, match="no valid rows"):
         load_csv(path)
 
 
@@ -70,13 +70,13 @@ def test_optimizer_with_too_few_cells_is_left_out_with_a_warning():
     table = synthetic_table(noise=0.0)
     keep = (table.optimizer != "lion") | ((table.N == table.N.min()) & (table.D / table.N < 6))
     table = table.subset(keep)  # lion keeps a single cell
-    with pytest.warns(FitWarning, match="'lion' has 1 cell"):
-        shared = fit_shared(table)
+    shared = fit_shared(table)
+    assert [w.optimizer for w in shared.warnings if "'lion' has 1 cell" in w.message] == ["lion"]
     assert "lion" not in shared.optimizers and shared.params["alpha"] == pytest.approx(0.34, rel=1e-3)
-    with pytest.warns(FitWarning, match="'lion' has 1 cell"):
-        sep = fit_separate(table)
-    assert sep.optimizers == ["adamw", "muon"]
-    with pytest.raises(UserError, match="no optimizer has the 5"), pytest.warns(FitWarning):
+    sep = fit_separate(table)
+    assert [w.kind for w in sep.warnings if "'lion' has 1 cell" in w.message] == [WarningKind.COVERAGE]
+    assert sep.optimizers == ("adamw", "muon")
+    with pytest.raises(UserError, match=r"no optimizer has the 5 .*\(cells: lion: 1\)"):
         fit_separate(table.subset(table.optimizer == "lion"))
 
 
@@ -120,8 +120,9 @@ def test_tuning_sweep_keeps_best_run_per_cell_and_warns_at_the_edge(tmp_path):
         recs.append(record("adamw", 1e7, 1e9, loss, hp={"lr_mult": lr, "wd": 0.1}))
     for lr, loss in ((0.5, 3.0), (1.0, 2.9), (2.0, 2.95)):  # best inside the range
         recs.append(record("adamw", 2e7, 1e9, loss, hp={"lr_mult": lr, "wd": 0.1}))
-    with pytest.warns(FitWarning, match=r"best lr_mult=2.0 is at the edge of the swept range \[0.5, 1.0, 2.0\]"):
-        table = load_runs(write_sweep(tmp_path / "s", recs))
+    table = load_runs(write_sweep(tmp_path / "s", recs))
+    edge = [w.message for w in table.warnings if "edge of the swept range" in w.message]
+    assert len(edge) == 1 and "best lr_mult=2.0 is at the edge of the swept range [0.5, 1.0, 2.0]" in edge[0]
     assert sorted(table.loss.tolist()) == [2.9, 3.05]
     by_N = {c["N"]: c for c in table.tuning}
     assert by_N[1e7]["winner"] == {"lr_mult": 2.0, "wd": 0.1} and by_N[1e7]["at_edge"] == ["lr_mult"]

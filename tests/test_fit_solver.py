@@ -28,7 +28,7 @@ def test_huber_log_fit_reproduces_published_chinchilla_fit(reference_data):
     for name, value in published.items():
         got = fit.param(name, "chinchilla")
         assert float(f"{got:.3g}") == float(f"{value:.3g}"), (name, got, value)
-    assert fit.diagnostics["per_optimizer"]["chinchilla"]["on_bound"] == []
+    assert fit.solves["chinchilla"].on_bound == () and fit.converged
 
 
 def test_squared_error_objective_gives_larger_beta(reference_data):

@@ -101,7 +101,7 @@ def shared_fit(sweep_dir: Path, reference: str) -> dict | str:
         result = fit_shared(load_runs([sweep_dir / "runs"]), reference=reference)
     except Exception as exc:  # a fit that cannot run is a result to show, not a crash
         return f"fit failed: {type(exc).__name__}: {exc}"
-    return result.params
+    return {str(key): value for key, value in result.params.items()}  # labels such as rho_N/muon
 
 
 def main() -> int:

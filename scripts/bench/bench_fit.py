@@ -46,9 +46,9 @@ def main() -> int:
     print(f"data: {source}, {len(table)} points, {len(order)} optimizers, shared law with {n_params} parameters")
 
     t0 = time.perf_counter()
-    fit = fit_shared(table, reference, bootstrap=args.bootstrap, seed=0)
+    fit = fit_shared(table, reference=reference, bootstrap=args.bootstrap, seed=0)
     ours_s = time.perf_counter() - t0
-    ours_obj = fit.diagnostics["objective_value"]
+    ours_obj = fit.solves[None].objective_value
 
     grid = solver.hoffmann_grid()
     k = min(args.hoffmann_starts, len(grid))

@@ -1,21 +1,131 @@
-"""``optlaw fit``: fit scaling laws to run records or a CSV, write fit.json, report.md and plots."""
+"""``optlaw fit``: fit scaling laws to run records or a CSV, write fit.json, report.md and plots.
+
+The entry layer joins the stages: ``fit_to_dir`` loads the table and runs the study
+(``optlaw.fit``), then writes fit.json and hands the study to the report (``optlaw.report``),
+which never imports fit. ``main`` is the command line around it; other commands (the demo)
+build a ``FitRequest`` and call ``fit_to_dir`` directly.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from optlaw.errors import UserError
-from optlaw.fit.laws import COST_BASES, DEFAULT_BOOTSTRAP, VARIANTS
-from optlaw.fit.solver import OBJECTIVES
-from optlaw.fit.study import LAWS, run_study, summarize
-from optlaw.fit.table import N_BASES, SEED_MODES, FitWarning, load_csv, load_runs, load_wandb, mean_over_seeds
+from optlaw.fit import (
+    LAWS, OBJECTIVES, VARIANTS, RunTable, Study, load_csv, load_runs, load_wandb, mean_over_seeds, run_study,
+)
+from optlaw.fit.laws import COST_BASES, DEFAULT_BOOTSTRAP
+from optlaw.fit.table import N_BASES, SEED_MODES
 from optlaw.records import write_json_atomic
 
 WANDB_MODES = ("disabled", "offline", "online")
 
+
+@dataclass(frozen=True, kw_only=True)
+class FitRequest:
+    """One ``optlaw fit``: where the runs come from (exactly one of ``runs``, ``csv``,
+    ``wandb_runs``), where the outputs go, and how to fit. Defaults are the CLI's."""
+
+    out: str | Path
+    runs: tuple[str | Path, ...] = ()             # sweep directories holding run.json records
+    csv: str | Path | None = None                 # CSV with columns optimizer,N,D,loss (+ optional ones)
+    wandb_runs: str | None = None                 # ENTITY/PROJECT[:GROUP], runs stored in W&B
+    law: str = "shared"                           # headline law; separate and shared are always fitted
+    variant: str = "full"
+    reference: str = "adamw"
+    bootstrap: int = DEFAULT_BOOTSTRAP            # replicates by cell; 0: no intervals
+    holdout: str | None = "largest"               # 'largest', cells optimizer:N:D,..., or None
+    n_basis: str | None = None                    # None: non_embedding for records, as_given for a CSV
+    objective: str = "huber_log"
+    seeds: str = "all"
+    cost: str = "flops"
+    columns: dict[str, str] = field(default_factory=dict)   # CSV column mapping, our name -> CSV's
+    default_optimizer: str | None = None
+    drop_highest_loss: int = 0                    # drop the K highest-loss rows first
+    wandb: str = "disabled"
+    wandb_project: str = "optlaw"
+    wandb_group: str | None = None                # default: the sweep name of the records
+    seed: int = 0                                 # bootstrap random seed
+    cross_check: int = 0                          # starts of Hoffmann's multi-start L-BFGS (0: none)
+    plots: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.runs, (str, Path)):  # one directory given bare
+            object.__setattr__(self, "runs", (self.runs,))
+        sources = [name for name, given in (("runs", bool(self.runs)), ("csv", self.csv is not None),
+                                            ("wandb_runs", self.wandb_runs is not None)) if given]
+        if len(sources) != 1:
+            raise UserError("give exactly one source of runs: runs (--runs), csv (--csv) or wandb_runs "
+                            f"(--wandb-runs); got {', '.join(sources) or 'none'}")
+        for name, value, choices in (("law", self.law, LAWS), ("variant", self.variant, VARIANTS),
+                                     ("objective", self.objective, OBJECTIVES), ("seeds", self.seeds, SEED_MODES),
+                                     ("cost", self.cost, COST_BASES), ("wandb", self.wandb, WANDB_MODES)):
+            if value not in choices:
+                raise UserError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        if self.n_basis is not None and self.n_basis not in N_BASES:
+            raise UserError(f"n_basis must be one of {', '.join(N_BASES)}, got {self.n_basis!r}")
+        for name in ("bootstrap", "drop_highest_loss", "cross_check"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 0")
+
+
+def load_table(request: FitRequest) -> RunTable:
+    """The run table the request names, with --drop-highest-loss applied."""
+    if request.csv is not None:
+        table = load_csv(request.csv, request.columns, request.default_optimizer,
+                         n_basis=request.n_basis or "as_given")
+        if request.seeds == "mean":
+            table = mean_over_seeds(table)
+    elif request.wandb_runs is not None:
+        path, _, group = request.wandb_runs.partition(":")
+        table = load_wandb(path, group or None, n_basis=request.n_basis or "non_embedding", seeds=request.seeds)
+    else:
+        table = load_runs(list(request.runs), n_basis=request.n_basis or "non_embedding", seeds=request.seeds)
+    if request.drop_highest_loss:
+        order = np.argsort(table.loss, kind="stable")
+        keep = np.zeros(len(table), dtype=bool)
+        keep[order[: max(len(table) - request.drop_highest_loss, 0)]] = True
+        table = table.subset(keep)
+        table.warn(f"dropped the {request.drop_highest_loss} highest-loss rows (--drop-highest-loss)")
+    return table
+
+
+def fit_to_dir(request: FitRequest) -> Study:
+    """Load the table, fit every law, write fit.json, report.md and plots into ``request.out``,
+    and log them to W&B when asked. Returns the study (``study.document`` is fit.json)."""
+    table = load_table(request)
+    study = run_study(table, law=request.law, reference=request.reference, variant=request.variant,
+                      objective=request.objective, bootstrap=request.bootstrap, holdout=request.holdout or None,
+                      cost=request.cost, seed=request.seed, cross_check_starts=request.cross_check)
+    out = Path(request.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "fit.json", study.document)
+    from optlaw.report import write_report  # report imports matplotlib: only when writing
+
+    files = write_report(study, out, plots=request.plots)
+    if request.wandb != "disabled":
+        from optlaw.report.wandb_log import log_study
+
+        group = request.wandb_group or (table.sweep_names[0] if len(table.sweep_names) == 1
+                                        else _sweep_name(request))
+        log_study(study, files, mode=request.wandb, project=request.wandb_project, group=group, out_dir=out)
+    return study
+
+
+def _sweep_name(request: FitRequest) -> str | None:
+    if request.runs:
+        return Path(request.runs[0]).resolve().name
+    if request.csv is not None:
+        return Path(request.csv).stem
+    return None
+
+
+# ----------------------------------------------------------------------------- command line
 
 class _Parser(argparse.ArgumentParser):
     # argparse exits on its own; turn its one-line messages into UserError (exit 2 via optlaw.entry.cli).
@@ -24,7 +134,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="optlaw fit", description=__doc__)
+    p = _Parser(prog="optlaw fit", description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--runs", nargs="+", metavar="SWEEP_DIR", help="sweep directories holding run.json records")
     src.add_argument("--csv", metavar="FILE", help="CSV with columns optimizer,N,D,loss (+ seed,flops,step_cost,family)")
@@ -67,50 +177,22 @@ def _column_map(items: list[str]) -> dict[str, str]:
     return out
 
 
+def request_from_args(args: argparse.Namespace) -> FitRequest:
+    return FitRequest(
+        out=args.out, runs=tuple(args.runs or ()), csv=args.csv, wandb_runs=args.wandb_runs, law=args.law,
+        variant=args.variant, reference=args.reference, bootstrap=args.bootstrap,
+        holdout=None if args.holdout in ("none", "") else args.holdout, n_basis=args.n_basis,
+        objective=args.objective, seeds=args.seeds, cost=args.cost, columns=_column_map(args.column),
+        default_optimizer=args.default_optimizer, drop_highest_loss=args.drop_highest_loss, wandb=args.wandb,
+        wandb_project=args.wandb_project, wandb_group=args.wandb_group, seed=args.seed,
+        cross_check=args.cross_check, plots=not args.no_plots)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.bootstrap < 0:
-        raise UserError("--bootstrap must be >= 0")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FitWarning)  # they are collected into fit.json and printed below
-        if args.csv:
-            table = load_csv(args.csv, _column_map(args.column), args.default_optimizer,
-                             n_basis=args.n_basis or "as_given")
-            if args.seeds == "mean":
-                table = mean_over_seeds(table)
-        elif args.wandb_runs:
-            path, _, group = args.wandb_runs.partition(":")
-            table = load_wandb(path, group or None, n_basis=args.n_basis or "non_embedding", seeds=args.seeds)
-        else:
-            table = load_runs(args.runs, n_basis=args.n_basis or "non_embedding", seeds=args.seeds)
-        if args.drop_highest_loss:
-            import numpy as np
-
-            order = np.argsort(table.loss, kind="stable")
-            keep = np.zeros(len(table), dtype=bool)
-            keep[order[: max(len(table) - args.drop_highest_loss, 0)]] = True
-            table = table.subset(keep)
-            table.notes.append(f"dropped the {args.drop_highest_loss} highest-loss rows (--drop-highest-loss)")
-        holdout = None if args.holdout in ("none", "") else args.holdout
-        study = run_study(table, args.law, args.reference, args.variant, args.objective, args.bootstrap,
-                          holdout, args.cost, args.seed, args.cross_check)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "fit.json", study.document)
-    from optlaw.report import write_report  # report imports matplotlib: only when writing
-
-    files = write_report(study, out, plots=not args.no_plots)
-    if args.wandb != "disabled":
-        from optlaw.report.wandb_log import log_study
-
-        group = args.wandb_group or (table.sweep_names[0] if len(table.sweep_names) == 1 else _sweep_name(args))
-        log_study(study, files, mode=args.wandb, project=args.wandb_project, group=group, out_dir=out)
-    print(summarize(study.document))
-    print(f"wrote {out / 'fit.json'}, {out / 'report.md'} and {len(files) - 1} plot(s)", file=sys.stderr)
+    request = request_from_args(build_parser().parse_args(argv))
+    study = fit_to_dir(request)
+    out = Path(request.out)
+    print(study.summary())
+    print(f"wrote {out / 'fit.json'} and {out / 'report.md'}" + (", plots beside them" if request.plots else ""),
+          file=sys.stderr)
     return 0
-
-
-def _sweep_name(args) -> str | None:
-    if args.runs:
-        return Path(args.runs[0]).resolve().name
-    return Path(args.csv).stem

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from optlaw.errors import UserError
 from optlaw.fit.laws import VARIANTS, fit_separate, fit_shared
-from optlaw.fit.table import FitWarning, RunTable
+from optlaw.fit.result import FitWarning, WarningKind
+from optlaw.fit.table import RunTable
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldoutCheck:
+    """Each law fitted without the held-out cells, and its predictions of them.
+
+    ``cells``: [{optimizer, N, D, actual, shared, separate, shared_<variant>...}] (None where
+    a law could not be fitted); ``error``: {law: {n_cells, rmse_log, mean_relative_error}}.
+    """
+
+    spec: str
+    n_held_out: int
+    cells: list[dict]
+    error: dict[str, dict]
+    warnings: tuple[FitWarning, ...] = ()
+
+    def to_json(self) -> dict:
+        """What fit.json holds for the check."""
+        return {"holdout": self.cells, "holdout_error": self.error, "holdout_spec": self.spec}
 
 
 def holdout_mask(table: RunTable, spec: str = "largest") -> np.ndarray:
@@ -34,40 +54,40 @@ def holdout_mask(table: RunTable, spec: str = "largest") -> np.ndarray:
     return mask
 
 
-def holdout_check(table: RunTable, spec: str = "largest", reference: str = "adamw",
-                  objective: str = "huber_log", variants: tuple[str, ...] = VARIANTS) -> dict:
+def holdout_check(table: RunTable, spec: str = "largest", *, reference: str = "adamw",
+                  objective: str = "huber_log", variants: tuple[str, ...] = VARIANTS) -> HoldoutCheck:
     """Fit separate and shared laws (each variant) on the kept cells and predict the held-out ones.
 
-    Returns ``{"cells": [{optimizer, N, D, actual, shared, separate, shared_<variant>...}],
-    "error": {law: {"rmse_log": .., "mean_relative_error": ..}}, "held_out": spec}``.
-    A law that cannot be fitted on the kept cells gets None predictions and a note.
+    A law that cannot be fitted on the kept cells gets None predictions and a warning; the
+    warnings of the fits on the kept cells come along, each prefixed ``holdout:``.
     """
     mask = holdout_mask(table, spec)
     if mask.all():
         raise UserError(f"holdout {spec!r} leaves no data to fit; hold out fewer cells, or use --holdout none")
     if not mask.any():
-        return {"held_out": spec, "cells": [], "error": {}, "notes": ["nothing held out"]}
+        return HoldoutCheck(spec=spec, n_held_out=0, cells=[], error={},
+                            warnings=(FitWarning(message="holdout: nothing held out"),))
     train, test = table.subset(~mask), table.subset(mask)
     preds: dict[str, np.ndarray] = {}
-    notes: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", FitWarning)
+    notes: list[FitWarning] = []
+    try:
+        sep = fit_separate(train, objective=objective)
+        notes += sep.warnings
+        preds["separate"] = np.array([sep.predict(n, d, o) if o in sep.laws else np.nan
+                                      for o, n, d in zip(test.optimizer, test.N, test.D)], dtype=float)
+    except UserError as exc:
+        notes.append(FitWarning(message=f"separate laws not fitted on the kept cells: {exc}",
+                                kind=WarningKind.COVERAGE))
+    for variant in variants:
+        name = "shared" if variant == "full" else f"shared_{variant}"
         try:
-            sep = fit_separate(train, objective)
-            preds["separate"] = np.array([sep.predict(n, d, o) if o in sep.laws else np.nan
-                                          for o, n, d in zip(test.optimizer, test.N, test.D)], dtype=float)
+            sh = fit_shared(train, reference=reference, variant=variant, objective=objective)
         except UserError as exc:
-            notes.append(f"separate laws not fitted on the kept cells: {exc}")
-        for variant in variants:
-            name = "shared" if variant == "full" else f"shared_{variant}"
-            try:
-                sh = fit_shared(train, reference, variant, objective)
-            except UserError as exc:
-                notes.append(f"{name} not fitted on the kept cells: {exc}")
-                continue
-            preds[name] = np.array([sh.predict(n, d, o) if o in sh.laws else np.nan
-                                    for o, n, d in zip(test.optimizer, test.N, test.D)], dtype=float)
-    notes += [str(w.message) for w in caught]
+            notes.append(FitWarning(message=f"{name} not fitted on the kept cells: {exc}", kind=WarningKind.COVERAGE))
+            continue
+        notes += sh.warnings
+        preds[name] = np.array([sh.predict(n, d, o) if o in sh.laws else np.nan
+                                for o, n, d in zip(test.optimizer, test.N, test.D)], dtype=float)
     cells = []
     for i in range(len(test)):
         row = {"optimizer": str(test.optimizer[i]), "N": float(test.N[i]), "D": float(test.D[i]),
@@ -83,4 +103,6 @@ def holdout_check(table: RunTable, spec: str = "largest", reference: str = "adam
             log_err = np.log(pred[ok]) - np.log(test.loss[ok])
             error[name] = {"n_cells": int(ok.sum()), "rmse_log": float(np.sqrt(np.mean(log_err ** 2))),
                            "mean_relative_error": float(np.mean(np.abs(pred[ok] - test.loss[ok]) / test.loss[ok]))}
-    return {"held_out": spec, "n_held_out": int(mask.sum()), "cells": cells, "error": error, "notes": notes}
+    return HoldoutCheck(spec=spec, n_held_out=int(mask.sum()), cells=cells, error=error,
+                        warnings=tuple(FitWarning(message=f"holdout: {w.message}", kind=w.kind,
+                                                  optimizer=w.optimizer) for w in notes))

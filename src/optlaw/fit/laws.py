@@ -13,28 +13,29 @@
 
 from __future__ import annotations
 
-import warnings
+import dataclasses
 
 import numpy as np
 
 from optlaw.errors import UserError
 from optlaw.fit import solver
-from optlaw.fit.result import FitResult
-from optlaw.fit.table import FitWarning, RunTable
+from optlaw.fit.result import (
+    CI_LEVEL, ChinchillaLaw, FitResult, FitWarning, Goodness, ParamKey, ParamMap, Residual, Solve, WarningKind,
+    compute_optimal, percentile_intervals,
+)
+from optlaw.fit.table import RunTable
 
 VARIANTS = ("full", "rho_D", "rho_N")
 COST_BASES = ("flops", "wallclock")
 DEFAULT_BOOTSTRAP = 1000
-CI_LEVEL = 0.95
 SEPARATE_MIN_CELLS = 5          # five parameters
 SHARED_MIN_CELLS = {"full": 2, "rho_D": 1, "rho_N": 1}  # own parameters per non-reference optimizer
 
 
 # ----------------------------------------------------------------------------- helpers
 
-def _warn(message: str, notes: list[str]) -> None:
-    notes.append(message)
-    warnings.warn(message, FitWarning, stacklevel=3)
+def _coverage_warning(message: str, optimizer: str | None = None) -> FitWarning:
+    return FitWarning(message=message, kind=WarningKind.COVERAGE, optimizer=optimizer)
 
 
 def _problem(table: RunTable, structure: solver.Structure, objective: str) -> solver.Problem:
@@ -59,24 +60,6 @@ def cell_bootstrap_counts(table: RunTable, n_boot: int, seed: int = 0) -> np.nda
         np.add.at(cell_counts, (np.arange(n_boot)[:, None], draws), 1.0)
         counts[:, idx] = cell_counts[:, cell_of_point]
     return counts
-
-
-def _percentiles(samples: dict[str, np.ndarray], level: float = CI_LEVEL) -> dict[str, tuple[float, float]]:
-    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-    out = {}
-    for name, values in samples.items():
-        values = values[~np.isnan(values)]
-        if not values.size:
-            continue
-        if np.isfinite(values).all():
-            lo, hi = np.percentile(values, q)
-        else:
-            # A replicate can put a coefficient at zero, making a derived number infinite
-            # (e.g. N* with B = 0). Dropping it would narrow the interval; keep it, and take
-            # order statistics, since interpolating next to an infinity is undefined.
-            lo, hi = np.percentile(values, q[0], method="lower"), np.percentile(values, q[1], method="higher")
-        out[name] = (float(lo), float(hi))
-    return out
 
 
 def conditioning(alpha: float, beta: float, coef: np.ndarray, p: solver.Problem,
@@ -107,44 +90,68 @@ def conditioning(alpha: float, beta: float, coef: np.ndarray, p: solver.Problem,
     sd = np.sqrt(np.clip(np.diag(cov), 1e-300, None))
     corr = cov / np.outer(sd, sd)
     off = np.abs(corr[~np.eye(len(corr), dtype=bool)])
-    return {"condition_number": cond, "parameters": kept_names, "correlation": corr.round(4).tolist(),
+    return {"condition_number": cond, "parameters": tuple(kept_names),
+            "correlation": tuple(tuple(row) for row in corr.round(4).tolist()),
             "max_abs_correlation": float(off.max()) if off.size else 0.0}
 
 
-def _goodness(table: RunTable, result_predict) -> dict:
+def _solve_record(optimizer: str | None, sol: solver.Solution, p: solver.Problem, table: RunTable,
+                  names: list[str]) -> Solve:
+    return Solve(optimizer=optimizer, objective_value=sol.objective_value, converged=sol.converged,
+                 message=sol.message, on_bound=tuple(sol.on_bound), n_points=len(table), n_cells=table.n_cells(),
+                 **conditioning(sol.alpha, sol.beta, sol.coef, p, names))
+
+
+def _convergence_warnings(solves: dict[str | None, Solve]) -> list[FitWarning]:
+    return [FitWarning(message=("" if opt is None else f"{opt}: ") + f"not converged: {s.message}",
+                       kind=WarningKind.CONVERGENCE, optimizer=opt)
+            for opt, s in solves.items() if not s.converged]
+
+
+def _goodness(table: RunTable, laws: dict[str, ChinchillaLaw]) -> dict[str, Goodness]:
     out = {}
     for opt in table.optimizers:
         m = table.optimizer == opt
-        pred = result_predict(table.N[m], table.D[m], opt)
+        pred = laws[opt].loss(table.N[m], table.D[m])
         resid = table.loss[m] - pred
-        out[opt] = {"n_points": int(m.sum()), "rmse": float(np.sqrt(np.mean(resid ** 2))),
-                    "mean_relative_error": float(np.mean(np.abs(resid) / table.loss[m])),
-                    "residuals": [{"N": float(n), "D": float(d), "loss": float(l), "predicted": float(q)}
-                                  for n, d, l, q in zip(table.N[m], table.D[m], table.loss[m], pred)]}
+        out[opt] = Goodness(
+            n_points=int(m.sum()), n_cells=table.n_cells(opt), rmse=float(np.sqrt(np.mean(resid ** 2))),
+            mean_relative_error=float(np.mean(np.abs(resid) / table.loss[m])),
+            residuals=tuple(Residual(float(n), float(d), float(l), float(q))
+                            for n, d, l, q in zip(table.N[m], table.D[m], table.loss[m], pred)))
     return out
+
+
+def _frozen_samples(samples: dict) -> ParamMap[np.ndarray]:
+    for values in samples.values():
+        values.flags.writeable = False
+    return ParamMap(samples)
 
 
 # ----------------------------------------------------------------------------- separate
 
-def fit_separate(table: RunTable, objective: str = "huber_log", bootstrap: int = 0, seed: int = 0,
+def fit_separate(table: RunTable, *, objective: str = "huber_log", bootstrap: int = 0, seed: int = 0,
                  min_cells: int = SEPARATE_MIN_CELLS) -> FitResult:
     """One Chinchilla law per optimizer. Optimizers with fewer than ``min_cells`` cells are
     left out with a warning; if none remains, UserError."""
-    notes: list[str] = []
-    fitted = []
+    notes: list[FitWarning] = []
+    fitted, short = [], []
     for opt in table.optimizers:
         k = table.n_cells(opt)
         if k < min_cells:
-            _warn(f"optimizer {opt!r} has {k} cell(s), fewer than the {min_cells} a separate Chinchilla fit "
-                  f"needs; left out of the separate fits (add runs for it)", notes)
+            short.append(f"{opt}: {k}")
+            notes.append(_coverage_warning(
+                f"optimizer {opt!r} has {k} cell(s), fewer than the {min_cells} a separate Chinchilla fit "
+                f"needs; left out of the separate fits (add runs for it)", opt))
         else:
             fitted.append(opt)
     if not fitted:
-        raise UserError(f"no optimizer has the {min_cells} distinct (N, D) cells a separate Chinchilla fit needs; "
-                        "add runs or use --law shared")
-    params, ci, laws, per_opt = {}, {}, {}, {}
+        raise UserError(f"no optimizer has the {min_cells} distinct (N, D) cells a separate Chinchilla fit needs "
+                        f"(cells: {', '.join(short)}); add runs or use --law shared")
+    params: dict[ParamKey, float] = {}
+    samples: dict[ParamKey, np.ndarray] = {}
+    laws, solves = {}, {}
     counts_all = cell_bootstrap_counts(table, bootstrap, seed) if bootstrap else None
-    on_bound = []
     for opt in fitted:
         m = table.optimizer == opt
         sub = table.subset(m)
@@ -154,24 +161,20 @@ def fit_separate(table: RunTable, objective: str = "huber_log", bootstrap: int =
         E, A, B = (float(v) for v in sol.coef)
         values = {"E": E, "A": A, "B": B, "alpha": sol.alpha, "beta": sol.beta,
                   "allocation_exponent": sol.beta / (sol.alpha + sol.beta)}
-        for k, v in values.items():
-            params[f"{k}/{opt}"] = v
-        laws[opt] = (sol.alpha, sol.beta, E, A, B)
-        cond = conditioning(sol.alpha, sol.beta, sol.coef, p, ["E", "A", "B"])
-        per_opt[opt] = {"objective_value": sol.objective_value, "on_bound": sol.on_bound, **cond,
-                        "n_points": n, "n_cells": sub.n_cells()}
-        on_bound += [f"{opt}: {f}" for f in sol.on_bound]
+        params.update({ParamKey(k, opt): v for k, v in values.items()})
+        laws[opt] = ChinchillaLaw(sol.alpha, sol.beta, E, A, B)
+        solves[opt] = _solve_record(opt, sol, p, sub, ["E", "A", "B"])
         if bootstrap:
             theta = solver.bootstrap(sol, p, counts_all[:, m])
             a, b, c = theta[:, 0], theta[:, 1], np.exp(theta[:, 2:])
-            samples = {"E": c[:, 0], "A": c[:, 1], "B": c[:, 2], "alpha": a, "beta": b,
-                       "allocation_exponent": b / (a + b)}
-            ci.update({f"{k}/{opt}": v for k, v in _percentiles(samples).items()})
-    result = FitResult("chinchilla", "separate", objective, table.n_basis, None, fitted, params, ci,
-                       {"n_points": int(sum(per_opt[o]["n_points"] for o in fitted)), "per_optimizer": per_opt,
-                        "on_bound": on_bound, "bootstrap_replicates": bootstrap, "warnings": notes}, laws)
-    result.diagnostics["goodness"] = _goodness(table.subset(np.isin(table.optimizer, fitted)), result.predict)
-    return result
+            draws = {"E": c[:, 0], "A": c[:, 1], "B": c[:, 2], "alpha": a, "beta": b,
+                     "allocation_exponent": b / (a + b)}
+            samples.update({ParamKey(k, opt): v for k, v in draws.items()})
+    kept = table.subset(np.isin(table.optimizer, fitted))
+    return FitResult(law="chinchilla", variant="separate", objective=objective, n_basis=table.n_basis,
+                     reference=None, optimizers=tuple(fitted), params=ParamMap(params), laws=laws, solves=solves,
+                     goodness=_goodness(kept, laws), bootstrap_samples=_frozen_samples(samples) if bootstrap else None,
+                     warnings=tuple(notes + _convergence_warnings(solves)))
 
 
 # ----------------------------------------------------------------------------- shared
@@ -196,7 +199,7 @@ def _check_reference(table: RunTable, reference: str) -> None:
                         f"{', '.join(table.optimizers)}); pass one of them with --reference")
 
 
-def _shared_derived(theta_alpha, theta_beta, coef, order: list[str], variant: str) -> dict[str, np.ndarray]:
+def _shared_derived(theta_alpha, theta_beta, coef, order: list[str], variant: str) -> dict[ParamKey, np.ndarray]:
     """Named numbers from (alpha, beta, coef) arrays; works on one solution or a batch."""
     a, b = np.asarray(theta_alpha), np.asarray(theta_beta)
     n = len(order)
@@ -204,70 +207,66 @@ def _shared_derived(theta_alpha, theta_beta, coef, order: list[str], variant: st
     E = coef[..., 0]
     A_o = coef[..., 1:1 + n_a]
     B_o = coef[..., 1 + n_a:]
-    out = {"E": E, "A": A_o[..., 0], "B": B_o[..., 0], "alpha": a, "beta": b, "allocation_exponent": b / (a + b)}
+    shared = {"E": E, "A": A_o[..., 0], "B": B_o[..., 0], "alpha": a, "beta": b, "allocation_exponent": b / (a + b)}
+    out = {ParamKey(k): v for k, v in shared.items()}
     # A coefficient at zero or a tiny exponent sends a rho to 0 or infinity: a legitimate
     # (unidentified) value, reported as such, not a numerical fault.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for i, opt in enumerate(order):
-            out[f"rho_N/{opt}"] = (A_o[..., 0] / A_o[..., i]) ** (1 / a) if n_a > 1 else np.ones_like(a)
-            out[f"rho_D/{opt}"] = (B_o[..., 0] / B_o[..., i]) ** (1 / b) if B_o.shape[-1] > 1 else np.ones_like(b)
+            out[ParamKey("rho_N", opt)] = (A_o[..., 0] / A_o[..., i]) ** (1 / a) if n_a > 1 else np.ones_like(a)
+            out[ParamKey("rho_D", opt)] = (B_o[..., 0] / B_o[..., i]) ** (1 / b) if B_o.shape[-1] > 1 \
+                else np.ones_like(b)
     return out
 
 
-def eligible_for_shared(table: RunTable, reference: str, variant: str, notes: list[str]) -> RunTable:
+def eligible_for_shared(table: RunTable, reference: str, variant: str, notes: list[FitWarning]) -> RunTable:
     need = SHARED_MIN_CELLS[variant]
     keep = []
     for opt in table.optimizers:
         k = table.n_cells(opt)
         if opt != reference and k < need:
-            _warn(f"optimizer {opt!r} has {k} cell(s), fewer than the {need} the {variant} shared law needs "
-                  "for its rho's; left out (add runs for it)", notes)
+            notes.append(_coverage_warning(
+                f"optimizer {opt!r} has {k} cell(s), fewer than the {need} the {variant} shared law needs "
+                "for its rho's; left out (add runs for it)", opt))
         else:
             keep.append(opt)
     return table.subset(np.isin(table.optimizer, keep))
 
 
-def fit_shared(table: RunTable, reference: str = "adamw", variant: str = "full", objective: str = "huber_log",
+def fit_shared(table: RunTable, *, reference: str = "adamw", variant: str = "full", objective: str = "huber_log",
                bootstrap: int = 0, seed: int = 0) -> FitResult:
     """The shared-exponent law with per-optimizer rho_N, rho_D (see module docstring)."""
     if variant not in VARIANTS:
         raise UserError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     _check_reference(table, reference)
-    notes: list[str] = []
+    notes: list[FitWarning] = []
     table = eligible_for_shared(table, reference, variant, notes)
     if table.n_cells(reference) < 3:
-        _warn(f"reference optimizer {reference!r} has only {table.n_cells(reference)} cell(s); "
-              "the shared law's A and B rest on it", notes)
+        notes.append(_coverage_warning(f"reference optimizer {reference!r} has only {table.n_cells(reference)} "
+                                       "cell(s); the shared law's A and B rest on it", reference))
     order = [reference] + [o for o in table.optimizers if o != reference]
     structure = _shared_structure(table, order, reference, variant)
     p = _problem(table, structure, objective)
     sol = solver.solve(p)
     derived = _shared_derived(sol.alpha, sol.beta, sol.coef, order, variant)
-    params = {k: float(v) for k, v in derived.items()}
     laws = {}
     n_a = structure.n_a
     for i, opt in enumerate(order):
         A_o = sol.coef[1 + (i if n_a > 1 else 0)]
         B_o = sol.coef[1 + n_a + (i if structure.n_b > 1 else 0)]
-        laws[opt] = (sol.alpha, sol.beta, float(sol.coef[0]), float(A_o), float(B_o))
+        laws[opt] = ChinchillaLaw(sol.alpha, sol.beta, float(sol.coef[0]), float(A_o), float(B_o))
     names = ["E"] + [f"A/{o}" for o in (order if n_a > 1 else ["shared"])] + \
         [f"B/{o}" for o in (order if structure.n_b > 1 else ["shared"])]
-    diagnostics = {"n_points": len(table), "objective_value": sol.objective_value, "on_bound": sol.on_bound,
-                   "n_points_per_optimizer": {o: int(np.sum(table.optimizer == o)) for o in order},
-                   "n_cells_per_optimizer": {o: table.n_cells(o) for o in order},
-                   **conditioning(sol.alpha, sol.beta, sol.coef, p, names),
-                   "bootstrap_replicates": bootstrap, "warnings": notes}
-    ci: dict = {}
+    solves = {None: _solve_record(None, sol, p, table, names)}
     samples = None
     if bootstrap:
         counts = cell_bootstrap_counts(table, bootstrap, seed)
         theta = solver.bootstrap(sol, p, counts)
-        samples = _shared_derived(theta[:, 0], theta[:, 1], np.exp(theta[:, 2:]), order, variant)
-        ci = _percentiles(samples)
-    result = FitResult("shared", variant, objective, table.n_basis, reference, order, params, ci, diagnostics, laws)
-    result.diagnostics["goodness"] = _goodness(table, result.predict)
-    result._bootstrap_samples = samples  # kept for fit_compute's derived intervals
-    return result
+        samples = _frozen_samples(_shared_derived(theta[:, 0], theta[:, 1], np.exp(theta[:, 2:]), order, variant))
+    return FitResult(law="shared", variant=variant, objective=objective, n_basis=table.n_basis, reference=reference,
+                     optimizers=tuple(order), params=ParamMap({k: float(v) for k, v in derived.items()}), laws=laws,
+                     solves=solves, goodness=_goodness(table, laws), bootstrap_samples=samples,
+                     warnings=tuple(notes + _convergence_warnings(solves)))
 
 
 # ----------------------------------------------------------------------------- compute
@@ -292,18 +291,7 @@ def cost_per_ND(table: RunTable, cost: str = "flops") -> dict[str, float]:
     return out
 
 
-def compute_optimal(alpha, beta, E, A, B, k, C):
-    """N*(C), D*(C), L*(C) for L = E + A N^-alpha + B D^-beta under cost C = k N D."""
-    C = np.asarray(C, dtype=float)
-    # A or B at zero (a degenerate fit) has no finite optimum: N* or D* comes out infinite.
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
-        N_opt = g * (C / k) ** (beta / (alpha + beta))
-        D_opt = C / (k * N_opt)
-        return N_opt, D_opt, E + A * N_opt ** -alpha + B * D_opt ** -beta
-
-
-def fit_compute(table: RunTable, reference: str = "adamw", variant: str = "full", objective: str = "huber_log",
+def fit_compute(table: RunTable, *, reference: str = "adamw", variant: str = "full", objective: str = "huber_log",
                 bootstrap: int = 0, seed: int = 0, cost: str = "flops", n_budgets: int = 5) -> FitResult:
     """Shared law plus compute: multiplier m_o = rho_N rho_D k_ref / k_o (the reference needs
     m_o times the compute to match optimizer o's compute-optimal loss), and N*(C), D*(C).
@@ -311,20 +299,22 @@ def fit_compute(table: RunTable, reference: str = "adamw", variant: str = "full"
     Allocations are reported at ``n_budgets`` budgets spanning the data's cost range; a
     warning is raised when a budget or the optimal D/N lies outside the data's range.
     """
-    shared = fit_shared(table, reference, variant, objective, bootstrap, seed)
-    notes = shared.diagnostics["warnings"]
+    shared = fit_shared(table, reference=reference, variant=variant, objective=objective, bootstrap=bootstrap,
+                        seed=seed)
+    notes = list(shared.warnings)
     table = table.subset(np.isin(table.optimizer, shared.optimizers))
     k = cost_per_ND(table, cost)
     if cost == "flops" and not np.isfinite(table.flops).any():
-        notes.append("no flops in the data: cost taken as 6 N D x step_cost")
-    params, ci = dict(shared.params), dict(shared.ci)
-    samples = shared._bootstrap_samples
+        notes.append(FitWarning(message="no flops in the data: cost taken as 6 N D x step_cost"))
+    params = dict(shared.params)
+    samples = dict(shared.bootstrap_samples) if shared.bootstrap_samples is not None else None
     for opt in shared.optimizers:
-        params[f"cost_per_ND/{opt}"] = k[opt]
-        params[f"compute_multiplier/{opt}"] = params[f"rho_N/{opt}"] * params[f"rho_D/{opt}"] * k[reference] / k[opt]
+        params[ParamKey("cost_per_ND", opt)] = k[opt]
+        params[ParamKey("compute_multiplier", opt)] = \
+            params[ParamKey("rho_N", opt)] * params[ParamKey("rho_D", opt)] * k[reference] / k[opt]
         if samples is not None:
-            ci.update(_percentiles({f"compute_multiplier/{opt}": samples[f"rho_N/{opt}"] * samples[f"rho_D/{opt}"]
-                                    * k[reference] / k[opt]}))
+            samples[ParamKey("compute_multiplier", opt)] = \
+                samples[ParamKey("rho_N", opt)] * samples[ParamKey("rho_D", opt)] * k[reference] / k[opt]
     allocation = {}
     for opt in shared.optimizers:
         m = table.optimizer == opt
@@ -332,16 +322,15 @@ def fit_compute(table: RunTable, reference: str = "adamw", variant: str = "full"
         ratio = table.D[m] / table.N[m]
         budgets = np.geomspace(data_cost.min(), data_cost.max(), n_budgets) if data_cost.min() < data_cost.max() \
             else np.array([data_cost.min()])
-        alpha, beta, E, A, B = shared.laws[opt]
-        N_opt, D_opt, L_opt = compute_optimal(alpha, beta, E, A, B, k[opt], budgets)
+        N_opt, D_opt, L_opt = shared.laws[opt].compute_optimal(k[opt], budgets)
         rows = []
         for j, C in enumerate(budgets):
             row = {"C": float(C), "N_opt": float(N_opt[j]), "D_opt": float(D_opt[j]), "loss_opt": float(L_opt[j]),
                    "tokens_per_param": float(D_opt[j] / N_opt[j])}
             if samples is not None:
-                Nb, Db = _allocation_samples(samples, opt, reference, variant, k, C)
-                row["N_opt_ci"] = list(_percentiles({"x": Nb}).get("x", (np.nan, np.nan)))
-                row["D_opt_ci"] = list(_percentiles({"x": Db}).get("x", (np.nan, np.nan)))
+                Nb, Db = _allocation_samples(samples, opt, reference, k, C)
+                row["N_opt_ci"] = list(percentile_intervals({"x": Nb}, CI_LEVEL).get("x", (np.nan, np.nan)))
+                row["D_opt_ci"] = list(percentile_intervals({"x": Db}, CI_LEVEL).get("x", (np.nan, np.nan)))
             outside = []
             if not ratio.min() * (1 - 1e-6) <= D_opt[j] / N_opt[j] <= ratio.max() * (1 + 1e-6):
                 outside.append(f"D/N={D_opt[j] / N_opt[j]:.3g} outside the data's [{ratio.min():.3g}, {ratio.max():.3g}]")
@@ -351,36 +340,36 @@ def fit_compute(table: RunTable, reference: str = "adamw", variant: str = "full"
                            "data_tokens_per_param_range": [float(ratio.min()), float(ratio.max())]}
         extrapolated = [r for r in rows if r["extrapolated"]]
         if extrapolated:
-            _warn(f"{opt}: compute-optimal allocation at {len(extrapolated)} of {len(rows)} budgets has "
-                  f"{extrapolated[0]['extrapolated'][0]}: an extrapolation", notes)
-    diagnostics = dict(shared.diagnostics)
-    diagnostics.update({"cost_basis": cost, "cost_per_ND": k, "allocation": allocation})
-    result = FitResult("compute", variant, objective, table.n_basis, reference, shared.optimizers, params, ci,
-                       diagnostics, shared.laws)
-    result._bootstrap_samples = samples
-    result._cost_per_ND = k
-    return result
+            notes.append(FitWarning(
+                message=f"{opt}: compute-optimal allocation at {len(extrapolated)} of {len(rows)} budgets has "
+                        f"{extrapolated[0]['extrapolated'][0]}: an extrapolation",
+                kind=WarningKind.EXTRAPOLATION, optimizer=opt))
+    return dataclasses.replace(
+        shared, law="compute", params=ParamMap(params),
+        bootstrap_samples=_frozen_samples(samples) if samples is not None else None, warnings=tuple(notes),
+        cost_basis=cost, cost_per_ND=k, allocation=allocation)
 
 
-def _allocation_samples(samples, opt, reference, variant, k, C):
+def _allocation_samples(samples, opt, reference, k, C):
     # Through the rescaling L_o(N, D) = L_ref(rho_N N, rho_D D): optimizer o at budget C
     # behaves like the reference at C' = C rho_N rho_D k_ref / k_o.
-    a, b = samples["alpha"], samples["beta"]
-    rn, rd = samples[f"rho_N/{opt}"], samples[f"rho_D/{opt}"]
+    a, b = samples[ParamKey("alpha")], samples[ParamKey("beta")]
+    rn, rd = samples[ParamKey("rho_N", opt)], samples[ParamKey("rho_D", opt)]
     # Replicates with A or B at zero have no finite optimum (N* or D* infinite): kept as such.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         C_ref = C * rn * rd * k[reference] / k[opt]
-        N_ref, D_ref, _ = compute_optimal(a, b, samples["E"], samples["A"], samples["B"], k[reference], C_ref)
+        N_ref, D_ref, _ = compute_optimal(a, b, samples[ParamKey("E")], samples[ParamKey("A")],
+                                          samples[ParamKey("B")], k[reference], C_ref)
         return N_ref / rn, D_ref / rd
 
 
-def check_budget(result: FitResult, table: RunTable, C: float, optimizer: str) -> list[str]:
+def check_budget(result: FitResult, table: RunTable, C: float, optimizer: str) -> list[FitWarning]:
     """Warnings for an allocation asked at budget C outside the optimizer's data cost range."""
-    k = result.diagnostics["cost_per_ND"][optimizer]
+    k = result.cost_per_ND[optimizer]
     m = table.optimizer == optimizer
     lo, hi = (k * table.N[m] * table.D[m]).min(), (k * table.N[m] * table.D[m]).max()
     if C < lo or C > hi:
-        msg = f"{optimizer}: budget C={C:.3g} is outside the data's cost range [{lo:.3g}, {hi:.3g}]: an extrapolation"
-        warnings.warn(msg, FitWarning, stacklevel=2)
-        return [msg]
+        return [FitWarning(message=f"{optimizer}: budget C={C:.3g} is outside the data's cost range "
+                                   f"[{lo:.3g}, {hi:.3g}]: an extrapolation",
+                           kind=WarningKind.EXTRAPOLATION, optimizer=optimizer)]
     return []

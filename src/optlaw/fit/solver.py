@@ -94,12 +94,17 @@ class Problem:
 
 @dataclass
 class Solution:
+    """A solve's optimum. ``converged``/``message``: whether the solver finished (an
+    iteration limit is not converged); ``on_bound``: parameters at a constraint."""
+
     alpha: float
     beta: float
     coef: np.ndarray
     objective_value: float
     on_bound: list[str] = field(default_factory=list)
     n_polish_iterations: int = 0
+    converged: bool = True
+    message: str = ""
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -299,7 +304,8 @@ def solve(p: Problem, weights: np.ndarray | None = None, grid_size: int = GRID_S
     active = np.array([c > 0 for _, _, c in candidates])
     theta0 = np.array([np.concatenate([[a, b], np.log(np.where(c > 0, c, 1.0))]) for a, b, c in candidates])
     theta0[:, 2:][~active] = -np.inf
-    thetas, fs, iters = polish(theta0, p, np.repeat(w[None], len(candidates), axis=0), active)
+    thetas, fs, iters = polish(theta0, p, np.repeat(w[None], len(candidates), axis=0), active,
+                               max_iter=POLISH_MAX_ITER)
     best_row = int(np.nanargmin(fs))
     theta, fval = thetas[best_row], float(fs[best_row])
     alpha, beta = float(theta[0]), float(theta[1])
@@ -310,10 +316,10 @@ def solve(p: Problem, weights: np.ndarray | None = None, grid_size: int = GRID_S
     coef = np.exp(theta[2:])
     if f_proj < fval:
         coef, fval = c_proj, f_proj
-    flags = bound_flags(alpha, beta, coef, p)
-    if iters >= POLISH_MAX_ITER:
-        flags.append(f"polish stopped at its iteration limit ({POLISH_MAX_ITER}); the optimum may be inexact")
-    return Solution(alpha, beta, coef, fval, flags, iters)
+    converged = iters < POLISH_MAX_ITER
+    message = (f"the polish stopped gaining after {iters} iteration(s)" if converged else
+               f"the polish reached its iteration limit ({POLISH_MAX_ITER}); the optimum may be inexact")
+    return Solution(alpha, beta, coef, fval, bound_flags(alpha, beta, coef, p), iters, converged, message)
 
 
 def bound_flags(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> list[str]:
@@ -392,12 +398,13 @@ def hoffmann_lbfgs(p: Problem, starts: np.ndarray | None = None) -> Solution:
     """
     s = p.structure
     starts = hoffmann_grid() if starts is None else starts
-    best_f, best_x = np.inf, None
+    best_f, best = np.inf, None
     for e, a, b, alpha, beta in starts:
         x0 = np.concatenate([[e], np.full(s.n_a, a), np.full(s.n_b, b), [alpha, beta]])
         res = minimize(_lse_objective, x0, args=(p,), jac=True, method="L-BFGS-B")
         if np.isfinite(res.fun) and res.fun < best_f:
-            best_f, best_x = float(res.fun), res.x
+            best_f, best = float(res.fun), res
+    best_x = best.x
     coef = np.exp(np.concatenate([[best_x[0]], best_x[1:1 + s.n_a + s.n_b]]))
     alpha, beta = float(best_x[-2]), float(best_x[-1])
-    return Solution(alpha, beta, coef, best_f, [])
+    return Solution(alpha, beta, coef, best_f, [], converged=bool(best.success), message=str(best.message))

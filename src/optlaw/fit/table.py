@@ -1,8 +1,9 @@
 """The table a fit reads: one row per training run (optimizer, N, D, loss, ...).
 
 Built from run records under sweep directories (``load_runs``) or from a CSV of
-published runs (``load_csv``). Invalid rows are dropped with a warning rather
-than failing the whole fit; only input that leaves nothing to fit is an error.
+published runs (``load_csv``). Invalid rows are dropped with a warning (a ``FitWarning``
+in ``table.warnings``) rather than failing the whole fit; only input that leaves nothing
+to fit is an error.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import csv
 import json
 import math
 import os
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from optlaw.errors import UserError
+from optlaw.fit.result import FitWarning, WarningKind
 from optlaw.records import DONE, iter_records
 
 REQUIRED_COLUMNS = ("optimizer", "N", "D", "loss")
 OPTIONAL_COLUMNS = ("seed", "flops", "step_cost", "family", "wallclock_s")
 N_BASES = ("total", "non_embedding")
 SEED_MODES = ("all", "mean")
-
-
-class FitWarning(UserWarning):
-    """Something about the data a reader of the fit should know (also listed in the report)."""
 
 
 @dataclass
@@ -49,7 +46,7 @@ class RunTable:
     excluded: list[dict] = field(default_factory=list)
     tuning: list[dict] = field(default_factory=list)
     seed_noise: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    warnings: list[FitWarning] = field(default_factory=list)  # what a reader of the fit should know about the data
     sweep_names: list[str] = field(default_factory=list)  # the records' ``sweep`` (the W&B group)
 
     def __len__(self) -> int:
@@ -72,12 +69,11 @@ class RunTable:
         mask = np.asarray(mask)
         cols = {name: getattr(self, name)[mask] for name in _ARRAY_FIELDS}
         return RunTable(**cols, n_basis=self.n_basis, source=self.source, excluded=list(self.excluded),
-                        tuning=list(self.tuning), seed_noise=dict(self.seed_noise), notes=list(self.notes),
+                        tuning=list(self.tuning), seed_noise=dict(self.seed_noise), warnings=list(self.warnings),
                         sweep_names=list(self.sweep_names))
 
-    def warn(self, message: str) -> None:
-        self.notes.append(message)
-        warnings.warn(message, FitWarning, stacklevel=3)
+    def warn(self, message: str, kind: WarningKind = WarningKind.DATA) -> None:
+        self.warnings.append(FitWarning(message=message, kind=kind))
 
     @classmethod
     def from_columns(cls, optimizer, N, D, loss, seed=None, flops=None, step_cost=None, wallclock_s=None,
@@ -180,7 +176,7 @@ def load_csv(path: str | os.PathLike, columns: dict[str, str] | None = None,
         data["optimizer"] = [default_optimizer] * len(rows)
     if data["D"] is None and data["flops"] is not None and data["N"] is not None:
         data["D"] = list(_as_float(data["flops"]) / (6.0 * _as_float(data["N"])))
-        notes.append("D derived from flops as D = flops / (6 N)")
+        notes.append(FitWarning(message="D derived from flops as D = flops / (6 N)"))
     missing = [name for name in REQUIRED_COLUMNS if data[name] is None]
     if missing:
         raise UserError(f"{path.name} lacks column(s) {', '.join(missing)} (columns: {', '.join(header)}); "
@@ -189,7 +185,7 @@ def load_csv(path: str | os.PathLike, columns: dict[str, str] | None = None,
     table = RunTable.from_columns(
         data["optimizer"], data["N"], data["D"], data["loss"], seed=data["seed"], flops=data["flops"],
         step_cost=data["step_cost"], wallclock_s=data["wallclock_s"], family=data["family"],
-        n_basis=n_basis, source=str(path), notes=notes,
+        n_basis=n_basis, source=str(path), warnings=notes,
     )
     table.seed_noise = seed_noise(table)
     return table
@@ -287,8 +283,8 @@ def table_from_records(found: list[tuple[str, dict]], n_basis: str = "non_embedd
     for note in tuning_notes:
         table.warn(note)
     if excluded:
-        table.notes.append(f"{len(excluded)} run(s) not fitted (diverged, failed, running or incomplete); "
-                           "listed in the report")
+        table.warn(f"{len(excluded)} run(s) not fitted (diverged, failed, running or incomplete); "
+                   "listed in the report")
     table.seed_noise = seed_noise(table)
     if seeds == "mean":
         table = mean_over_seeds(table)
@@ -386,6 +382,7 @@ def mean_over_seeds(table: RunTable) -> RunTable:
                    seed=np.full(len(rows), -1), flops=mean(table.flops), step_cost=mean(table.step_cost),
                    wallclock_s=mean(table.wallclock_s), family=table.family[first], n_basis=table.n_basis,
                    source=table.source, excluded=table.excluded, tuning=table.tuning,
-                   seed_noise=table.seed_noise, notes=table.notes + ["loss averaged over seeds per cell"],
+                   seed_noise=table.seed_noise,
+                   warnings=table.warnings + [FitWarning(message="loss averaged over seeds per cell")],
                    sweep_names=table.sweep_names)
     return out

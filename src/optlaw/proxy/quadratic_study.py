@@ -76,18 +76,18 @@ def _fit_regime(folder: Path, cfg: dict, damping: float) -> dict:
         rows.append({
             **part_exponents(cfg, name, damping),
             "optimizer": name,
-            "alpha_fit": separate.params[f"alpha/{name}"], "alpha_ci": separate.ci.get(f"alpha/{name}"),
+            "alpha_fit": separate.params["alpha", name], "alpha_ci": separate.ci.get(("alpha", name)),
             "alpha_pred": pred["alpha"],
-            "beta_fit": separate.params[f"beta/{name}"], "beta_ci": separate.ci.get(f"beta/{name}"),
+            "beta_fit": separate.params["beta", name], "beta_ci": separate.ci.get(("beta", name)),
             "beta_pred": pred["beta"],
-            "rho_D_fit": shared.params.get(f"rho_D/{name}"), "rho_D_ci": shared.ci.get(f"rho_D/{name}"),
+            "rho_D_fit": shared.params.get(("rho_D", name)), "rho_D_ci": shared.ci.get(("rho_D", name)),
             "rho_D_pred": pred["rho_D"],
-            "rho_N_fit": shared.params.get(f"rho_N/{name}"),
+            "rho_N_fit": shared.params.get(("rho_N", name)),
         })
     for r in rows:
         r["rho_D_part"] = rho_D_from_parts(cfg, r["optimizer"], cfg["reference"], damping) if damping > 0 else None
-    good_sep = _mean_rmse(separate.diagnostics.get("goodness", {}))
-    good_shared = _mean_rmse(shared.diagnostics.get("goodness", {}))
+    good_sep = _mean_rmse(separate.goodness)
+    good_shared = _mean_rmse(shared.goodness)
     return {"rows": rows, "notes": notes, "separate": separate.to_json(), "shared": shared.to_json(),
             "shared_alpha": shared.params["alpha"], "shared_beta": shared.params["beta"],
             "goodness_separate": good_sep, "goodness_shared": good_shared}
@@ -147,7 +147,7 @@ def rho_D_from_parts(cfg: dict, optimizer: str, reference: str, damping: float) 
 
 def _mean_rmse(goodness: dict) -> float | None:
     """Point-weighted RMSE of a fit over its optimizers (the fit stage reports it per optimizer)."""
-    parts = [(g["n_points"], g["rmse"]) for g in goodness.values() if isinstance(g, dict) and "rmse" in g]
+    parts = [(g.n_points, g.rmse) for g in goodness.values()]
     if not parts:
         return None
     n = sum(p[0] for p in parts)

@@ -1,4 +1,7 @@
-"""report.md: the tables of a fitting study, readable without the plots."""
+"""report.md: the tables of a fitting study, readable without the plots.
+
+Rendered from the study's fit.json document alone, so a report can be redone from a saved fit.json.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +46,8 @@ def render(doc: dict, plots: list[Path]) -> str:
         out += _table(["parameter", "value", "95% CI"], rows)
         if s["on_bound"]:
             out += [f"- on a bound: {'; '.join(s['on_bound'])}", ""]
+        if not s["converged"]:
+            out += [f"- did not converge: {s['message']}", ""]
         compute = doc["law"] == "compute"
         header = ["optimizer", "rho_N", "rho_N CI", "rho_D", "rho_D CI", "cells", "RMSE", "mean rel. error"]
         if compute:
@@ -64,6 +69,10 @@ def render(doc: dict, plots: list[Path]) -> str:
                 for opt, v in doc["separate"].items()]
         out += _table(["optimizer", "E", "A", "B", "alpha", "alpha CI", "beta", "beta CI", "points", "RMSE",
                        "on bound"], rows)
+        out += [f"- {opt} did not converge: {v['message']}" for opt, v in doc["separate"].items()
+                if not v["converged"]]
+        if any(not v["converged"] for v in doc["separate"].values()):
+            out += [""]
     if doc["conditioning"]:
         out += ["## Conditioning", "",
                 "Condition number of J^T J in Hoffmann's parameters (log E, log A, log B, alpha, beta), "

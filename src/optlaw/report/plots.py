@@ -1,8 +1,14 @@
-"""PNG plots of a fitting study (matplotlib, Agg backend: no display needed)."""
+"""PNG plots of a fitting study (matplotlib, Agg backend: no display needed).
+
+The study is taken as given (duck typing): ``study.table`` (the run columns), ``study.shared``
+and ``study.separate`` (fit results: ``predict``, ``compute_optimal``, ``params``, ``ci``).
+Nothing here imports the fit stage; whatever a plot needs computed is a method of the result.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 import matplotlib.ticker
@@ -11,7 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from optlaw.fit.laws import compute_optimal  # noqa: E402
+if TYPE_CHECKING:
+    from optlaw.fit import Study
 
 DPI = 110
 
@@ -48,13 +55,13 @@ def _save_loss_panels(fig, axes, opts: list[str], xlabel: str, title: str, path:
     return _save(fig, path)
 
 
-def _optimizers(study) -> list[str]:
+def _optimizers(study: Study) -> list[str]:
     if study.shared is not None:
         return list(study.shared.optimizers)
     return list(study.separate.optimizers)
 
 
-def loss_vs_D(study, out: Path) -> Path:
+def loss_vs_D(study: Study, out: Path) -> Path:
     """One panel per optimizer: loss against D, one colour per N, shared law solid, separate dashed."""
     t = study.table
     opts = _optimizers(study)
@@ -76,7 +83,7 @@ def loss_vs_D(study, out: Path) -> Path:
                              "Loss vs D per N (solid: shared law, dashed: separate law)", out / "loss_vs_D.png")
 
 
-def loss_vs_N(study, out: Path) -> Path:
+def loss_vs_N(study: Study, out: Path) -> Path:
     """One panel per optimizer: loss against N at each tokens-per-parameter ratio, with fitted curves."""
     t = study.table
     opts = _optimizers(study)
@@ -100,7 +107,7 @@ def loss_vs_N(study, out: Path) -> Path:
                              "Loss vs N at fixed tokens per parameter (lines: shared law)", out / "loss_vs_N.png")
 
 
-def rhos(study, out: Path) -> Path | None:
+def rhos(study: Study, out: Path) -> Path | None:
     """rho_N and rho_D per optimizer with bootstrap intervals (reference = 1)."""
     if study.shared is None:
         return None
@@ -109,8 +116,8 @@ def rhos(study, out: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(max(6, 0.7 * len(opts) + 3) * 1.4, 3.4))
     x = np.arange(len(opts))
     for ax, name in zip(axes, ("rho_N", "rho_D")):
-        vals = np.array([s.params[f"{name}/{o}"] for o in opts])
-        ci = np.array([s.ci.get(f"{name}/{o}", (v, v)) for o, v in zip(opts, vals)])
+        vals = np.array([s.params[name, o] for o in opts])
+        ci = np.array([s.ci.get((name, o), (v, v)) for o, v in zip(opts, vals)])
         err = np.abs(np.stack([vals - ci[:, 0], ci[:, 1] - vals]))
         ax.errorbar(x, vals, yerr=err, fmt="o", capsize=3)
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
@@ -120,7 +127,7 @@ def rhos(study, out: Path) -> Path | None:
     return _save(fig, out / "rho.png")
 
 
-def residuals(study, out: Path) -> Path:
+def residuals(study: Study, out: Path) -> Path:
     """Relative residual (loss - fit) / loss against N, per optimizer, for shared and separate laws."""
     t = study.table
     fits = [(name, f) for name, f in (("shared", study.shared), ("separate", study.separate)) if f is not None]
@@ -145,26 +152,24 @@ def residuals(study, out: Path) -> Path:
     return _save(fig, out / "residuals.png")
 
 
-def frontier(study, out: Path) -> Path | None:
+def frontier(study: Study, out: Path) -> Path | None:
     """Compute-optimal loss L*(C) and N*(C) per optimizer under the shared law (cost = k_o N D)."""
     if study.shared is None:
         return None
     s = study.shared
     t = study.table
-    k = s.diagnostics.get("cost_per_ND") or {o: 6.0 for o in s.optimizers}
-    cost = np.concatenate([k[o] * t.N[t.optimizer == o] * t.D[t.optimizer == o] for o in s.optimizers])
+    cost = np.concatenate([s.compute_cost(t.N[t.optimizer == o], t.D[t.optimizer == o], o) for o in s.optimizers])
     C = np.geomspace(cost.min() / 3, cost.max() * 3, 80)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     cmap = plt.get_cmap("tab20")
     for j, opt in enumerate(s.optimizers):
-        alpha, beta, E, A, B = s.laws[opt]
-        N_opt, D_opt, L_opt = compute_optimal(alpha, beta, E, A, B, k[opt], C)
+        N_opt, D_opt, L_opt = s.compute_optimal(C, opt)
         axes[0].plot(C, L_opt, color=cmap(j % 20), label=opt, lw=1.2)
         axes[1].plot(C, N_opt, color=cmap(j % 20), label=opt, lw=1.2)
     for ax in axes:
         ax.set_xscale("log")
         ax.axvspan(cost.min(), cost.max(), color="grey", alpha=0.1, lw=0)
-        ax.set_xlabel("compute C (FLOPs x step cost)" if "cost_per_ND" in s.diagnostics else "compute C = 6ND")
+        ax.set_xlabel("compute C (FLOPs x step cost)" if s.cost_per_ND is not None else "compute C = 6ND")
         ax.grid(alpha=0.3, which="both")
     axes[1].set_yscale("log")
     axes[0].set_ylabel("compute-optimal loss L*(C)")
@@ -174,7 +179,7 @@ def frontier(study, out: Path) -> Path | None:
     return _save(fig, out / "frontier.png")
 
 
-def tuning(study, out: Path) -> list[Path]:
+def tuning(study: Study, out: Path) -> list[Path]:
     """Loss against each swept hyperparameter, one line per cell, one figure per optimizer."""
     paths = []
     by_opt: dict[str, list[dict]] = {}
@@ -213,7 +218,7 @@ def _lookup(hp: dict, dotted: str):
     return node if isinstance(node, (int, float)) and not isinstance(node, bool) and node > 0 else None
 
 
-def all_plots(study, out: Path) -> list[Path]:
+def all_plots(study: Study, out: Path) -> list[Path]:
     paths = [loss_vs_D(study, out), loss_vs_N(study, out), rhos(study, out), residuals(study, out),
              frontier(study, out)] + tuning(study, out)
     return [p for p in paths if p is not None]

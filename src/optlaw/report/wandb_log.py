@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from optlaw.errors import UserError
 
+if TYPE_CHECKING:
+    from optlaw.fit import Study
 
-def log_study(study, files: list[Path], mode: str = "offline", project: str = "optlaw", group: str | None = None,
+
+def log_study(study: Study, files: list[Path], mode: str = "offline", project: str = "optlaw", group: str | None = None,
               out_dir: str | os.PathLike | None = None) -> str:
     """One W&B run of job_type 'fit': shared and per-optimizer tables, conditioning, holdout, images.
 
