@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from optlaw.config import compose, to_plain
+from optlaw.entry.points import POINT_NAMING
 from optlaw.errors import UserError
 from optlaw.sweep.grid import NAMED_AXES, definition_to_plain, expand
 from optlaw.sweep.manifest import check_same_definition, read_manifest, write_manifest
@@ -76,7 +77,7 @@ def main_sweep(argv: list[str]) -> int:
     launcher_cfg = to_plain(cfg.launcher)
     sweep_dir = Path(opts["sweep_dir"])
     check_same_definition(sweep_dir, definition)
-    points = expand(definition, opts["point_overrides"])
+    points = expand(definition, opts["point_overrides"], naming=POINT_NAMING)
     manifest = write_manifest(sweep_dir, definition, points, opts["point_overrides"])
     states = all_states(sweep_dir, manifest)
     to_run = [s.run_id for s in states if needs_run(s, opts["retry_diverged"])]

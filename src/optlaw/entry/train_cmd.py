@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from optlaw.config import compose
+from optlaw.entry.points import root_config, run_point
 from optlaw.train.signals import PREEMPTED_EXIT_CODE, Preempted
 
 USAGE = """\
@@ -34,22 +35,11 @@ exit status: 0 done or diverged (see run.json status), 2 bad input,
 """
 
 
-def config_name_for(overrides: list[str]) -> str:
-    """`train`, or `task_<t>` when an override selects a proxy task."""
-    task = "llm"
-    for item in overrides:
-        if item.startswith("task="):
-            task = item.split("=", 1)[1]
-    return "train" if task == "llm" else f"task_{task}"
-
-
 def main(argv: list[str]) -> int:
     if any(a in {"-h", "--help", "help"} for a in argv):
         print(USAGE)
         return 0
-    cfg = compose(config_name_for(argv), argv)
-    from optlaw.entry.points import run_point
-
+    cfg = compose(root_config(argv), argv)
     try:
         record = run_point(cfg)
     except Preempted as exc:
