@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from optlaw.errors import UserError
 from optlaw.fit.laws import COST_BASES, DEFAULT_BOOTSTRAP, VARIANTS
 from optlaw.fit.solver import OBJECTIVES
-from optlaw.fit.study import LAWS, run_study, summarize
+from optlaw.fit.study import LAWS, Study, run_study, summarize
 from optlaw.fit.table import N_BASES, SEED_MODES, FitWarning, load_csv, load_runs, load_wandb, mean_over_seeds
 from optlaw.records import write_json_atomic
 
@@ -67,50 +68,95 @@ def _column_map(items: list[str]) -> dict[str, str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.bootstrap < 0:
+# Minimal stand-in written on branch arch-entry so the demo can call the fit without argv;
+# H-fit's FitRequest/fit_to_dir (branch arch-fit) replaces it at merge.
+@dataclass(frozen=True, kw_only=True)
+class FitRequest:
+    """One `optlaw fit`: where the runs are, what to fit, where to write. Defaults are the CLI's."""
+
+    out: str | Path
+    runs: list[str | Path] | None = None
+    csv: str | Path | None = None
+    wandb_runs: str | None = None
+    law: str = "shared"
+    variant: str = "full"
+    reference: str = "adamw"
+    bootstrap: int = DEFAULT_BOOTSTRAP
+    holdout: str = "largest"
+    n_basis: str | None = None
+    objective: str = "huber_log"
+    seeds: str = "all"
+    cost: str = "flops"
+    columns: dict[str, str] = field(default_factory=dict)
+    default_optimizer: str | None = None
+    drop_highest_loss: int = 0
+    wandb: str = "disabled"
+    wandb_project: str = "optlaw"
+    wandb_group: str | None = None
+    seed: int = 0
+    cross_check: int = 0
+    plots: bool = True
+
+
+def fit_to_dir(request: FitRequest) -> Study:
+    """Load the table, fit, write fit.json, report.md and plots into ``request.out`` (and W&B); return the study."""
+    return _fit_and_write(request)[0]
+
+
+def _fit_and_write(request: FitRequest) -> tuple[Study, list[Path]]:
+    if request.bootstrap < 0:
         raise UserError("--bootstrap must be >= 0")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FitWarning)  # they are collected into fit.json and printed below
-        if args.csv:
-            table = load_csv(args.csv, _column_map(args.column), args.default_optimizer,
-                             n_basis=args.n_basis or "as_given")
-            if args.seeds == "mean":
+        warnings.simplefilter("ignore", FitWarning)  # they are collected into fit.json and printed by main
+        if request.csv:
+            table = load_csv(request.csv, request.columns, request.default_optimizer,
+                             n_basis=request.n_basis or "as_given")
+            if request.seeds == "mean":
                 table = mean_over_seeds(table)
-        elif args.wandb_runs:
-            path, _, group = args.wandb_runs.partition(":")
-            table = load_wandb(path, group or None, n_basis=args.n_basis or "non_embedding", seeds=args.seeds)
+        elif request.wandb_runs:
+            path, _, group = request.wandb_runs.partition(":")
+            table = load_wandb(path, group or None, n_basis=request.n_basis or "non_embedding", seeds=request.seeds)
         else:
-            table = load_runs(args.runs, n_basis=args.n_basis or "non_embedding", seeds=args.seeds)
-        if args.drop_highest_loss:
+            table = load_runs(request.runs, n_basis=request.n_basis or "non_embedding", seeds=request.seeds)
+        if request.drop_highest_loss:
             import numpy as np
 
             order = np.argsort(table.loss, kind="stable")
             keep = np.zeros(len(table), dtype=bool)
-            keep[order[: max(len(table) - args.drop_highest_loss, 0)]] = True
+            keep[order[: max(len(table) - request.drop_highest_loss, 0)]] = True
             table = table.subset(keep)
-            table.notes.append(f"dropped the {args.drop_highest_loss} highest-loss rows (--drop-highest-loss)")
-        holdout = None if args.holdout in ("none", "") else args.holdout
-        study = run_study(table, args.law, args.reference, args.variant, args.objective, args.bootstrap,
-                          holdout, args.cost, args.seed, args.cross_check)
-    out = Path(args.out)
+            table.notes.append(f"dropped the {request.drop_highest_loss} highest-loss rows (--drop-highest-loss)")
+        holdout = None if request.holdout in ("none", "") else request.holdout
+        study = run_study(table, request.law, request.reference, request.variant, request.objective,
+                          request.bootstrap, holdout, request.cost, request.seed, request.cross_check)
+    out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "fit.json", study.document)
     from optlaw.report import write_report  # report imports matplotlib: only when writing
 
-    files = write_report(study, out, plots=not args.no_plots)
-    if args.wandb != "disabled":
+    files = write_report(study, out, plots=request.plots)
+    if request.wandb != "disabled":
         from optlaw.report.wandb_log import log_study
 
-        group = args.wandb_group or (table.sweep_names[0] if len(table.sweep_names) == 1 else _sweep_name(args))
-        log_study(study, files, mode=args.wandb, project=args.wandb_project, group=group, out_dir=out)
+        group = request.wandb_group or (table.sweep_names[0] if len(table.sweep_names) == 1
+                                        else _sweep_name(request))
+        log_study(study, files, mode=request.wandb, project=request.wandb_project, group=group, out_dir=out)
+    return study, files
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    args["columns"] = _column_map(args.pop("column"))
+    args["plots"] = not args.pop("no_plots")
+    request = FitRequest(**args)
+    study, files = _fit_and_write(request)
+    out = Path(request.out)
     print(summarize(study.document))
     print(f"wrote {out / 'fit.json'}, {out / 'report.md'} and {len(files) - 1} plot(s)", file=sys.stderr)
     return 0
 
 
-def _sweep_name(args) -> str | None:
-    if args.runs:
-        return Path(args.runs[0]).resolve().name
-    return Path(args.csv).stem
+def _sweep_name(request: FitRequest) -> str | None:
+    if request.runs:
+        return Path(request.runs[0]).resolve().name
+    return Path(request.csv).stem
