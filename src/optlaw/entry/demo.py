@@ -12,7 +12,6 @@ points whose run record is done) and only refits.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -94,7 +93,3 @@ def three_line_summary(doc: dict) -> list[str]:
     else:
         line3 = "compute-based comparison: not fitted (see the report's warnings)"
     return [line1, line2, line3]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

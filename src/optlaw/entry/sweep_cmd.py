@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,9 +233,3 @@ def format_status(states) -> str:
             f"{_num(record.get('wall_time_s'), '.0f'):>8}  {s.note}"
         )
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    from optlaw.entry.cli import main
-
-    sys.exit(main(["sweep", *sys.argv[1:]]))
