@@ -639,7 +639,7 @@ def test_readme_sweep_yaml_composes_and_plans(tmp_path):
     manifest = json.loads((tmp_path / "my_sweep" / "manifest.json").read_text())
     assert {p["run_id"].split("-")[1] for p in manifest["points"]} == {"20m", "60m", "150m"}
     assert sum("lr_mult=" in line for line in plan.splitlines()) == 36
-    assert manifest["definition"]["fixed"] == {"wandb.mode": "online"}
+    assert manifest["definition"]["fixed"] == {"wandb.mode": "online", "batch.global_tokens": 262144}
 
 
 # --- Fits on published data (run from the repository root so ../shared/reference-data resolves) ---

@@ -68,9 +68,13 @@ def _multirun_values(argv: list[str]) -> dict[int, list[str]]:
     return found
 
 
+def _listed(values: list[str]) -> str:
+    return "[" + ",".join(values) + "]"
+
+
 def _as_axis(key: str, values: list[str]) -> str | None:
     """The ``optlaw sweep`` argument that makes ``key`` an axis with these values (None: an extra axis)."""
-    listed = "[" + ",".join(values) + "]"
+    listed = _listed(values)
     bare = key.lstrip("+~")
     if bare.startswith(("launcher.", "hydra.")) or bare in ("sweep", "launcher", "sweep_dir"):
         raise UserError(f"{key}={','.join(values)}: {bare} takes one value; a grid varies train keys "
@@ -101,7 +105,7 @@ def refuse_multirun(command: str, argv: list[str]) -> None:
             if axis is None:
                 if not extra:
                     sweep_args.append("EXTRA_AXES")  # where the extra axes go, filled in below
-                extra[key] = "[" + ",".join(values[i]) + "]"
+                extra[key] = _listed(values[i])
             else:
                 sweep_args.append(axis)
         elif command == "train" and key == "task":

@@ -177,7 +177,7 @@ def expand(definition: dict, extra_fixed: list[str] | None = None,
                 cfg = compose(naming.root_config(overrides), overrides)
                 point = describe_point(cfg, point_axes, overrides, naming)
             except ConfigError as exc:
-                raise ConfigError(f"sweep {name}, point {point_label(point_axes)}: {exc}") from None
+                raise ConfigError(f"sweep {name}, point {point_label(point_axes) or '(the only one)'}: {exc}") from None
             if point.run_id in seen:
                 raise ConfigError(
                     f"sweep {name}: two points compose to the same config ({point.label}); "
