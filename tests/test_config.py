@@ -311,9 +311,11 @@ PINNED_RUN_IDS = {
     ("task_random_features", ("task=random_features",)): "random_features-gd-s1_0-N256-D10-seed0-bc97eaba8f",
 }
 
-# sha256 of the newline-joined run ids of each shipped sweep, at commit e9e6eb1.
+# sha256 of the newline-joined run ids of each shipped sweep, at commit e9e6eb1. chinchilla_small
+# is pinned after its fix (its 4096-token batch divided no seq_len-2048 model, so none of its
+# points could ever train and no finished run carries the old ids).
 PINNED_SWEEPS = {
-    "chinchilla_small": (18, "4856728dbf3c8c4c"),
+    "chinchilla_small": (18, "f21302bc79632b45"),
     "demo": (36, "02986f59f0429acd"),
     "demo_smoke": (12, "6697fbcba6b861b7"),
     "lr_tune_smoke": (12, "cb6643f72ed6b39b"),
@@ -324,7 +326,7 @@ PINNED_SWEEPS = {
 
 @pytest.mark.parametrize("key", list(PINNED_RUN_IDS))
 def test_run_ids_did_not_move(key):
-    from optlaw.train.identity import run_id
+    from optlaw.entry.points import run_id
 
     name, overrides = key
     assert run_id(to_plain(compose(name, list(overrides)))) == PINNED_RUN_IDS[key]
@@ -332,11 +334,12 @@ def test_run_ids_did_not_move(key):
 
 @pytest.mark.slow
 def test_shipped_sweeps_keep_their_run_ids():
+    from optlaw.entry.points import POINT_NAMING
     from optlaw.sweep.grid import definition_to_plain, expand
 
     for name, (count, digest) in PINNED_SWEEPS.items():
         definition = definition_to_plain(compose(None, [f"+sweep={name}"]).sweep)
-        ids = [p.run_id for p in expand(definition)]
+        ids = [p.run_id for p in expand(definition, naming=POINT_NAMING)]
         assert (len(ids), hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]) == (count, digest), name
 
 

@@ -30,3 +30,48 @@ def test_demo_runs_fits_reports_and_reuses_finished_points(tmp_path, capsys):
     second = capsys.readouterr().out
     assert "nothing to run" in second
     assert "start " not in second
+
+
+def test_demo_chains_the_sweep_and_the_fit_as_functions_and_reads_no_files(tmp_path, monkeypatch, capsys):
+    # Wiring only (the end-to-end run is above): the demo hands typed requests to run_sweep and
+    # fit_to_dir and summarises the study it gets back; the stand-in fit writes no fit.json to read.
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from optlaw.entry import fit_cmd, sweep_cmd
+    from optlaw.fit import study as fit_study
+
+    doc = {"reference": "adamw", "n_points": 12,
+           "shared": {"E": 2.0, "A": 3.0, "B": 4.0, "alpha": 0.3, "beta": 0.2},
+           "optimizers": {"adamw": {"rho_N": 1.0, "rho_D": 1.0},
+                          "muon": {"rho_N": 1.5, "rho_N_ci": [1.1, 2.0], "rho_D": 2.0, "rho_D_ci": [1.5, 3.0],
+                                   "compute_multiplier": 1.2, "compute_multiplier_ci": [0.9, 1.6]}}}
+    seen = {}
+
+    def run_sweep(request):
+        seen["sweep"] = request
+        return sweep_cmd.SweepOutcome(Path(request.sweep_dir), ("p1", "p2"), {"p1": "done", "p2": "failed"},
+                                      finished=False)
+
+    def fit_to_dir(request):
+        seen["fit"] = request
+        return SimpleNamespace(document=doc)
+
+    monkeypatch.setattr(sweep_cmd, "run_sweep", run_sweep)
+    monkeypatch.setattr(fit_cmd, "fit_to_dir", fit_to_dir)
+    monkeypatch.setattr(fit_study, "summarize", lambda document: "fit summary")
+    out = tmp_path / "demo"
+    code = cli.main(["demo", "--out", str(out), "--sweep", "demo_smoke", "--bootstrap", "20", "seeds=[0]"])
+    assert code == 1  # a point failed: the fit runs on what finished, and the exit status says so
+    request = seen["sweep"]
+    assert (request.sweep, request.launcher, Path(request.sweep_dir)) == ("demo_smoke", "local", out / "sweep")
+    assert request.overrides == ("launcher.max_parallel=2", "seeds=[0]")
+    fit = seen["fit"]
+    assert [Path(r) for r in fit.runs] == [out / "sweep"] and Path(fit.out) == out / "fit"
+    assert (fit.law, fit.bootstrap, fit.wandb) == ("compute", 20, "disabled")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "some points did not finish" in "\n".join(lines) and "fit summary" in lines
+    assert lines[-3] == "shared law: L = 2.000 + 3/(rho_N N)^0.300 + 4/(rho_D D)^0.200  (12 runs, reference adamw)"
+    assert lines[-2] == "efficiency vs adamw: muon rho_N 1.50 [1.10, 2.00], rho_D 2.00 [1.50, 3.00]"
+    assert lines[-1].endswith("muon 1.20 [0.90, 1.60]")
+    assert not out.exists()

@@ -51,6 +51,7 @@ DATA_PARQUET = (".venv/bin/python -m optlaw data model=llama/20m data=text 'data
                 "data.tokenizer=/path/to/tokenizer")
 # design.md
 SWEEP_POINT = "optlaw train <overrides> run_dir=<sweep_dir>/runs/<run_id>"
+PYTHON_M_OPTLAW = "python -m optlaw"
 # fitting.md
 FIT_USAGE = ("optlaw fit --runs SWEEP_DIR... | --csv FILE | --wandb-runs ENTITY/PROJECT[:GROUP] --out DIR "
              "[--law chinchilla|shared|compute] [--variant full|rho_D|rho_N] [--reference adamw] [--bootstrap 1000] "
@@ -112,6 +113,7 @@ REGISTRY: dict[str, dict[str, tuple[str, ...]]] = {
         DATA_PARQUET: ("test_data_module_tokenizes_jsonl_then_parquet_with_its_tokenizer",),
     },
     "design.md": {
+        PYTHON_M_OPTLAW: ("test_python_m_optlaw_is_the_console_script",),
         SWEEP_POINT: ("test_sweep_points_by_hand_and_by_the_sbatch_task_command",
                       README_TESTS + "test_smoke_sweep_local_launch_trains_every_point"),  # the launcher's own call
     },
@@ -311,6 +313,14 @@ def test_sweep_points_by_hand_and_by_the_sbatch_task_command(tmp_path):
     # The usage line again, launching: both points are finished, so nothing runs.
     out = run_command(usage.replace(" --dry-run", ""), tmp_path, env=env).stdout
     assert "nothing to run" in out and "start " not in out
+
+
+def test_python_m_optlaw_is_the_console_script(tmp_path):
+    # design.md: `python -m optlaw` is the console script (torchrun starts it that way): same usage, same commands.
+    usage = run_command(PYTHON_M_OPTLAW, tmp_path).stdout
+    assert usage.startswith("usage: optlaw <command>") and usage == run_command("optlaw --help", tmp_path).stdout
+    out = run_command(PYTHON_M_OPTLAW, tmp_path, ["train", "--cfg", "job", "model=llama/3m"]).stdout
+    assert "size: 3m" in out and not (tmp_path / "runs").exists()
 
 
 def test_slurm_cluster_script_runs_as_typed():

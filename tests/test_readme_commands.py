@@ -60,6 +60,7 @@ TRAIN_1M = "optlaw train model=llama/1m optimizer=adamw budget.tokens=2000000"
 TRAIN_OLMO = "optlaw train model=olmo/3m optimizer=muon budget.tokens_per_param=20 run_dir=/tmp/r1"
 TORCHRUN = "torchrun --standalone --nproc_per_node 2 -m optlaw train model=llama/1m budget.tokens=2000000"
 TRAIN_HELP = "optlaw train --help"
+TRAIN_CFG = "optlaw train model=llama/1m optimizer=muon budget.tokens=2000000 --cfg job"
 LADDER = "python -m optlaw.models.ladder"
 DATA = "optlaw data model=llama/20m data=text 'data.files=[corpus/*.jsonl]' data.tokenizer_vocab_size=8192"
 TRAIN_TEXT = ("optlaw train model=llama/20m data=text 'data.files=[corpus/*.jsonl]' data.tokenizer_vocab_size=8192 "
@@ -117,6 +118,8 @@ REGISTRY: dict[str, tuple[str, ...]] = {
     TRAIN_OLMO: ("test_train_olmo_3m_muon_into_a_given_run_dir",),
     TORCHRUN: ("test_torchrun_two_ranks_on_cpu",),
     TRAIN_HELP: ("test_train_help",),
+    TRAIN_CFG: ("test_train_cfg_job_prints_the_config_it_would_train",
+                "tests/test_cli.py::test_train_cfg_job_prints_the_resolved_config_and_trains_nothing"),
     LADDER: ("test_ladder_module_regenerates_the_model_presets",),
     DATA: ("test_text_corpus_data_then_train",),
     TRAIN_TEXT: ("test_text_corpus_data_then_train",),
@@ -350,6 +353,18 @@ def test_torchrun_two_ranks_on_cpu(tmp_path):
 def test_train_help(tmp_path):
     out = run_command(TRAIN_HELP, tmp_path).stdout
     assert out.startswith("usage: optlaw train") and "budget.tokens" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_cfg_job_prints_the_config_it_would_train(tmp_path):
+    import yaml
+
+    from optlaw.config import compose, to_plain
+
+    printed = yaml.safe_load(run_command(TRAIN_CFG, tmp_path).stdout)
+    overrides = TRAIN_CFG.split()[2:-2]
+    assert printed == to_plain(compose("train", overrides))
+    assert printed["optimizer"]["name"] == "muon" and printed["budget"]["tokens"] == 2000000
     assert not (tmp_path / "runs").exists()
 
 
@@ -624,7 +639,7 @@ def test_readme_sweep_yaml_composes_and_plans(tmp_path):
     manifest = json.loads((tmp_path / "my_sweep" / "manifest.json").read_text())
     assert {p["run_id"].split("-")[1] for p in manifest["points"]} == {"20m", "60m", "150m"}
     assert sum("lr_mult=" in line for line in plan.splitlines()) == 36
-    assert manifest["definition"]["fixed"] == {"wandb.mode": "online"}
+    assert manifest["definition"]["fixed"] == {"wandb.mode": "online", "batch.global_tokens": 262144}
 
 
 # --- Fits on published data (run from the repository root so ../shared/reference-data resolves) ---

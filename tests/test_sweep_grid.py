@@ -51,7 +51,8 @@ def definition(name="tiny", **fields) -> dict:
     base = {
         "name": name, "task": "llm", "models": ["llama/1m"], "optimizers": ["adamw"], "seeds": [0],
         "tokens_per_param": None, "tokens": [2048, 3072], "extra_axes": {}, "optimizer_axes": {},
-        "fixed": {"device": "cpu", "batch.global_tokens": 512}, "branching": {"enabled": False},
+        "fixed": {"device": "cpu", "batch.global_tokens": 512, "batch.micro_batch_size": 4},
+        "branching": {"enabled": False},
     }
     base.update(fields)
     return base
@@ -96,6 +97,41 @@ def test_axis_value_naming_no_config():
 def test_both_budget_axes_refused():
     with pytest.raises(ConfigError, match="both 'tokens_per_param' and 'tokens'"):
         expand(definition(tokens_per_param=[20]))
+
+
+def test_manifest_D_is_the_trainers_plan_whole_steps_only():
+    from optlaw.models import model_stats
+    from optlaw.train.budget import plan_budget
+
+    # 2100 tokens at 512 per step: the trainer runs 4 steps (2048 tokens) and records D = 2048.
+    (point,) = expand(definition(tokens=[2100]))
+    cfg = compose("train", point.overrides)
+    stats = model_stats(cfg.model)
+    assert point.tokens == plan_budget(cfg, stats.n_total, stats.n_non_embedding).tokens_trained == 2048
+    assert point.flops == pytest.approx(2048 * stats.flops_per_token)
+
+
+def test_a_point_that_cannot_train_is_refused_when_the_sweep_is_planned():
+    bad = definition(fixed={"device": "cpu", "batch.global_tokens": 512})  # 512 < 128 x 16 tokens per micro-batch
+    with pytest.raises(ConfigError, match=r"^sweep tiny, point llama_1m-adamw-s0-tok2048: batch.global_tokens=512 "
+                                          r"is not a multiple") as info:
+        expand(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_proxy_points_are_named_by_the_entry_layer():
+    from optlaw.entry.points import POINT_NAMING
+    from optlaw.proxy.point import run_id as proxy_run_id
+
+    quadratic = definition(task="quadratic", models=None, optimizers=None, seeds=None, tokens=None, fixed={},
+                           extra_axes={"N": [32, 64]})
+    with pytest.raises(ConfigError, match="task=quadratic points are named by the entry layer"):
+        expand(quadratic)
+    points = expand(quadratic, naming=POINT_NAMING)
+    assert [p.run_id.split("-")[:3] for p in points] == [["quadratic", "gd", "s1_5"]] * 2
+    for point in points:
+        assert point.run_id == proxy_run_id(to_plain(compose("task_quadratic", point.overrides)))
+        assert point.tokens is None and point.flops is None
 
 
 def test_dry_run_writes_manifest_and_plan(user_configs, tmp_path, capsys):

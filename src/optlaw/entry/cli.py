@@ -1,7 +1,7 @@
 """The ``optlaw`` console script: one command, several subcommands.
 
-Each subcommand lives in its stage and is imported only when used, so
-``optlaw fit`` does not pay for importing torch models and vice versa.
+Each subcommand lives in its own module of the entry layer and is imported only
+when used, so ``optlaw fit`` does not pay for importing torch models and vice versa.
 Every handler takes the remaining argv and returns an exit code.
 """
 

@@ -25,15 +25,3 @@ def main(argv: list[str]) -> int:
         summary.update(directory=str(corpus.directory), **corpus.meta)
     print(json.dumps(summary, indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    from optlaw.errors import UserError
-
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -12,8 +12,6 @@ points whose run record is done) and only refits.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -41,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from optlaw.entry.fit_cmd import main as fit_main
-    from optlaw.entry.sweep_cmd import main_sweep
+    from optlaw.entry.fit_cmd import FitRequest, fit_to_dir
+    from optlaw.entry.sweep_cmd import SweepRequest, run_sweep
+    from optlaw.fit.study import summarize
 
     args = build_parser().parse_args(argv)
     out = Path(args.out)
@@ -50,24 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     fit_dir = out / "fit"
     started = time.perf_counter()
     print(f"optlaw demo: sweep '{args.sweep}' into {sweep_dir} (finished points are reused)", flush=True)
-    sweep_args = [f"sweep={args.sweep}", "launcher=local", f"sweep_dir={sweep_dir}",
-                  f"launcher.max_parallel={args.max_parallel}", *args.overrides]
-    if args.wandb != "disabled":
-        sweep_args.append(f"wandb.mode={args.wandb}")
-    code = main_sweep(sweep_args)
-    if code != 0:
+    mirror = [f"wandb.mode={args.wandb}"] if args.wandb != "disabled" else []
+    sweep = run_sweep(SweepRequest(sweep=args.sweep, launcher="local", sweep_dir=sweep_dir,
+                                   overrides=(f"launcher.max_parallel={args.max_parallel}", *args.overrides, *mirror)))
+    if not sweep.finished:
         print("some points did not finish; fitting what is done (rerun the demo to retry the rest)", flush=True)
     print(f"optlaw demo: fitting laws into {fit_dir}", flush=True)
-    fit_code = fit_main(["--runs", str(sweep_dir), "--law", "compute", "--bootstrap", str(args.bootstrap),
-                         "--out", str(fit_dir), "--wandb", args.wandb])
-    if fit_code != 0:
-        return fit_code
-    doc = json.loads((fit_dir / "fit.json").read_text())
+    study = fit_to_dir(FitRequest(runs=[sweep_dir], out=fit_dir, law="compute", bootstrap=args.bootstrap,
+                                  wandb=args.wandb))
+    print(summarize(study.document))
     print()
     print(f"report: {fit_dir / 'report.md'}  (fit.json and plots beside it; {time.perf_counter() - started:.0f} s)")
-    for line in three_line_summary(doc):
+    for line in three_line_summary(study.document):
         print(line)
-    return 0 if code == 0 else 1
+    return sweep.exit_code
 
 
 def _fmt_ci(value, ci) -> str:
@@ -98,7 +93,3 @@ def three_line_summary(doc: dict) -> list[str]:
     else:
         line3 = "compute-based comparison: not fitted (see the report's warnings)"
     return [line1, line2, line3]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,10 @@
-"""Run one grid point of any task: ``llm`` trains a language model, the rest are proxy tasks."""
+"""Grid points of every task: the root config each composes, its run id, and running it.
+
+``llm`` points are trained by ``optlaw.train``; ``random_features`` and ``quadratic`` are
+proxy tasks run by ``optlaw.proxy``. Only this layer knows both, so a stage below that
+names points of any task (the sweep) is handed ``POINT_NAMING`` from here instead of
+importing upward (docs/design.md).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,36 @@ from typing import Any
 from omegaconf import DictConfig
 
 from optlaw.errors import ConfigError
+from optlaw.sweep.grid import PointNaming
+from optlaw.train.identity import run_id as llm_run_id
 
-PROXY_TASKS = ("random_features", "quadratic")
+
+def task_of(overrides: list[str]) -> str:
+    """The task ``optlaw train <overrides>`` runs: the last ``task=`` override, else ``llm``."""
+    task = "llm"
+    for item in overrides:
+        if item.startswith("task="):
+            task = item.split("=", 1)[1]
+    return task
+
+
+def root_config(overrides: list[str]) -> str:
+    """The root config these overrides compose: ``train``, or ``task_<t>`` for a proxy task."""
+    task = task_of(overrides)
+    return "train" if task == "llm" else f"task_{task}"
+
+
+def run_id(config: dict[str, Any]) -> str:
+    """The run id of a resolved config (plain dict) of any task: ``<label>-<semantic hash>``."""
+    if config.get("task", "llm") == "llm":
+        return llm_run_id(config)
+    # Lazily, here and below: a proxy point needs none of the LLM stack and an LLM point none of proxy.
+    from optlaw.proxy import point
+
+    return point.run_id(config)
+
+
+POINT_NAMING = PointNaming(root_config=root_config, run_id=run_id)
 
 
 def run_point(cfg: DictConfig) -> dict[str, Any]:
@@ -18,9 +52,8 @@ def run_point(cfg: DictConfig) -> dict[str, Any]:
         from optlaw.train.trainer import train
 
         return train(cfg)
-    if task in PROXY_TASKS:
-        # Imported lazily: proxy tasks are a later stage and need none of the LLM stack.
-        from optlaw.proxy.point import run
+    from optlaw.proxy import point
 
-        return run(cfg)
-    raise ConfigError(f"task={task!r} is unknown; choose llm, {', '.join(PROXY_TASKS)}")
+    if task in point.TASKS:
+        return point.run(cfg)
+    raise ConfigError(f"task={task!r} is unknown; choose llm, {', '.join(point.TASKS)}")

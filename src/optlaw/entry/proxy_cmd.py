@@ -96,7 +96,7 @@ def main_spectrum(argv: list[str]) -> int:
     else:
         if not args.module:
             raise UserError("--run needs --module NAME, e.g. --module model.layers.0.mlp.down_proj")
-        from optlaw.proxy.spectrum import run_activation_spectrum
+        from optlaw.entry.llm_spectrum import run_activation_spectrum
 
         eig = run_activation_spectrum(args.run, args.module, args.tokens)
     fit = estimate_s(eig)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
+
 from optlaw.config import compose, to_plain
+from optlaw.entry.overrides import refuse_multirun, take_cfg_flag
+from optlaw.entry.points import POINT_NAMING
 from optlaw.errors import UserError
 from optlaw.sweep.grid import NAMED_AXES, definition_to_plain, expand
 from optlaw.sweep.manifest import check_same_definition, read_manifest, write_manifest
@@ -22,6 +26,7 @@ the plan, and run every point that has no finished record (done or diverged).
   TRAIN_KEY=VALUE     any other key is added to every point's `optlaw train` overrides
   --dry-run           write the manifest and print the plan; run nothing
   --retry-diverged    also rerun diverged points (their old run is kept beside the new one)
+  --cfg job           print the resolved sweep definition and launcher; run nothing
 SWEEP_DIR defaults to sweeps/NAME. Rerunning the same command resumes the sweep.
 """
 
@@ -33,69 +38,124 @@ loss, tokens, wall time) and a one-line summary. SWEEP_DIR defaults to '.'.
 """
 
 
-def parse_sweep_args(argv: list[str]) -> dict:
-    opts = {"sweep": None, "launcher": "local", "sweep_dir": None, "dry_run": False, "retry_diverged": False,
-            "config_overrides": [], "point_overrides": []}
+@dataclass(frozen=True, kw_only=True)
+class SweepRequest:
+    """One launch of a sweep; ``optlaw sweep`` builds it from its command line, the demo directly."""
+
+    sweep: str                           # configs/sweep/<sweep>.yaml
+    launcher: str = "local"              # configs/launcher/<launcher>.yaml
+    sweep_dir: str | Path | None = None  # default sweeps/<sweep>
+    overrides: tuple[str, ...] = ()      # sweep.KEY / launcher.KEY change those configs; any other key every point
+    dry_run: bool = False                # write the manifest and print the plan; run nothing
+    retry_diverged: bool = False         # also rerun diverged points
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.sweep_dir) if self.sweep_dir is not None else Path("sweeps") / self.sweep
+
+    def split_overrides(self) -> tuple[list[str], list[str]]:
+        """(overrides of the sweep and launcher configs, overrides of every point's train config)."""
+        config, point = [], []
+        for arg in self.overrides:
+            key = arg.split("=", 1)[0]
+            if key in ("sweep", "launcher", "sweep_dir"):
+                raise UserError(f"{arg}: give the {key} as its own setting, not as an override")
+            (config if key.lstrip("+~").startswith(("sweep.", "launcher.", "hydra.")) else point).append(arg)
+        return config, point
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """What one launch did: the points it found unfinished, and how those run here ended."""
+
+    sweep_dir: Path
+    to_run: tuple[str, ...]              # points without a finished record when the launch started
+    statuses: dict[str, str]             # run id -> record status, for points run here (local launcher)
+    job_ids: tuple[str, ...] = ()        # SLURM jobs submitted for the points
+    finished: bool = True                # every point run here ended done or diverged
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.finished else 1
+
+
+def parse_sweep_args(argv: list[str]) -> SweepRequest:
+    fields: dict = {"sweep": None, "overrides": []}
     for arg in argv:
         if arg == "--dry-run":
-            opts["dry_run"] = True
+            fields["dry_run"] = True
         elif arg == "--retry-diverged":
-            opts["retry_diverged"] = True
+            fields["retry_diverged"] = True
         elif arg.startswith("-"):
             raise UserError(f"unknown option {arg!r}; see `optlaw sweep --help`")
         elif "=" not in arg:
             raise UserError(f"expected KEY=VALUE, got {arg!r}; see `optlaw sweep --help`")
         else:
             key, value = arg.split("=", 1)
-            bare = key.lstrip("+~")
-            if key == "sweep":
-                opts["sweep"] = value
-            elif key == "launcher":
-                opts["launcher"] = value
-            elif key == "sweep_dir":
-                opts["sweep_dir"] = value
-            elif bare.startswith(("sweep.", "launcher.", "hydra.")):
-                opts["config_overrides"].append(arg)
+            if key in ("sweep", "launcher", "sweep_dir"):
+                fields[key] = value
             else:
-                opts["point_overrides"].append(arg)
-    if not opts["sweep"]:
+                fields["overrides"].append(arg)
+    if not fields["sweep"]:
         raise UserError("name the sweep: optlaw sweep sweep=NAME (a file configs/sweep/NAME.yaml)")
-    if opts["sweep_dir"] is None:
-        opts["sweep_dir"] = str(Path("sweeps") / opts["sweep"])
-    return opts
+    return SweepRequest(**{**fields, "overrides": tuple(fields["overrides"])})
 
 
 def main_sweep(argv: list[str]) -> int:
     if any(a in {"-h", "--help", "help"} for a in argv):
         print(SWEEP_USAGE)
         return 0
-    opts = parse_sweep_args(argv)
-    cfg = compose(None, [f"+sweep={opts['sweep']}", f"+launcher={opts['launcher']}", *opts["config_overrides"]])
+    print_config, argv = take_cfg_flag(argv)
+    refuse_multirun("sweep", argv)
+    request = parse_sweep_args(argv)
+    if print_config:
+        print(OmegaConf.to_yaml(resolved_config(request)), end="")
+        return 0
+    return run_sweep(request).exit_code
+
+
+def composed(request: SweepRequest) -> tuple[dict, dict]:
+    """(the sweep definition with the overrides every point gets, the launcher config), both plain."""
+    config_overrides, point_overrides = request.split_overrides()
+    cfg = compose(None, [f"+sweep={request.sweep}", f"+launcher={request.launcher}", *config_overrides])
     definition = definition_to_plain(cfg.sweep)
-    definition["cli_overrides"] = list(opts["point_overrides"])
-    launcher_cfg = to_plain(cfg.launcher)
-    sweep_dir = Path(opts["sweep_dir"])
+    definition["cli_overrides"] = list(point_overrides)
+    return definition, to_plain(cfg.launcher)
+
+
+def resolved_config(request: SweepRequest) -> DictConfig:
+    """What `optlaw sweep --cfg job` prints: the definition, its launcher and its folder."""
+    definition, launcher_cfg = composed(request)
+    return OmegaConf.create({"sweep": definition, "launcher": launcher_cfg, "sweep_dir": str(request.directory)})
+
+
+def run_sweep(request: SweepRequest) -> SweepOutcome:
+    """Expand the grid, write SWEEP_DIR/manifest.json, print the plan, and run (or submit) every unfinished point."""
+    definition, launcher_cfg = composed(request)
+    point_overrides = definition["cli_overrides"]
+    sweep_dir = request.directory
     check_same_definition(sweep_dir, definition)
-    points = expand(definition, opts["point_overrides"])
-    manifest = write_manifest(sweep_dir, definition, points, opts["point_overrides"])
+    points = expand(definition, point_overrides, naming=POINT_NAMING)
+    manifest = write_manifest(sweep_dir, definition, points, point_overrides)
     states = all_states(sweep_dir, manifest)
-    to_run = [s.run_id for s in states if needs_run(s, opts["retry_diverged"])]
-    print(format_plan(manifest, states, to_run, launcher_cfg, sweep_dir))
-    if opts["dry_run"] or not to_run:
+    to_run = tuple(s.run_id for s in states if needs_run(s, request.retry_diverged))
+    print(format_plan(manifest, states, list(to_run), launcher_cfg, sweep_dir))
+    if request.dry_run or not to_run:
         if not to_run:
             print("nothing to run: every point is finished or owned by a live launch")
-        return 0
+        return SweepOutcome(sweep_dir, to_run, {})
     if launcher_cfg.get("name") == "slurm":
         from optlaw.sweep.slurm import submit
 
-        job_ids = submit(sweep_dir, manifest, to_run, launcher_cfg, opts["retry_diverged"])
+        job_ids = submit(sweep_dir, manifest, list(to_run), launcher_cfg, request.retry_diverged)
         print(f"submitted {len(job_ids)} points; follow with: optlaw status {sweep_dir}")
-        return 0
+        return SweepOutcome(sweep_dir, to_run, {}, tuple(str(j) for j in job_ids))
     from optlaw.sweep.local import run_local
 
-    results = run_local(sweep_dir, to_run, int(launcher_cfg.get("max_parallel") or 1), opts["retry_diverged"])
+    results = run_local(sweep_dir, list(to_run), int(launcher_cfg.get("max_parallel") or 1), request.retry_diverged)
     print(summary_line(all_states(sweep_dir, manifest)))
-    return 0 if all(status in ("done", "diverged") for status in results.values()) and len(results) == len(to_run) else 1
+    finished = all(status in ("done", "diverged") for status in results.values()) and len(results) == len(to_run)
+    return SweepOutcome(sweep_dir, to_run, dict(results), finished=finished)
 
 
 def format_plan(manifest: dict, states, to_run: list[str], launcher_cfg: dict, sweep_dir: Path) -> str:
@@ -173,9 +233,3 @@ def format_status(states) -> str:
             f"{_num(record.get('wall_time_s'), '.0f'):>8}  {s.note}"
         )
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    from optlaw.entry.cli import main
-
-    sys.exit(main(["sweep", *sys.argv[1:]]))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from omegaconf import OmegaConf
+
 from optlaw.config import compose
+from optlaw.entry.overrides import refuse_multirun, take_cfg_flag
+from optlaw.entry.points import root_config, run_point
 from optlaw.train.signals import PREEMPTED_EXIT_CODE, Preempted
 
 USAGE = """\
@@ -28,28 +32,25 @@ keys (defaults in configs/train.yaml; see docs/configuration.md):
   run_dir=<path>             default runs/<run id>; rerunning the same command resumes
   init.from_checkpoint=<file>   start from another run's checkpoint (budget branching)
   task=<t>                   llm (default) or a proxy task (uses config task_<t>)
+  --cfg job                  print the resolved config and exit; train nothing
+
+A grid of points (Hydra's multirun, optimizer=adamw,muon) is a sweep: see `optlaw sweep --help`.
 
 exit status: 0 done or diverged (see run.json status), 2 bad input,
 75 preempted by SIGTERM/SIGUSR1 (checkpoint written; rerun to resume), 1 failed.
 """
 
 
-def config_name_for(overrides: list[str]) -> str:
-    """`train`, or `task_<t>` when an override selects a proxy task."""
-    task = "llm"
-    for item in overrides:
-        if item.startswith("task="):
-            task = item.split("=", 1)[1]
-    return "train" if task == "llm" else f"task_{task}"
-
-
 def main(argv: list[str]) -> int:
     if any(a in {"-h", "--help", "help"} for a in argv):
         print(USAGE)
         return 0
-    cfg = compose(config_name_for(argv), argv)
-    from optlaw.entry.points import run_point
-
+    print_config, argv = take_cfg_flag(argv)
+    refuse_multirun("train", argv)
+    cfg = compose(root_config(argv), argv)
+    if print_config:
+        print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+        return 0
     try:
         record = run_point(cfg)
     except Preempted as exc:

@@ -58,6 +58,11 @@ def run_label(cfg: dict) -> str:
     return f"{cfg['task']}-{cfg['proxy_optimizer']}-s{cfg['s']}-N{cfg['N']}-D{cfg['steps']}-seed{cfg['seed']}"
 
 
+def run_id(cfg: dict) -> str:
+    """The run id of a resolved proxy-point config (plain dict): ``<label>-<semantic hash>``."""
+    return records.make_run_id(cfg, label=run_label(cfg))
+
+
 def solve_point(cfg: ProxyPointConfig) -> dict:
     """The measured fields of one point (no I/O)."""
     name, N, steps, damping = cfg.proxy_optimizer, cfg.N, cfg.steps, cfg.damping
@@ -98,11 +103,11 @@ def run(cfg: DictConfig | dict) -> dict:
     """Run one proxy grid point, writing run.json (running, then done/diverged/failed)."""
     plain = to_plain(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
     point = check_point_config(plain)
-    run_id = records.make_run_id(plain, label=run_label(plain))
-    run_dir = Path(point.run_dir or Path("runs") / run_id)
+    point_id = run_id(plain)
+    run_dir = Path(point.run_dir or Path("runs") / point_id)
     N, steps = point.N, point.steps
     record = {
-        "run_id": run_id, "task": point.task, "status": records.RUNNING,
+        "run_id": point_id, "task": point.task, "status": records.RUNNING,
         "optimizer": point.proxy_optimizer, "family": None, "size": None, "seed": point.seed,
         "N": N, "N_total": N, "N_non_embedding": N, "D": steps, "tokens_trained": steps,
         "flops": None, "final_val_loss": None, "step_cost_ratio": None, "hyperparameters": None,

@@ -16,7 +16,7 @@ import numpy as np
 
 from optlaw.config import as_config, compose, to_plain
 from optlaw.config.proxy import QuadraticStudyConfig
-from optlaw.records import make_run_id, write_json_atomic
+from optlaw.records import write_json_atomic
 from optlaw.proxy import point
 from optlaw.proxy.optimizers import check_optimizers
 from optlaw.proxy.quadratic_theory import predicted_exponents
@@ -46,8 +46,7 @@ def run_points(cfg: dict, out: Path) -> dict[str, Path]:
                 for D in cfg["D_values"]:
                     point_cfg = dict(base, proxy_optimizer=name, N=int(N), steps=int(D),
                                      damping=float(regime["damping"]), sweep_name=f"quadratic-{regime['name']}")
-                    run_id = make_run_id(point_cfg, label=point.run_label(point_cfg))
-                    point_cfg["run_dir"] = str(folder / run_id)
+                    point_cfg["run_dir"] = str(folder / point.run_id(point_cfg))
                     point.run(point_cfg)
                     done += 1
             if cfg["progress"]:

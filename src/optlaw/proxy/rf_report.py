@@ -9,7 +9,7 @@ import numpy as np
 
 from optlaw.records import write_json_atomic
 from optlaw.proxy.diagnostic import interpolate_shift, predict_alpha_shift
-from optlaw.proxy.rf_study import alpha_table, loss_matrix
+from optlaw.proxy.rf_tables import alpha_table, loss_matrix
 
 # Pattern checks used in the sensitivity table (what "reproduces the paper" means here).
 PEAK_WINDOW = (1.25, 1.75)     # paper: the shift peaks near s = 1.5

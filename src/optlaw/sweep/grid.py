@@ -1,22 +1,25 @@
 """Expand a sweep definition (``configs/sweep/<name>.yaml``) into grid points.
 
 A grid point is just a list of ``optlaw train`` overrides plus its run id. The id
-is computed from the point's composed train config exactly as the trainer does,
-so re-expanding a sweep (or an sbatch template reading the manifest) always finds
-the same run directories.
+is computed from the point's composed config exactly as ``optlaw train`` does, so
+re-expanding a sweep (or an sbatch template reading the manifest) always finds the
+same run directories. The sweep names LLM points itself (the trainer's identity sits
+below it); points of other tasks are named by a ``PointNaming`` the entry layer passes in.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from optlaw.config import as_config, compose, to_plain, validate
 from optlaw.config.sweep import SweepConfig
 from optlaw.errors import ConfigError
+from optlaw.train.budget import BudgetPlan, plan_budget
+from optlaw.train.identity import run_id as llm_run_id
 
 # Named axes of a sweep definition and the train-config key each one overrides.
 NAMED_AXES = {
@@ -39,6 +42,7 @@ class GridPoint:
     flops: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     cfg: Any = field(default=None, repr=False)   # composed train config (not written to the manifest)
+    plan: BudgetPlan | None = field(default=None, repr=False)  # the trainer's budget plan (LLM points)
 
     def to_json(self) -> dict:
         return {
@@ -52,6 +56,22 @@ class GridPoint:
             "flops": self.flops,
             **self.extra,
         }
+
+
+@dataclass(frozen=True)
+class PointNaming:
+    """How a sweep names the points of a task: the root config that ``optlaw train <overrides>``
+    composes (``train``, ``task_<t>``), and the run id of the composed, resolved config.
+
+    The sweep knows LLM points (``LLM_POINTS``: the trainer sits below it); the entry layer,
+    which knows every task, passes ``optlaw.entry.points.POINT_NAMING``.
+    """
+
+    root_config: Callable[[list[str]], str]
+    run_id: Callable[[dict], str]
+
+
+LLM_POINTS = PointNaming(root_config=lambda overrides: "train", run_id=llm_run_id)
 
 
 def definition_to_plain(sweep_cfg: DictConfig | dict) -> dict:
@@ -106,8 +126,9 @@ def point_label(axes: dict[str, Any]) -> str:
     return "-".join(parts)
 
 
-def expand(definition: dict, extra_fixed: list[str] | None = None) -> list[GridPoint]:
-    """Every grid point of a sweep, in a stable order; composes each to check it and hash it.
+def expand(definition: dict, extra_fixed: list[str] | None = None,
+           naming: PointNaming = LLM_POINTS) -> list[GridPoint]:
+    """Every grid point of a sweep, in a stable order; composes each to check it, plan it and name it.
 
     ``definition``: the sweep section (a plain dict, a composed node or a SweepConfig).
     """
@@ -118,6 +139,9 @@ def expand(definition: dict, extra_fixed: list[str] | None = None) -> list[GridP
     fixed += branching_schedule_overrides(sweep)
     fixed = [f"task={sweep.task}", *fixed]
     name = sweep.name
+    if sweep.task != "llm" and naming is LLM_POINTS:
+        raise ConfigError(f"sweep {name}: task={sweep.task} points are named by the entry layer; "
+                          "run the sweep with `optlaw sweep` (or pass optlaw.entry.points.POINT_NAMING)")
     points: list[GridPoint] = []
     seen: set[str] = set()
     for combo in itertools.product(*[values for _, values in base_axes]):
@@ -128,11 +152,11 @@ def expand(definition: dict, extra_fixed: list[str] | None = None) -> list[GridP
             point_axes.update({key: value for (key, _), value in zip(opt_axes, opt_combo)})
             overrides = [f"{k}={format_override_value(v)}" for k, v in point_axes.items()] + fixed
             try:
-                cfg = compose(train_config_name(overrides), overrides)
+                cfg = compose(naming.root_config(overrides), overrides)
                 validate(cfg)  # every point is checked before anything runs
+                point = describe_point(cfg, point_axes, overrides, naming)
             except ConfigError as exc:
-                raise ConfigError(f"sweep {name}, point {point_label(point_axes)}: {exc}") from None
-            point = describe_point(cfg, point_axes, overrides)
+                raise ConfigError(f"sweep {name}, point {point_label(point_axes) or '(the only one)'}: {exc}") from None
             if point.run_id in seen:
                 raise ConfigError(
                     f"sweep {name}: two points compose to the same config ({point.label}); "
@@ -177,81 +201,24 @@ def plan_branches(points: list[GridPoint], budget_keys: list[str]) -> None:
         for point in group:
             if point is trunk:
                 continue
-            start_tokens = decay_start_tokens(point.cfg)
+            start_tokens = point.plan.tokens_at(point.plan.decay_start_step)
             keep_tokens.append(start_tokens)
             point.extra["branch_from"] = {"run_id": trunk.run_id, "tokens": start_tokens}
         trunk.overrides.append(f"checkpoint.keep_at_tokens={format_override_value(sorted(keep_tokens))}")
         trunk.extra["branch_trunk"] = True
 
 
-def decay_start_tokens(cfg: DictConfig) -> int:
-    """Tokens trained when this point's WSD decay starts (the trainer's own budget arithmetic)."""
-    from optlaw.models import model_stats
-    from optlaw.train.budget import plan_budget
-
-    stats = model_stats(cfg.model)
-    plan = plan_budget(cfg, stats.n_total, stats.n_non_embedding)
-    return plan.tokens_at(plan.decay_start_step)
-
-
-def run_id_for(cfg: DictConfig, label: str) -> str:
-    """The trainer's run id for a composed config, so manifest and record always agree."""
-    plain = to_plain(cfg)
-    try:  # the trainer owns run identity (proxy points included)
-        from optlaw.train.identity import run_id as trainer_run_id
-    except ImportError:  # trainer stage not installed: same hash, our label
-        from optlaw.records import make_run_id
-
-        return make_run_id(plain, label)
-    return trainer_run_id(plain)
-
-
-def train_config_name(overrides: list[str]) -> str:
-    """The config ``optlaw train`` composes for these overrides (``task_<t>`` for proxy tasks)."""
-    try:
-        from optlaw.entry.train_cmd import config_name_for
-    except ImportError:
-        return "train"
-    return config_name_for(overrides)
-
-
-def describe_point(cfg: DictConfig, axes: dict[str, Any], overrides: list[str]) -> GridPoint:
+def describe_point(cfg: DictConfig, axes: dict[str, Any], overrides: list[str],
+                   naming: PointNaming = LLM_POINTS) -> GridPoint:
+    """The point's run id and, for an LLM point, its N, D and FLOPs from the trainer's own budget plan."""
     label = point_label(axes)
-    point = GridPoint(run_id=run_id_for(cfg, label), label=label, overrides=overrides, axes=axes, cfg=cfg)
-    point.non_embedding_params, point.tokens, point.flops = size_tokens_flops(cfg)
+    point = GridPoint(run_id=naming.run_id(to_plain(cfg)), label=label, overrides=overrides, axes=axes, cfg=cfg)
+    if cfg.task == "llm":
+        from optlaw.models import model_stats  # imports torch: only when expanding, never for `optlaw status`
+
+        stats = model_stats(cfg.model)
+        point.plan = plan_budget(cfg, stats.n_total, stats.n_non_embedding)
+        point.non_embedding_params = float(stats.n_non_embedding)
+        point.tokens = float(point.plan.tokens_trained)  # D as trained (whole steps), the record's D
+        point.flops = point.tokens * float(stats.flops_per_token)
     return point
-
-
-def size_tokens_flops(cfg: DictConfig) -> tuple[float | None, float | None, float | None]:
-    """(N non-embedding, D tokens, training FLOPs) of an LLM point; Nones when unknown (proxy tasks)."""
-    if cfg.task != "llm":
-        return None, None, None
-    stats = _model_stats(cfg.model)
-    if stats is None:
-        return None, _absolute_tokens(cfg, None), None
-    n_basis = stats["n_total"] if cfg.budget.param_basis == "total" else stats["n_non_embedding"]
-    tokens = _absolute_tokens(cfg, n_basis)
-    flops = tokens * stats["flops_per_token"] if tokens is not None else None
-    return float(stats["n_non_embedding"]), tokens, flops
-
-
-def _absolute_tokens(cfg: DictConfig, n_params: float | None) -> float | None:
-    budget = cfg.budget
-    if budget.tokens is not None:
-        return float(budget.tokens)
-    if budget.tokens_per_param is not None and n_params is not None:
-        return float(budget.tokens_per_param) * float(n_params)
-    return None
-
-
-def _model_stats(model_cfg: DictConfig) -> dict | None:
-    try:  # the models stage owns parameter counting and FLOPs per token
-        from optlaw.models import model_stats  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    stats = model_stats(model_cfg)
-    return {
-        "n_total": float(stats.n_total),
-        "n_non_embedding": float(stats.n_non_embedding),
-        "flops_per_token": float(stats.flops_per_token),
-    }

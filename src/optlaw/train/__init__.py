@@ -1,7 +1,7 @@
 """Training stage: one LLM grid point from config to run directory.
 
 ``train(cfg)`` is the entry point; ``plan_budget`` turns a budget and a batch into
-steps; ``run_id`` names a point. See docs/run_record.md for what a run writes.
+steps; ``run_id`` names an LLM point. See docs/run_record.md for what a run writes.
 """
 
 from optlaw.train.budget import BudgetPlan, plan_budget

@@ -1,9 +1,15 @@
-"""A grid point's identity: a readable label plus the hash of its semantic config."""
+"""An LLM grid point's identity: a readable label plus the hash of its semantic config.
+
+The trainer names its run directory and record with it, and W&B tags runs with the
+budget label. Naming a point of any task (proxy points label themselves) is the entry
+layer's job: ``optlaw.entry.points.run_id``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from optlaw.errors import ConfigError
 from optlaw.records import make_run_id
 
 
@@ -35,15 +41,11 @@ def run_label(config: dict[str, Any]) -> str:
 
 
 def run_id(config: dict[str, Any]) -> str:
-    """The run id of a resolved config (plain dict): ``<label>-<semantic hash>``.
-
-    Proxy-task points label themselves (their config has no model or budget); the
-    lazy import keeps the trainer free of the proxy stage unless a proxy point asks.
-    """
-    if config.get("task", "llm") != "llm":
-        from optlaw.proxy.point import run_label as proxy_label
-
-        return make_run_id(config, proxy_label(config))
+    """The run id of a resolved LLM config (plain dict): ``<label>-<semantic hash>``."""
+    task = config.get("task", "llm")
+    if task != "llm":
+        # A proxy config has no model or budget: an LLM label would be wrong, not just ugly.
+        raise ConfigError(f"task={task!r} is not an LLM point; optlaw.entry.points.run_id names points of every task")
     return make_run_id(config, run_label(config))
 
 
