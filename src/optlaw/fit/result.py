@@ -23,7 +23,12 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
+from optlaw.fit.identify import CONDITION_ILL, Identifiability, conditioning_verdict
+
 CI_LEVEL = 0.95
+EXPONENTS = ("alpha", "beta")
+# An interval end within this share of an exponent's search bound: the bootstrap hit the bound.
+SEARCH_BOUND_TOL = 1e-3
 # Under no compute law the cost of a run is the usual C = 6 N D (Kaplan et al. 2020).
 DEFAULT_COST_PER_ND = 6.0
 
@@ -38,6 +43,7 @@ class WarningKind(StrEnum):
     CONVERGENCE = "convergence"      # a solve stopped at its iteration limit
     EXTRAPOLATION = "extrapolation"  # an allocation or budget outside the data's range
     CROSS_CHECK = "cross_check"      # Hoffmann's L-BFGS found a lower objective
+    IDENTIFIABILITY = "identifiability"  # a fit (or an optimizer's rho) is weak or not identified
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,6 +211,7 @@ class Solve:
 
     def conditioning_row(self, fit: str) -> dict:
         return {"fit": fit, "n_params": len(self.parameters), "condition_number": self.condition_number,
+                "verdict": conditioning_verdict(self.condition_number), "threshold": CONDITION_ILL,
                 "max_abs_correlation": self.max_abs_correlation, "parameters": list(self.parameters),
                 "correlation": [list(row) for row in self.correlation]}
 
@@ -259,9 +266,16 @@ class FitResult:
     goodness: Mapping[str, Goodness]
     bootstrap_samples: ParamMap[np.ndarray] | None = None
     warnings: tuple[FitWarning, ...] = ()
-    cost_basis: str | None = None                      # compute law: flops | wallclock
+    cost_basis: str | None = None                      # compute law: how costs were charged, in words
+    cost_option: str | None = None                     # compute law: flops | wallclock (--cost)
+    cost_measured: bool | None = None                  # compute law: measured costs used (else 6ND assumed)
     cost_per_ND: Mapping[str, float] | None = None     # compute law: optimizer -> k_o
     allocation: Mapping[str, dict] | None = None       # compute law: optimizer -> budgets and data ranges
+    # Verdicts: a separate fit keys them by optimizer; the shared law by None (the fit) and by
+    # optimizer (its rho's).
+    identifiability: Mapping[str | None, Identifiability] = None
+    bootstrap_diagnostics: Mapping[str | None, dict] = None   # per solve: how the refits went
+    exponent_bounds: tuple[float, float] | None = None         # the solver's search range of alpha, beta
 
     # ------------------------------------------------------------------ how the solves ended
     @property
@@ -293,7 +307,16 @@ class FitResult:
             if not 0.0 < level < 1.0:
                 raise ValueError(f"level must be in (0, 1), got {level}")
             return ParamMap()
-        return ParamMap(percentile_intervals(self.bootstrap_samples, level))
+        out = percentile_intervals(self.bootstrap_samples, level)
+        if self.exponent_bounds is not None:
+            # An exponent's interval end on the search bound is censored there: the data allow
+            # any value beyond it, so the end is reported as unbounded (0 or infinity).
+            lo_bound, hi_bound = self.exponent_bounds
+            for key, (lo, hi) in out.items():
+                if key.name in EXPONENTS:
+                    out[key] = (0.0 if lo <= lo_bound * (1 + SEARCH_BOUND_TOL) else lo,
+                                math.inf if hi >= hi_bound * (1 - SEARCH_BOUND_TOL) else hi)
+        return ParamMap(out)
 
     @cached_property
     def ci(self) -> ParamMap[tuple[float, float]]:
@@ -339,6 +362,8 @@ class FitResult:
         for opt, s in self.solves.items():
             lines.append(f"{_prefixed(opt, 'solve')}: objective_value={s.objective_value:.6g} "
                          f"condition_number={s.condition_number:.4g}")
+        for key, verdict in (self.identifiability or {}).items():
+            lines.append(f"{_prefixed(key, 'identifiability')}: {verdict}")
         lines += [f"WARNING on bound: {flag}" for flag in self.on_bound]
         lines += [f"WARNING: {w.message}" for w in self.warnings]
         return "\n".join(lines)
@@ -365,6 +390,24 @@ class FitResult:
         value = self.ci.get((name, optimizer))
         return list(value) if value is not None else None
 
+    def verdict(self, key: str | None) -> Identifiability | None:
+        """The identifiability of one solve (a separate fit's optimizer; None: the shared fit) or of
+        one optimizer's rho's in the shared law."""
+        return (self.identifiability or {}).get(key)
+
+    def interval_widths(self, optimizer: str | None) -> dict:
+        """Widths of the 95% intervals of the exponents and the allocation exponent (None without bootstrap)."""
+        out = {}
+        for name in ("alpha", "beta", "allocation_exponent"):
+            ci = self.ci.get((name, optimizer))
+            out[name] = None if ci is None else ci[1] - ci[0]
+        return out
+
+    def _diagnostics(self, key: str | None) -> dict:
+        v = self.verdict(key)
+        return {"identifiability": v.to_json() if v is not None else None,
+                "bootstrap_refits": (self.bootstrap_diagnostics or {}).get(key)}
+
     def _separate_json(self) -> dict:
         section, rows = {}, []
         for opt in self.optimizers:
@@ -374,11 +417,14 @@ class FitResult:
                 "ci": {k: self._ci_list(k, opt) for k in SHARED_NAMES},
                 "condition_number": s.condition_number, "max_abs_correlation": s.max_abs_correlation,
                 "objective_value": s.objective_value, "on_bound": list(s.on_bound), "converged": s.converged,
-                "message": s.message, "n_points": s.n_points, "rmse": good.rmse,
-                "mean_relative_error": good.mean_relative_error})
+                "message": s.message, "n_points": s.n_points, "n_cells": s.n_cells, "rmse": good.rmse,
+                "mean_relative_error": good.mean_relative_error,
+                "conditioning_verdict": conditioning_verdict(s.condition_number)})
+            entry.update(self._diagnostics(opt))
             section[opt] = entry
             rows.append(s.conditioning_row(f"separate/{opt}"))
-        return {"separate": section, "conditioning": rows,
+        widths = [{"fit": f"separate/{o}", **self.interval_widths(o)} for o in self.optimizers]
+        return {"separate": section, "conditioning": rows, "interval_widths": widths,
                 "residuals": {"separate": {o: g.to_json() for o, g in self.goodness.items()}}}
 
     def _shared_json(self) -> dict:
@@ -387,7 +433,9 @@ class FitResult:
         shared.update({"ci": {k: self._ci_list(k, None) for k in SHARED_NAMES},
                        "objective_value": s.objective_value, "condition_number": s.condition_number,
                        "max_abs_correlation": s.max_abs_correlation, "on_bound": list(s.on_bound),
-                       "converged": s.converged, "message": s.message})
+                       "converged": s.converged, "message": s.message,
+                       "conditioning_verdict": conditioning_verdict(s.condition_number)})
+        shared.update(self._diagnostics(None))
         optimizers = {}
         for opt in self.optimizers:
             good = self.goodness[opt]
@@ -395,6 +443,8 @@ class FitResult:
                      "rho_N_ci": self._ci_list("rho_N", opt), "rho_D_ci": self._ci_list("rho_D", opt),
                      "n_points": good.n_points, "n_cells": good.n_cells, "rmse": good.rmse,
                      "mean_relative_error": good.mean_relative_error}
+            v = self.verdict(opt)
+            entry["identifiability"] = v.to_json() if v is not None else None
             if self.law == "compute":
                 entry.update({"compute_multiplier": self.params["compute_multiplier", opt],
                               "compute_multiplier_ci": self._ci_list("compute_multiplier", opt),
@@ -402,8 +452,10 @@ class FitResult:
             optimizers[opt] = entry
         out = {"shared": shared, "optimizers": optimizers}
         if self.law == "compute":
-            out["compute"] = {"cost_basis": self.cost_basis, "allocation": self.allocation}
+            out["compute"] = {"cost_basis": self.cost_basis, "cost_option": self.cost_option,
+                              "cost_measured": self.cost_measured, "allocation": self.allocation}
         out["conditioning"] = [s.conditioning_row(f"shared/{self.variant}")]
+        out["interval_widths"] = [{"fit": f"shared/{self.variant}", **self.interval_widths(None)}]
         out["residuals"] = {"shared": {o: g.to_json() for o, g in self.goodness.items()}}
         return out
 

@@ -15,7 +15,8 @@ For fixed exponents the prediction is linear in the coefficients c = (E, A..., B
 Exponents: a coarse grid (coefficients projected out at each node), then the best
 few nodes are polished jointly by a batched damped Gauss-Newton in
 theta = (alpha, beta, log c). The same batched polish, warm-started at the full-data
-optimum, solves all bootstrap replicates at once (weights = resampling counts).
+optimum, solves all bootstrap replicates at once (weights = resampling counts); what else a
+replicate needs to be refitted honestly (bounds, other basins) is in ``optlaw.fit.bootstrap``.
 
 Hoffmann et al. (2022)'s multi-start L-BFGS over the log-sum-exp parameterisation
 is kept as a cross-check (``hoffmann_lbfgs``).
@@ -105,6 +106,17 @@ class Solution:
     n_polish_iterations: int = 0
     converged: bool = True
     message: str = ""
+    landscape: "Landscape | None" = None     # the exponent grid the global solve scored
+
+
+@dataclass(frozen=True)
+class Landscape:
+    """The global solve's exponent grid: nodes (G, 2) and the coefficients projected at each
+    node (G, n_coef) on the full data. The bootstrap screens each replicate on it."""
+
+    nodes: np.ndarray
+    coef: np.ndarray
+    grid: np.ndarray          # the 1-D exponent grid the nodes are the product of
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -188,23 +200,9 @@ def _predict_batch(theta: np.ndarray, p: Problem) -> tuple[np.ndarray, np.ndarra
     return TE + TA + TB, TE, TA, TB
 
 
-def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,
-           max_iter: int = POLISH_MAX_ITER, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, int]:
-    """Batched damped Gauss-Newton on theta = (alpha, beta, log c): see ``_polish``."""
-    # A trial step far out can overflow exp(); its objective is then not finite and the
-    # step is rejected, so numpy's warning would only be noise in the user's report.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _polish(theta0, p, weights, active, max_iter, rtol)
-
-
-def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,
-            max_iter: int, rtol: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Batched damped Gauss-Newton on theta = (alpha, beta, log c).
-
-    ``theta0`` (R, 2 + n_coef) and ``weights`` (R, n) hold one problem per row (multi-start
-    or bootstrap replicates). ``active`` (n_coef,) or (R, n_coef) marks the coefficients that are free; the others
-    stay at their value (a coefficient at zero has log c = -inf and is held there).
-    Returns theta (R, .), objective values (R,), iterations used.
+def gauss_newton_terms(theta: np.ndarray, p: Problem, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slot derivatives J5 (5, R, n) of the residual in theta = (alpha, beta, log c), weights u
+    and residuals r (R, n) of the damped Gauss-Newton model, with u * r = w * psi(residual).
 
     Huber curvature: a point inside delta counts fully; a point outside (where Huber is
     linear and has no curvature) counts with HUBER_OUTSIDE_CURVATURE times the IRLS weight
@@ -212,6 +210,45 @@ def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndar
     measured at hundreds of steps for some bootstrap replicates. A small factor gives
     near-Newton steps; the Levenberg-Marquardt damping (per row) keeps every accepted
     step a descent.
+    """
+    pred, TE, TA, TB = _predict_batch(theta, p)
+    if p.objective == "squared":
+        return np.stack([-p.logN * TA, -p.logD * TB, TE, TA, TB]), w, pred - p.loss
+    r = np.log(pred) - p.logL
+    outside = np.abs(r) >= p.delta
+    k = HUBER_OUTSIDE_CURVATURE
+    u = np.where(outside, (w * k * p.delta) / np.maximum(np.abs(r), 1e-300), w)
+    r = np.where(outside, r / k, r)
+    inv = 1.0 / pred
+    TAs, TBs = TA * inv, TB * inv
+    return np.stack([-p.logN * TAs, -p.logD * TBs, TE * inv, TAs, TBs]), u, r
+
+
+def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,
+           max_iter: int = POLISH_MAX_ITER, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, int]:
+    """Batched damped Gauss-Newton on theta = (alpha, beta, log c): see ``_polish``."""
+    theta, f, it, _ = polish_rows(theta0, p, weights, active, max_iter, rtol)
+    return theta, f, it
+
+
+def polish_rows(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,
+                max_iter: int = POLISH_MAX_ITER, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """``polish`` that also returns which rows were still gaining at ``max_iter`` (R,) bool."""
+    # A trial step far out can overflow exp(); its objective is then not finite and the
+    # step is rejected, so numpy's warning would only be noise in the user's report.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _polish(theta0, p, weights, active, max_iter, rtol)
+
+
+def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,
+            max_iter: int, rtol: float) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Batched damped Gauss-Newton on theta = (alpha, beta, log c).
+
+    ``theta0`` (R, 2 + n_coef) and ``weights`` (R, n) hold one problem per row (multi-start
+    or bootstrap replicates). ``active`` (n_coef,) or (R, n_coef) marks the coefficients that are free; the others
+    stay at their value (a coefficient at zero has log c = -inf and is held there).
+    Returns theta (R, .), objective values (R,), iterations used, rows still gaining at the limit.
+    The Gauss-Newton model (and its Huber curvature) is ``gauss_newton_terms``'s.
     """
     theta = np.array(theta0, dtype=float)
     R, P = theta.shape
@@ -230,20 +267,7 @@ def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndar
         if idx.size == 0:
             break
         th, w, free = theta[idx], weights[idx], free_all[idx]
-        pred, TE, TA, TB = _predict_batch(th, p)
-        if p.objective == "squared":
-            r, u = pred - p.loss, w
-            J5 = np.stack([-p.logN * TA, -p.logD * TB, TE, TA, TB])
-        else:
-            r = np.log(pred) - p.logL
-            outside = np.abs(r) >= p.delta
-            # weights u and right-hand sides with u * r_eff = w * psi(r), the Huber gradient
-            k = HUBER_OUTSIDE_CURVATURE
-            u = np.where(outside, (w * k * p.delta) / np.maximum(np.abs(r), 1e-300), w)
-            r = np.where(outside, r / k, r)
-            inv = 1.0 / pred
-            TAs, TBs = TA * inv, TB * inv
-            J5 = np.stack([-p.logN * TAs, -p.logD * TBs, TE * inv, TAs, TBs])
+        J5, u, r = gauss_newton_terms(th, p, w)
         system = normal_equations.assemble(J5, u, r, free)
         f_old = f[idx]
         accepted = np.zeros(len(idx), dtype=bool)
@@ -272,7 +296,7 @@ def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndar
         gain = f_old - new_f
         done = ~accepted | (gain <= rtol * np.maximum(np.abs(f_old), 1e-300))
         running[idx[done]] = False
-    return theta, f, it
+    return theta, f, it, running
 
 
 # ----------------------------------------------------------------------------- the fit
@@ -287,12 +311,15 @@ def solve(p: Problem, weights: np.ndarray | None = None, grid_size: int = GRID_S
     """Global fit: coarse exponent grid with coefficients projected out, then a joint polish."""
     w = np.ones(p.n) if weights is None else np.asarray(weights, dtype=float)
     grid = exponent_grid(p.exponent_bounds, grid_size)
-    scored = []
+    scored, nodes, node_coef = [], [], []
     for a in grid:
         for b in grid:
             X = design(a, b, p)
             c = project_coefficients(X, p, w, exact=False)
             scored.append((float(loss_terms(X @ c, p, w).sum()), a, b))
+            nodes.append((a, b))
+            node_coef.append(c)
+    landscape = Landscape(np.array(nodes), np.array(node_coef), grid)
     scored.sort()
     starts = [(a, b) for _, a, b in scored[:n_starts]]
     candidates = []
@@ -319,7 +346,8 @@ def solve(p: Problem, weights: np.ndarray | None = None, grid_size: int = GRID_S
     converged = iters < POLISH_MAX_ITER
     message = (f"the polish stopped gaining after {iters} iteration(s)" if converged else
                f"the polish reached its iteration limit ({POLISH_MAX_ITER}); the optimum may be inexact")
-    return Solution(alpha, beta, coef, fval, bound_flags(alpha, beta, coef, p), iters, converged, message)
+    return Solution(alpha, beta, coef, fval, bound_flags(alpha, beta, coef, p), iters, converged, message,
+                    landscape)
 
 
 def bound_flags(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> list[str]:
@@ -335,19 +363,14 @@ def bound_flags(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> list
     return flags
 
 
+def objective_batch(theta: np.ndarray, p: Problem, weights: np.ndarray) -> np.ndarray:
+    """Objective of each row of theta (R, 2 + n_coef) under its weights (R, n)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return loss_terms(_predict_batch(theta, p)[0], p, weights).sum(axis=1)
+
+
 def predict(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> np.ndarray:
     return design(alpha, beta, p) @ coef
-
-
-def bootstrap(sol: Solution, p: Problem, counts: np.ndarray, max_iter: int = POLISH_MAX_ITER,
-              rtol: float = BOOTSTRAP_RTOL) -> np.ndarray:
-    """Refit under resampling ``counts`` (R, n) from the full-data optimum. Returns theta (R, 2 + n_coef)."""
-    active = sol.coef > 0
-    theta0 = np.concatenate([[sol.alpha, sol.beta], np.log(np.where(active, sol.coef, 1.0))])
-    theta0[2:][~active] = -np.inf
-    theta, _, _ = polish(np.repeat(theta0[None], len(counts), axis=0), p, counts.astype(float), active,
-                         max_iter, rtol)
-    return theta
 
 
 # ----------------------------------------------------------------------------- Hoffmann cross-check

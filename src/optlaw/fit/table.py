@@ -41,6 +41,7 @@ class RunTable:
     step_cost: np.ndarray
     wallclock_s: np.ndarray
     family: np.ndarray
+    step_cost_given: np.ndarray | None = None   # per run: was a step-cost ratio given (else 1 assumed)
     n_basis: str = "as_given"
     source: str = ""
     excluded: list[dict] = field(default_factory=list)
@@ -48,6 +49,10 @@ class RunTable:
     seed_noise: dict = field(default_factory=dict)
     warnings: list[FitWarning] = field(default_factory=list)  # what a reader of the fit should know about the data
     sweep_names: list[str] = field(default_factory=list)  # the records' ``sweep`` (the W&B group)
+
+    def __post_init__(self):
+        if self.step_cost_given is None:
+            self.step_cost_given = np.zeros(len(self.loss), dtype=bool)
 
     def __len__(self) -> int:
         return len(self.loss)
@@ -80,6 +85,7 @@ class RunTable:
                      family=None, **meta) -> "RunTable":
         """Build and validate a table from plain sequences (see ``validate``)."""
         n = len(loss)
+        given = np.zeros(n, dtype=bool) if step_cost is None else np.isfinite(_as_float(step_cost))
         table = cls(
             optimizer=np.asarray([str(o) for o in optimizer], dtype=object),
             N=_as_float(N), D=_as_float(D), loss=_as_float(loss),
@@ -90,7 +96,7 @@ class RunTable:
                                                                      _as_float(step_cost)),
             wallclock_s=np.full(n, np.nan) if wallclock_s is None else _as_float(wallclock_s),
             family=np.asarray(["" if _missing(f) else str(f) for f in (family or [""] * n)], dtype=object),
-            **meta,
+            step_cost_given=given, **meta,
         )
         if not (len(table.optimizer) == len(table.N) == len(table.D) == n):
             raise UserError("columns optimizer, N, D, loss have different lengths; give one value per run")
@@ -121,7 +127,8 @@ class RunTable:
         return table
 
 
-_ARRAY_FIELDS = ("optimizer", "N", "D", "loss", "seed", "flops", "step_cost", "wallclock_s", "family")
+_ARRAY_FIELDS = ("optimizer", "N", "D", "loss", "seed", "flops", "step_cost", "wallclock_s", "family",
+                 "step_cost_given")
 
 
 def _missing(value) -> bool:
@@ -380,7 +387,8 @@ def mean_over_seeds(table: RunTable) -> RunTable:
 
     out = RunTable(optimizer=table.optimizer[first], N=table.N[first], D=table.D[first], loss=mean(table.loss),
                    seed=np.full(len(rows), -1), flops=mean(table.flops), step_cost=mean(table.step_cost),
-                   wallclock_s=mean(table.wallclock_s), family=table.family[first], n_basis=table.n_basis,
+                   wallclock_s=mean(table.wallclock_s), family=table.family[first],
+                   step_cost_given=np.array([table.step_cost_given[idx].any() for idx in rows]), n_basis=table.n_basis,
                    source=table.source, excluded=table.excluded, tuning=table.tuning,
                    seed_noise=table.seed_noise,
                    warnings=table.warnings + [FitWarning(message="loss averaged over seeds per cell")],
