@@ -11,8 +11,10 @@ means of the data's distinct N and D, so rho_o is the factor in the middle of th
 Test: both laws fitted by least squares on log loss (the Gaussian model of the residuals, so
 that the F statistic has its textbook distribution; the headline fit's Huber objective has no
 such test), F = ((RSS0 - RSS1) / q) / (RSS1 / (n - p1)), q = the number of gamma's. Each
-optimizer also gets its own F test (only its gamma free) and a cell-bootstrap interval for
-gamma (the drift law refitted per replicate, warm-started, batched).
+optimizer also gets its own F test (the drift law against the same law with its gamma at 0)
+and a cell-bootstrap interval for gamma (the drift law refitted per replicate, warm-started,
+batched). Every gamma is relative to the reference: the same drift in every optimizer is the
+reference's own rho drifting the other way.
 
 Data only, no law: at each N where the reference has >= 2 token budgets, its losses are
 interpolated in (log D, log L); each other optimizer's loss at that N is inverted through it,
@@ -255,13 +257,13 @@ def drift_test(table: RunTable, shared: FitResult, on_b: bool = True, bootstrap:
     y = np.log(table.loss)[None]
     w = np.ones((1, n))
     K = design.n_gamma
-    # rows: constant law, full drift law, one row per optimizer with only its gamma free
+    # rows: constant law, full drift law, one row per optimizer with every gamma free but its own
+    # (its own test: does its gamma add to the others'?)
     starts = np.repeat(theta0[None], 2 + K, axis=0)
     frees = np.repeat(free[None], 2 + K, axis=0)
     frees[0, gcols] = False
     for k in range(K):
-        frees[2 + k, gcols] = False
-        frees[2 + k, gcols[k]] = True
+        frees[2 + k, gcols[k]] = False
     theta, rss = _lm(design, starts, np.repeat(y, 2 + K, axis=0), np.repeat(w, 2 + K, axis=0), frees)
     rss0, rss1 = rss[0], rss[1]
     p1 = int(frees[1].sum())
@@ -282,8 +284,8 @@ def drift_test(table: RunTable, shared: FitResult, on_b: bool = True, bootstrap:
                       counts.astype(float), np.repeat(frees[1:2], len(counts), axis=0))
         ci = percentile_intervals({o: th_b[:, gcols[k]] for k, o in enumerate(order[1:])}, CI_LEVEL)
     for k, o in enumerate(order[1:]):
-        F_o = max((rss0 - rss[2 + k]) / (rss[2 + k] / (n - p1 + K - 1)), 0.0) if rss[2 + k] > 0 else None
-        p_o = float(f_distribution.sf(F_o, 1, n - p1 + K - 1)) if F_o is not None and n - p1 + K - 1 > 0 else None
+        F_o = max((rss[2 + k] - rss1) / (rss1 / dof), 0.0)
+        p_o = float(f_distribution.sf(F_o, 1, dof))
         gamma[o] = {"gamma": float(theta[1, gcols[k]]), "ci": list(ci[o]) if o in ci else None, "p_value": p_o}
     return DriftTest(name=name, reference_scale=scale, f_statistic=float(F), p_value=p_value, df=(K, dof),
                      gamma=gamma)

@@ -22,8 +22,8 @@ from optlaw.fit import identify, solver
 from optlaw.fit.bootstrap import Refits, refit
 from optlaw.fit.identify import Finding, Identifiability, Verdict
 from optlaw.fit.result import (
-    CI_LEVEL, ChinchillaLaw, FitResult, FitWarning, Goodness, ParamKey, ParamMap, Residual, Solve, WarningKind,
-    compute_optimal, percentile_intervals,
+    CI_LEVEL, SHARED_NAMES, ChinchillaLaw, FitResult, FitWarning, Goodness, ParamKey, ParamMap, Residual, Solve,
+    WarningKind, compute_optimal, percentile_intervals,
 )
 from optlaw.fit.table import RunTable
 
@@ -124,6 +124,14 @@ def _goodness(table: RunTable, laws: dict[str, ChinchillaLaw]) -> dict[str, Good
     return out
 
 
+def distinct_cells(table: RunTable, counts: np.ndarray) -> np.ndarray:
+    """(R,) number of distinct cells each resample of ``counts`` (R, n) draws."""
+    _, cell = np.unique(np.array([f"{o}|{n!r}|{d!r}" for o, n, d in table.cell_keys()]), return_inverse=True)
+    onehot = np.zeros((len(table), cell.max() + 1))
+    onehot[np.arange(len(table)), cell] = 1.0
+    return ((counts > 0).astype(float) @ onehot > 0).sum(axis=1)
+
+
 def _refit_diagnostics(refits: Refits, names: list[str]) -> dict:
     """How the bootstrap refits went, for fit.json and the verdicts."""
     zero = ~np.isfinite(refits.theta[:, 2:])
@@ -163,6 +171,7 @@ def fit_separate(table: RunTable, *, objective: str = "huber_log", bootstrap: in
     params: dict[ParamKey, float] = {}
     samples: dict[ParamKey, np.ndarray] = {}
     laws, solves, diagnostics = {}, {}, {}
+    undetermined: dict[ParamKey, float] = {}
     counts_all = cell_bootstrap_counts(table, bootstrap, seed) if bootstrap else None
     for opt in fitted:
         m = table.optimizer == opt
@@ -179,6 +188,10 @@ def fit_separate(table: RunTable, *, objective: str = "huber_log", bootstrap: in
         if bootstrap:
             refits = refit(sol, p, counts_all[:, m])
             diagnostics[opt] = _refit_diagnostics(refits, ["E", "A", "B"])
+            # a resample with fewer distinct cells than the law's 5 parameters has no unique optimum
+            short = float(np.mean(distinct_cells(sub, counts_all[:, m]) < SEPARATE_MIN_CELLS))
+            diagnostics[opt]["share_underdetermined"] = short
+            undetermined.update({ParamKey(k, opt): short for k in SHARED_NAMES})
             a, b, c = refits.theta[:, 0], refits.theta[:, 1], refits.coef
             draws = {"E": c[:, 0], "A": c[:, 1], "B": c[:, 2], "alpha": a, "beta": b,
                      "allocation_exponent": b / (a + b)}
@@ -189,7 +202,7 @@ def fit_separate(table: RunTable, *, objective: str = "huber_log", bootstrap: in
                        goodness=_goodness(kept, laws),
                        bootstrap_samples=_frozen_samples(samples) if bootstrap else None,
                        warnings=tuple(notes + _convergence_warnings(solves)), bootstrap_diagnostics=diagnostics,
-                       exponent_bounds=solver.EXPONENT_BOUNDS)
+                       exponent_bounds=solver.EXPONENT_BOUNDS, bootstrap_undetermined=ParamMap(undetermined))
     verdicts = {opt: _separate_verdict(result, table.subset(table.optimizer == opt), opt) for opt in fitted}
     return dataclasses.replace(result, identifiability=verdicts,
                                warnings=result.warnings + _verdict_warnings(verdicts, "separate law"))
@@ -206,9 +219,13 @@ def _separate_verdict(result: FitResult, sub: RunTable, opt: str) -> Identifiabi
 def _interval_findings(result: FitResult, key: str | None) -> list[Finding]:
     if result.bootstrap_samples is None:
         return []
+    diag = (result.bootstrap_diagnostics or {}).get(key) or {}
+    short = diag.get("share_underdetermined", 0.0)
+    if short > (1 - CI_LEVEL) / 2:
+        return [Finding(Verdict.NOT_IDENTIFIED, f"{short:.0%} of bootstrap resamples draw fewer distinct cells than "
+                                                "the law has parameters, so its intervals are unbounded")]
     ci = {name: result.ci.get((name, key)) for name in ("alpha", "beta")}
     out = identify.exponent_interval_findings(ci, {name: result.params[name, key] for name in ci})
-    diag = (result.bootstrap_diagnostics or {}).get(key) or {}
     shares = {name: share for name, share in diag.get("share_at_zero", {}).items() if name == "E" or key is not None}
     return out + identify.zero_share_findings(shares)
 
@@ -300,20 +317,40 @@ def fit_shared(table: RunTable, *, reference: str = "adamw", variant: str = "ful
     names = ["E"] + [f"A/{o}" for o in (order if n_a > 1 else ["shared"])] + \
         [f"B/{o}" for o in (order if structure.n_b > 1 else ["shared"])]
     solves = {None: _solve_record(None, sol, p, table, names)}
-    samples, diagnostics = None, {}
+    samples, diagnostics, undetermined = None, {}, {}
     if bootstrap:
         counts = cell_bootstrap_counts(table, bootstrap, seed)
         refits = refit(sol, p, counts)
         diagnostics[None] = _refit_diagnostics(refits, names)
         samples = _frozen_samples(_shared_derived(refits.theta[:, 0], refits.theta[:, 1], refits.coef, order, variant))
+        undetermined = _shared_undetermined(table, counts, order, structure, diagnostics[None])
     result = FitResult(law="shared", variant=variant, objective=objective, n_basis=table.n_basis, reference=reference,
                        optimizers=tuple(order), params=ParamMap({k: float(v) for k, v in derived.items()}), laws=laws,
                        solves=solves, goodness=_goodness(table, laws), bootstrap_samples=samples,
                        warnings=tuple(notes + _convergence_warnings(solves)), bootstrap_diagnostics=diagnostics,
-                       exponent_bounds=solver.EXPONENT_BOUNDS)
+                       exponent_bounds=solver.EXPONENT_BOUNDS, bootstrap_undetermined=ParamMap(undetermined))
     verdicts = _shared_verdicts(result, table, structure)
     return dataclasses.replace(result, identifiability=verdicts,
                                warnings=result.warnings + _verdict_warnings(verdicts, f"shared law ({variant})"))
+
+
+def _shared_undetermined(table: RunTable, counts: np.ndarray, order: list[str], structure: solver.Structure,
+                         diagnostics: dict) -> dict[ParamKey, float]:
+    """Share of resamples that cannot determine each parameter: the whole law when they draw fewer
+    distinct cells than it has parameters, an optimizer's rho's when they draw fewer of its cells
+    than it has rho's."""
+    overall = distinct_cells(table, counts) < 2 + structure.n_coef
+    out = {ParamKey(k): float(overall.mean()) for k in SHARED_NAMES}
+    own = int(structure.n_a > 1) + int(structure.n_b > 1)
+    per_opt = {}
+    for opt in order[1:]:
+        m = table.optimizer == opt
+        short = overall | (distinct_cells(table.subset(m), counts[:, m]) < own)
+        per_opt[opt] = float(short.mean())
+        out.update({ParamKey(k, opt): per_opt[opt] for k in ("rho_N", "rho_D")})
+    diagnostics["share_underdetermined"] = float(overall.mean())
+    diagnostics["share_underdetermined_by_optimizer"] = per_opt
+    return out
 
 
 def _shared_verdicts(result: FitResult, table: RunTable, structure: solver.Structure) -> dict:
@@ -392,10 +429,13 @@ def fit_compute(table: RunTable, *, reference: str = "adamw", variant: str = "fu
                                         "loss-per-token gains (give step costs or use --cost wallclock)"))
     params = dict(shared.params)
     samples = dict(shared.bootstrap_samples) if shared.bootstrap_samples is not None else None
+    undetermined = dict(shared.bootstrap_undetermined or {})
     for opt in shared.optimizers:
         params[ParamKey("cost_per_ND", opt)] = k[opt]
         params[ParamKey("compute_multiplier", opt)] = \
             params[ParamKey("rho_N", opt)] * params[ParamKey("rho_D", opt)] * k[reference] / k[opt]
+        if ("rho_D", opt) in undetermined:
+            undetermined[ParamKey("compute_multiplier", opt)] = undetermined[ParamKey("rho_D", opt)]
         if samples is not None:
             samples[ParamKey("compute_multiplier", opt)] = \
                 samples[ParamKey("rho_N", opt)] * samples[ParamKey("rho_D", opt)] * k[reference] / k[opt]
@@ -431,7 +471,8 @@ def fit_compute(table: RunTable, *, reference: str = "adamw", variant: str = "fu
     return dataclasses.replace(
         shared, law="compute", params=ParamMap(params),
         bootstrap_samples=_frozen_samples(samples) if samples is not None else None, warnings=tuple(notes),
-        cost_basis=basis, cost_option=cost, cost_measured=measured, cost_per_ND=k, allocation=allocation)
+        cost_basis=basis, cost_option=cost, cost_measured=measured, cost_per_ND=k, allocation=allocation,
+        bootstrap_undetermined=ParamMap(undetermined))
 
 
 def cost_basis(table: RunTable, cost: str) -> tuple[str, bool]:

@@ -276,6 +276,8 @@ class FitResult:
     identifiability: Mapping[str | None, Identifiability] = None
     bootstrap_diagnostics: Mapping[str | None, dict] = None   # per solve: how the refits went
     exponent_bounds: tuple[float, float] | None = None         # the solver's search range of alpha, beta
+    # Per parameter: the share of resamples that cannot determine it (too few distinct cells).
+    bootstrap_undetermined: ParamMap[float] | None = None
 
     # ------------------------------------------------------------------ how the solves ended
     @property
@@ -308,6 +310,12 @@ class FitResult:
                 raise ValueError(f"level must be in (0, 1), got {level}")
             return ParamMap()
         out = percentile_intervals(self.bootstrap_samples, level)
+        tail = (1 - level) / 2
+        for key, share in (self.bootstrap_undetermined or {}).items():
+            # More resamples without a unique optimum than the interval's tail: where those land
+            # is the solver's choice, not the data's, so the interval is unbounded.
+            if share > tail and key in out:
+                out[key] = (0.0, 1.0 if key.name == "allocation_exponent" else math.inf)
         if self.exponent_bounds is not None:
             # An exponent's interval end on the search bound is censored there: the data allow
             # any value beyond it, so the end is reported as unbounded (0 or infinity).
