@@ -75,6 +75,7 @@ def conclusions(doc: dict) -> dict:
             no.append(f"The shared law is not identified by these data ({'; '.join(reasons)}): its rho's are "
                       "not conclusions.")
         else:
+            unmeasured: list[str] = []
             if verdict == Verdict.WEAK:
                 yes.append(f"The shared law is only weakly identified ({'; '.join(reasons)}): read its factors "
                            "with that in mind.")
@@ -104,8 +105,10 @@ def conclusions(doc: dict) -> dict:
                                    f"{interval(o.get('compute_multiplier_ci'))} the compute to match {opt}'s "
                                    f"compute-optimal loss ({compute.get('cost_basis')}){weak}.")
                     else:
-                        no.append(f"{opt}'s compute multiplier {num(o['compute_multiplier'])} is not a measured "
-                                  f"compute saving: {compute.get('cost_basis')}.")
+                        unmeasured.append(f"{opt} {num(o['compute_multiplier'])}")
+            if unmeasured:
+                no.append(f"The compute multipliers ({', '.join(unmeasured)}) are not measured compute savings: "
+                          f"{(doc.get('compute') or {}).get('cost_basis')}, so they count loss-per-token gains only.")
         main = constancy.get("p_value")
         tests = constancy.get("tests", {})
         t = tests.get("rho_D(N)") or {}
