@@ -200,6 +200,8 @@ class RhoConstancy:
                     entry[key] = g["gamma"]
                     entry[key + "_ci"] = g["ci"]
                     entry[key + "_p_value"] = g["p_value"]
+                    entry[("rho_D" if t.name == "rho_D(N)" else "rho_N") + "_drift_law_at_reference_scale"] = \
+                        g["rho_at_reference_scale"]
             optimizers[opt] = entry
         return {"test": f"F test of constant rho against {main.name} drift (least squares on log loss)"
                 if main else None,
@@ -286,9 +288,21 @@ def drift_test(table: RunTable, shared: FitResult, on_b: bool = True, bootstrap:
     for k, o in enumerate(order[1:]):
         F_o = max((rss[2 + k] - rss1) / (rss1 / dof), 0.0)
         p_o = float(f_distribution.sf(F_o, 1, dof))
-        gamma[o] = {"gamma": float(theta[1, gcols[k]]), "ci": list(ci[o]) if o in ci else None, "p_value": p_o}
+        gamma[o] = {"gamma": float(theta[1, gcols[k]]), "ci": list(ci[o]) if o in ci else None, "p_value": p_o,
+                    "rho_at_reference_scale": _rho_at_scale(design, theta[1], k + 1)}
     return DriftTest(name=name, reference_scale=scale, f_statistic=float(F), p_value=p_value, df=(K, dof),
                      gamma=gamma)
+
+
+def _rho_at_scale(design: _Design, theta: np.ndarray, group: int) -> float | None:
+    """The drift law's rho of optimizer ``group`` at N_ref (or D_ref): (c_ref / c_o)^(1 / exponent)."""
+    if design.on_b:
+        base, count, exponent = 3 + design.n_a, design.n_b, theta[1]
+    else:
+        base, count, exponent = 3, design.n_a, theta[0]
+    if count == 1:
+        return None
+    return float(np.exp((theta[base] - theta[base + group]) / exponent))
 
 
 def effective_rho_D_by_N(table: RunTable, reference: str, optimizers: list[str]) -> dict:

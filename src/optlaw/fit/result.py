@@ -357,6 +357,27 @@ class FitResult:
         """N*(C), D*(C), L*(C): the allocation of budget C minimising ``optimizer``'s loss."""
         return self._law(optimizer).compute_optimal(self.cost_of(optimizer), C)
 
+    def frontier_band(self, C, optimizer: str, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray] | None:
+        """Pointwise bootstrap interval of L*(C) for ``optimizer`` (shared laws with samples; else None).
+
+        Each replicate's law is the reference's rescaled by that replicate's rho's:
+        A_o = A rho_N^-alpha, B_o = B rho_D^-beta.
+        """
+        b = self.bootstrap_samples
+        if b is None or self.reference is None or ("rho_N", optimizer) not in b:
+            return None
+        a, be = b["alpha"][:, None], b["beta"][:, None]
+        with np.errstate(all="ignore"):
+            A_o = b["A"][:, None] * b["rho_N", optimizer][:, None] ** -a
+            B_o = b["B"][:, None] * b["rho_D", optimizer][:, None] ** -be
+            _, _, L = compute_optimal(a, be, b["E"][:, None], A_o, B_o, self.cost_of(optimizer),
+                                      np.asarray(C, dtype=float)[None, :])
+        L = np.where(np.isfinite(L), L, np.nan)
+        q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+        with np.errstate(all="ignore"):
+            lo, hi = np.nanpercentile(L, q, axis=0)
+        return lo, hi
+
     # ------------------------------------------------------------------ text and JSON
     def summary(self) -> str:
         """A short text table of parameters with 95% intervals and the main diagnostics."""
