@@ -86,6 +86,8 @@ def _size_colours(values) -> dict[float, tuple]:
 
 
 def _grid(n: int, width: float = 3.4, height: float = 2.9, sharey: bool = True):
+    if n == 1:  # one panel: a full-size figure, not a thumbnail
+        width, height = 6.0, 4.2
     cols = min(4, n)
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.5), squeeze=False, sharey=sharey,
@@ -93,6 +95,11 @@ def _grid(n: int, width: float = 3.4, height: float = 2.9, sharey: bool = True):
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     return fig, axes.ravel()
+
+
+def _legend_columns(n_entries: int, n_panels: int) -> int:
+    """As many legend columns as the figure's width holds (about 2 per panel column)."""
+    return max(1, min(n_entries, 4 if n_panels == 1 else 2 * min(4, n_panels)))
 
 
 def _save(fig, path: Path) -> Path:
@@ -135,10 +142,12 @@ def loss_vs_D(study: Study, out: Path) -> Path:
         ax.set_xlabel("D (tokens)")
     axes[0].set_ylabel("loss")
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=f"N={si(n)}") for n, c in colour.items()]
-    handles += [plt.Line2D([], [], color="grey", lw=1.3, label="shared law"),
-                plt.Line2D([], [], color="grey", lw=1.0, ls="--", label="separate law")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8))
-    fig.suptitle("Loss against tokens D at each model size N: data and both laws")
+    if study.shared is not None:
+        handles.append(plt.Line2D([], [], color="grey", lw=1.3, label="shared law"))
+    if study.separate is not None:
+        handles.append(plt.Line2D([], [], color="grey", lw=1.0, ls="--", label="separate law"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=_legend_columns(len(handles), len(opts)))
+    fig.suptitle("Loss against tokens D at each model size N: data and the fitted laws")
     return _save(fig, out / "loss_vs_D.png")
 
 
@@ -316,7 +325,7 @@ def isoflop(study: Study, out: Path) -> Path | None:
     handles = [plt.Line2D([], [], color=c, lw=1.2, label=f"C = {C:.2g}") for C, c in colour.items()]
     handles += [plt.Line2D([], [], color="grey", marker="*", ls="", ms=9, label="law's minimum N*(C)"),
                 plt.Line2D([], [], color="grey", marker="o", ls="", label="runs within 25% of C")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
+    fig.legend(handles=handles, loc="outside lower center", ncol=_legend_columns(len(handles), len(opts)))
     unit = "FLOPs x step cost" if s.cost_per_ND is not None else "6ND"
     fig.suptitle(f"IsoFLOP curves: loss against N at fixed compute C ({unit}), shared law")
     return _save(fig, out / "isoflop.png")
@@ -387,7 +396,8 @@ def residuals(study: Study, out: Path) -> Path:
 
 
 def tuning(study: Study, out: Path) -> list[Path]:
-    """Loss against each swept hyperparameter, one line per cell, one figure per optimizer."""
+    """Per optimizer and swept hyperparameter: each cell's loss above its best against the value
+    (one line per cell, coloured by N; the minimum at 0 shows where the winner sits in the sweep)."""
     paths = []
     by_opt: dict[str, list[dict]] = {}
     for cell in study.table.tuning:
@@ -396,22 +406,23 @@ def tuning(study: Study, out: Path) -> list[Path]:
         names = sorted({n for c in cells for n in c["swept"]})
         if not names:
             continue
-        fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(1, len(names), figsize=(6.0 * len(names), 4.2), squeeze=False, layout="constrained")
         colour = _size_colours([c["N"] for c in cells])
         for ax, name in zip(axes[0], names):
             for cell in cells:
                 pts = [(p["hyperparameters"], p["loss"]) for p in cell["points"]]
-                xs = [(_lookup(hp, name), loss) for hp, loss in pts if _lookup(hp, name) is not None]
+                xs = sorted((_lookup(hp, name), loss) for hp, loss in pts if _lookup(hp, name) is not None)
                 if not xs:
                     continue
-                xs.sort()
-                ax.plot([a for a, _ in xs], [b for _, b in xs], marker="o", ms=3, color=colour[float(cell["N"])],
-                        label=f"N={si(cell['N'])} D={si(cell['D'])}")
-            ax.set_xscale("log")
+                best = min(b for _, b in xs)
+                ax.plot([a for a, _ in xs], [b - best for _, b in xs], marker="o", ms=3, lw=0.8, alpha=0.8,
+                        color=colour[float(cell["N"])])
+            _log_axis(ax, labels=_plain)
             ax.set_xlabel(name)
-            ax.set_ylabel("final loss")
-        axes[0][0].legend()
-        fig.suptitle(f"{opt}: loss against swept hyperparameters per cell")
+            ax.set_ylabel("final loss above the cell's best")
+        handles = [plt.Line2D([], [], color=c, marker="o", label=f"N={si(n)}") for n, c in colour.items()]
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6))
+        fig.suptitle(f"{opt}: each cell's loss against the swept hyperparameter ({len(cells)} cells)")
         paths.append(_save(fig, out / f"tuning_{opt}.png"))
     return paths
 
