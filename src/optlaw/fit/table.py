@@ -226,9 +226,14 @@ def _csv_cells(data: dict) -> list[tuple]:
 
 def _check_one_row_per_cell(data: dict, name: str) -> None:
     counts: dict[tuple, int] = defaultdict(int)
-    for key in _csv_cells(data):
-        if np.isfinite(key[1]) and np.isfinite(key[2]):
-            counts[key] += 1
+    loss = _as_float(data["loss"])
+    seen = set()
+    for key, value in zip(_csv_cells(data), loss):
+        # rows ``validate`` drops (invalid, or exact duplicates) are not repeats of a cell
+        if not (key[1] > 0 and key[2] > 0 and value > 0) or (key, value) in seen:
+            continue
+        seen.add((key, value))
+        counts[key] += 1
     repeated = [(k, c) for k, c in counts.items() if c > 1]
     if repeated:
         (opt, N, D, seed), count = repeated[0]
