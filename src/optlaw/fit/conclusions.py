@@ -122,7 +122,7 @@ def conclusions(doc: dict) -> dict:
         elif t.get("note"):
             no.append(f"Constancy of rho_D across N was not tested: {t['note']}.")
         errors = doc.get("holdout_error") or {}
-        if "shared" in errors and "separate" in errors:
+        if "shared" in errors and "separate" in errors and len(doc.get("optimizers", {})) > 1:
             yes.append(f"On the held-out cells ({doc.get('holdout_spec')}) the shared law predicts with RMSE of "
                        f"log loss {num(errors['shared']['rmse_log'])} against {num(errors['separate']['rmse_log'])} "
                        "for separate laws.")

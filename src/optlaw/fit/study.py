@@ -77,7 +77,7 @@ class Study:
             doc["compute"] = fits["compute"]
         doc["separate"] = fits.get("separate", {})
         doc.update(self.holdout.to_json() if self.holdout is not None else
-                   {"holdout": [], "holdout_error": {}, "holdout_spec": None})
+                   {"holdout": [], "holdout_error": {}, "holdout_spec": None, "holdout_identifiability": {}})
         doc["conditioning"] = fits.get("conditioning", [])
         doc["interval_widths"] = fits.get("interval_widths", [])
         doc["rho_constancy"] = self.constancy.to_json() if self.constancy is not None else None
