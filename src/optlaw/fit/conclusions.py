@@ -109,6 +109,8 @@ def conclusions(doc: dict) -> dict:
             if unmeasured:
                 no.append(f"The compute multipliers ({', '.join(unmeasured)}) are not measured compute savings: "
                           f"{(doc.get('compute') or {}).get('cost_basis')}, so they count loss-per-token gains only.")
+        if verdict == Verdict.NOT_IDENTIFIED:
+            constancy = {}
         main = constancy.get("p_value")
         tests = constancy.get("tests", {})
         t = tests.get("rho_D(N)") or {}

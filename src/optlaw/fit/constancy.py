@@ -201,7 +201,7 @@ class RhoConstancy:
                     entry[key + "_ci"] = g["ci"]
                     entry[key + "_p_value"] = g["p_value"]
                     entry[("rho_D" if t.name == "rho_D(N)" else "rho_N") + "_drift_law_at_reference_scale"] = \
-                        g["rho_at_reference_scale"]
+                        g.get("rho_at_reference_scale")
             optimizers[opt] = entry
         return {"test": f"F test of constant rho against {main.name} drift (least squares on log loss)"
                 if main else None,
@@ -255,6 +255,10 @@ def drift_test(table: RunTable, shared: FitResult, on_b: bool = True, bootstrap:
     if (on_b and design.n_b == 1) or (not on_b and design.n_a == 1) or design.n_gamma == 0:
         return DriftTest(name=name, reference_scale=scale, f_statistic=None, p_value=None, df=None, gamma={},
                          note=f"not testable: the {shared.variant} law has no per-optimizer {name[:5]}")
+    values = table.N if on_b else table.D
+    if len(np.unique(values)) < 2:
+        return DriftTest(name=name, reference_scale=scale, f_statistic=None, p_value=None, df=None, gamma={},
+                         note=f"not testable: the data have one {'N' if on_b else 'D'} value")
     n = len(table)
     y = np.log(table.loss)[None]
     w = np.ones((1, n))

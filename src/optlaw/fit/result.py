@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -374,7 +375,8 @@ class FitResult:
                                       np.asarray(C, dtype=float)[None, :])
         L = np.where(np.isfinite(L), L, np.nan)
         q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():   # budgets where no replicate has a finite optimum: NaN, not noise
+            warnings.simplefilter("ignore", RuntimeWarning)
             lo, hi = np.nanpercentile(L, q, axis=0)
         return lo, hi
 

@@ -222,7 +222,11 @@ def rhos(study: Study, out: Path) -> Path | None:
         ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
         ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_plain))
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xticks(x, opts, rotation=40, ha="right")
+        labels = []
+        for o in opts:
+            v = s.verdict(o) if hasattr(s, "verdict") else None
+            labels.append(o if v is None or v.verdict == "identified" else f"{o} ({v.verdict})")
+        ax.set_xticks(x, labels, rotation=40, ha="right")
         word = "parameters" if name == "rho_N" else "tokens"
         ax.set_title(f"{name}: {word} factor against {s.reference} (= 1), 95% CI")
         ax.set_ylabel(f"{name} (log scale)")
@@ -306,20 +310,24 @@ def isoflop(study: Study, out: Path) -> Path | None:
         k = s.cost_of(opt)
         N_data = t.N[m]
         N_stars = np.array([s.compute_optimal(C, opt)[0] for C in budgets], dtype=float)
-        N_lo = min(N_data.min() / 4, np.nanmin(N_stars) / 2)
-        N_hi = max(N_data.max() * 4, np.nanmax(N_stars) * 2)
+        # a degenerate law (A or B at zero) has no finite minimum: draw its curves on the data's range
+        shown = N_stars[np.isfinite(N_stars) & (N_stars > 0)]
+        N_lo = min(N_data.min() / 4, shown.min() / 2) if shown.size else N_data.min() / 4
+        N_hi = max(N_data.max() * 4, shown.max() * 2) if shown.size else N_data.max() * 4
         for C in budgets:
             N = np.geomspace(N_lo, N_hi, 160)
             L = s.predict(N, C / (k * N), opt)
             ax.plot(N, L, color=colour[C], lw=1.2)
             N_opt, _, L_opt = s.compute_optimal(C, opt)
-            ax.plot(N_opt, L_opt, marker="*", ms=10, color=colour[C], markeredgecolor="black", mew=0.5, zorder=4)
+            if np.isfinite(N_opt) and N_opt > 0 and np.isfinite(L_opt):
+                ax.plot(N_opt, L_opt, marker="*", ms=10, color=colour[C], markeredgecolor="black", mew=0.5, zorder=4)
             near = m & (np.abs(np.log(s.compute_cost(t.N, t.D, opt) / C)) < np.log(1.25))
             ax.scatter(t.N[near], t.loss[near], s=18, color=colour[C], edgecolor="black", linewidth=0.4, zorder=3)
         _log_axis(ax)
         ax.set_title(opt)
         ax.set_xlabel("N (parameters)")
-        lo = min(t.loss[m].min(), min(s.compute_optimal(C, opt)[2] for C in budgets))
+        minima = [float(s.compute_optimal(C, opt)[2]) for C in budgets]
+        lo = min([t.loss[m].min()] + [v for v in minima if np.isfinite(v) and v > 0])
         ax.set_ylim(lo * 0.97, t.loss[m].max() * 1.08)
     axes[0].set_ylabel("loss")
     handles = [plt.Line2D([], [], color=c, lw=1.2, label=f"C = {C:.2g}") for C, c in colour.items()]
@@ -357,8 +365,10 @@ def frontier(study: Study, out: Path) -> Path | None:
         ax.axvspan(cost.min(), cost.max(), color="grey", alpha=0.08, lw=0)
         ax.set_xlabel("compute C (FLOPs x step cost)" if s.cost_per_ND is not None else "compute C = 6ND")
     _log_axis(axes[1], "y")
-    lo = min(t.loss.min(), min(s.compute_optimal(C, o)[2].min() for o in s.optimizers))
-    axes[0].set_ylim(lo * 0.97, np.percentile(t.loss, 95) * 1.05)
+    minima = np.concatenate([np.atleast_1d(s.compute_optimal(C, o)[2]) for o in s.optimizers])
+    minima = minima[np.isfinite(minima) & (minima > 0)]
+    lo = min(t.loss.min(), minima.min()) if minima.size else t.loss.min()
+    axes[0].set_ylim(lo * 0.97, max(np.percentile(t.loss, 95), t.loss.min() * 1.01) * 1.05)
     axes[0].set_ylabel("loss; lines: compute-optimal L*(C)")
     axes[1].set_ylabel("compute-optimal N*(C)")
     axes[1].legend(ncol=2)
