@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from optlaw.fit import cell_bootstrap_counts, fit_separate, solver
-from optlaw.fit.bootstrap import refit, settle_coefficients
+from optlaw.fit.bootstrap import refit
+from optlaw.fit.solver import settle_coefficients
 from optlaw.fit.laws import _problem
 from optlaw.fit.table import RunTable
 

@@ -157,6 +157,7 @@ def percentile_intervals(samples: Mapping, level: float = CI_LEVEL) -> dict:
 def compute_optimal(alpha, beta, E, A, B, k, C):
     """N*(C), D*(C), L*(C) for L = E + A N^-alpha + B D^-beta under cost C = k N D."""
     C = np.asarray(C, dtype=float)
+    A, B = np.asarray(A, dtype=float), np.asarray(B, dtype=float)   # numpy division: 0/0 is nan, not an error
     # A or B at zero (a degenerate fit) has no finite optimum: N* or D* comes out infinite.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))

@@ -42,6 +42,8 @@ GRID_SIZE = 16          # nodes per exponent on the coarse grid (geometric, rati
 N_POLISH_STARTS = 6     # best grid nodes polished jointly
 POLISH_MAX_ITER = 300
 SMALL_GAIN_STEPS = 3
+SETTLE_MAX_ITER = 40    # projected Gauss-Newton steps on the coefficients (``settle_coefficients``)
+SETTLE_HALVINGS = 12
 ROW_ITERATIONS = [0]    # rows x iterations the polish has run (a machine-independent cost, for benchmarks)    # a row stops after this many steps in a row gaining less than rtol
 # Share of the IRLS curvature kept for points outside Huber's delta (see ``polish``).
 HUBER_OUTSIDE_CURVATURE = 0.1
@@ -307,6 +309,91 @@ def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndar
     return theta, f, it, running
 
 
+# ----------------------------------------------------------------------------- bounds
+
+def settle_coefficients(theta: np.ndarray, f: np.ndarray, p: Problem, W: np.ndarray,
+                        max_iter: int = SETTLE_MAX_ITER, rtol: float = 1e-10,
+                        bounds_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Projected Gauss-Newton on the raw coefficients c >= 0 at each row's fixed exponents.
+
+    Free: coefficients above zero, and those at zero whose gradient is negative (released).
+    A step past zero is clipped to zero (the projection), so a coefficient reaches its bound
+    exactly, which the log-parameterised polish cannot do. Each accepted step lowers the objective.
+    ``bounds_only``: rows already polished in log c; a row whose first step releases no
+    coefficient and takes none past zero is left as it is (nothing at a bound to settle).
+    """
+    s = p.structure
+    theta = theta.copy()
+    f = f.copy()
+    R = len(theta)
+    alpha, beta = theta[:, 0], theta[:, 1]
+    xA = np.exp(-alpha[:, None] * p.logN[None, :])
+    xB = np.exp(-beta[:, None] * p.logD[None, :])
+    c = np.exp(theta[:, 2:])
+    onehot_a = np.eye(s.n_a)[s.a_group]      # (n, n_a)
+    onehot_b = np.eye(s.n_b)[s.b_group]
+    eq = NormalEquations(p.n, s.a_group, s.b_group, s.n_a, s.n_b)
+    running = np.ones(R, dtype=bool)
+    zeros = np.zeros((R, p.n))
+    first = True
+    for _ in range(max_iter):
+        idx = np.flatnonzero(running)
+        if idx.size == 0:
+            break
+        cc, w = c[idx], W[idx]
+        pred = _pred(cc, xA[idx], xB[idx], s)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if p.objective == "squared":
+                u, r_eff, inv = w, pred - p.loss, np.ones_like(pred)
+            else:
+                r = np.log(pred) - p.logL
+                outside = np.abs(r) >= p.delta
+                k = HUBER_OUTSIDE_CURVATURE
+                u = np.where(outside, (w * k * p.delta) / np.maximum(np.abs(r), 1e-300), w)
+                r_eff = np.where(outside, r / k, r)
+                inv = 1.0 / pred
+        J5 = np.stack([zeros[idx], zeros[idx], inv, xA[idx] * inv, xB[idx] * inv])
+        sr = u * r_eff
+        grad = np.concatenate([(sr * inv).sum(axis=1, keepdims=True), (sr * J5[3]) @ onehot_a,
+                               (sr * J5[4]) @ onehot_b], axis=1)
+        free_c = (cc > 0) | (grad < 0)
+        free = np.concatenate([np.zeros((len(idx), 2), dtype=bool), free_c], axis=1)
+        system = eq.assemble(J5, u, r_eff, free)
+        step = system.step(np.arange(len(idx)), np.full(len(idx), 1e-9))[:, 2:]
+        if bounds_only and first:
+            quiet = ~np.any((cc <= 0) & free_c, axis=1) & ~np.any(cc + step < 0, axis=1)
+            running[idx[quiet]] = False
+            keep = ~quiet
+            idx, cc, w, step = idx[keep], cc[keep], w[keep], step[keep]
+            if idx.size == 0:
+                break
+        first = False
+        accepted = np.zeros(len(idx), dtype=bool)
+        new_c, new_f = cc.copy(), f[idx].copy()
+        t = 1.0
+        for _ in range(SETTLE_HALVINGS):
+            todo = np.flatnonzero(~accepted)
+            if todo.size == 0:
+                break
+            trial = np.maximum(cc[todo] + t * step[todo], 0.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ft = loss_terms(_pred(trial, xA[idx[todo]], xB[idx[todo]], s), p, w[todo]).sum(axis=1)
+            ok = np.isfinite(ft) & (ft < f[idx[todo]])
+            new_c[todo[ok]], new_f[todo[ok]] = trial[ok], ft[ok]
+            accepted[todo[ok]] = True
+            t *= 0.5
+        gain = f[idx] - new_f
+        c[idx], f[idx] = new_c, new_f
+        running[idx[~accepted | (gain <= rtol * np.abs(f[idx]))]] = False
+    with np.errstate(divide="ignore"):
+        theta[:, 2:] = np.where(c > 0, np.log(c), -np.inf)
+    return theta, f
+
+
+def _pred(c: np.ndarray, xA: np.ndarray, xB: np.ndarray, s: Structure) -> np.ndarray:
+    return c[:, :1] + c[:, 1 + s.a_group] * xA + c[:, 1 + s.n_a + s.b_group] * xB
+
+
 # ----------------------------------------------------------------------------- the fit
 
 def exponent_grid(bounds: tuple[float, float] = EXPONENT_BOUNDS, size: int = GRID_SIZE) -> np.ndarray:
@@ -351,6 +438,13 @@ def solve(p: Problem, weights: np.ndarray | None = None, grid_size: int = GRID_S
     coef = np.exp(theta[2:])
     if f_proj < fval:
         coef, fval = c_proj, f_proj
+    # A coefficient the polish only sent towards zero in log space is put there exactly (or one
+    # held at zero released) when that lowers the objective.
+    with np.errstate(divide="ignore"):
+        settled, f_settled = settle_coefficients(np.concatenate([[alpha, beta], np.log(coef)])[None],
+                                                 np.array([fval]), p, w[None])
+    if f_settled[0] < fval:
+        coef, fval = np.exp(settled[0, 2:]), float(f_settled[0])
     converged = iters < POLISH_MAX_ITER
     message = (f"the polish stopped gaining after {iters} iteration(s)" if converged else
                f"the polish reached its iteration limit ({POLISH_MAX_ITER}); the optimum may be inexact")

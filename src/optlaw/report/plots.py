@@ -346,6 +346,9 @@ def frontier(study: Study, out: Path) -> Path | None:
         return None
     s, t = study.shared, study.table
     style = _style(list(s.optimizers), s.reference)
+    if not any(np.isfinite(s.compute_optimal(1.0, o)[0]) and s.compute_optimal(1.0, o)[0] > 0
+               for o in s.optimizers):
+        return None   # no optimizer's law has a finite compute optimum (A or B at zero): nothing to draw
     cost = np.concatenate([s.compute_cost(t.N[t.optimizer == o], t.D[t.optimizer == o], o) for o in s.optimizers])
     C = np.geomspace(cost.min() / 3, cost.max() * 3, 80)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
