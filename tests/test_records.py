@@ -130,6 +130,9 @@ def test_what_is_not_a_record_is_a_one_line_error_and_the_fit_lists_it(tmp_path)
         records.RunRecord.from_json(newer)
     with pytest.raises(records.RecordError, match="status 'finished' is not one of running, done, diverged, failed"):
         records.RunRecord.from_json({"run_id": "x", "task": "llm", "status": "finished"})
+    wrong_type = json.loads((V1 / "llm_adamw_done" / "run.json").read_text()) | {"N": "10k"}
+    with pytest.raises(records.RecordError, match="field N is '10k', not a number or null"):
+        records.RunRecord.from_json(wrong_type)
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "run.json").write_text(json.dumps({"status": "done", "loss": 1.0}))
     with pytest.raises(records.RecordError, match=r"odd/run.json: not a run record: it lacks run_id, task; move it") as info:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import os
+import types
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -129,8 +132,9 @@ class RunRecord:
     def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
         """A record of any version this optlaw reads (upgraded), as the class of its task.
 
-        Keys the class does not know are left out (a W&B summary holds its own as well).
-        Raises ``RecordError`` for anything that is not a run record.
+        Keys the class does not know are left out (a W&B summary holds its own as well); a
+        value of the wrong JSON type (a string where a number belongs) is refused. Raises
+        ``RecordError`` for anything that is not a run record.
         """
         if not isinstance(data, Mapping):
             raise RecordError(f"a run record is a JSON object, not {type(data).__name__}")
@@ -140,7 +144,9 @@ class RunRecord:
             raise RecordError(f"not a run record: it lacks {', '.join(missing)}")
         kind = record_class(str(current["task"])) if cls is RunRecord else cls
         known = {f.name for f in dataclasses.fields(kind)}
-        return kind(**{k: v for k, v in current.items() if k in known})
+        values = {k: v for k, v in current.items() if k in known}
+        _check_types(kind, values)
+        return kind(**values)
 
 
 @dataclass(kw_only=True)
@@ -194,6 +200,42 @@ def record_class(task: str) -> type[RunRecord]:
         if task in kind.TASKS:
             return kind
     return RunRecord
+
+
+# JSON types a field of each annotation accepts on reading: a number field takes an int or a
+# float (JSON and W&B do not keep the difference), a TypedDict a dict.
+_JSON_TYPES: dict[type, tuple[type, ...]] = {int: (int, float), float: (int, float), str: (str,), dict: (dict,),
+                                             list: (list,)}
+
+
+@functools.cache
+def _accepted_types(kind: type[RunRecord]) -> dict[str, tuple[type, ...] | None]:
+    """Per field of ``kind``: the JSON types its value may have (None: any, e.g. the status enum, checked itself)."""
+    out: dict[str, tuple[type, ...] | None] = {}
+    for name, hint in typing.get_type_hints(kind).items():
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        accepted: tuple[type, ...] = ()
+        for option in options:
+            if option is type(None):
+                accepted += (type(None),)
+            elif typing.is_typeddict(option):
+                accepted += (dict,)
+            else:
+                accepted += _JSON_TYPES.get(typing.get_origin(option) or option, ())
+        out[name] = accepted or None
+    return out
+
+
+def _check_types(kind: type[RunRecord], values: Mapping[str, Any]) -> None:
+    accepted = _accepted_types(kind)
+    for name, value in values.items():
+        types_ = accepted.get(name)
+        if types_ is None:
+            continue
+        if not isinstance(value, types_) or (isinstance(value, bool) and bool not in types_):
+            expected = " or ".join(sorted({"null" if t is type(None) else "a number" if t in (int, float) else
+                                           {str: "a string", dict: "an object", list: "a list"}[t] for t in types_}))
+            raise RecordError(f"field {name} is {value!r:.60}, not {expected}")
 
 
 def _status(value: Any) -> Status:
