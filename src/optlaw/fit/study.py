@@ -19,9 +19,10 @@ from optlaw.fit.constancy import RhoConstancy, rho_constancy
 from optlaw.fit.holdout import HoldoutCheck, holdout_check
 from optlaw.fit.identify import THRESHOLDS
 from optlaw.fit.laws import DEFAULT_BOOTSTRAP, _check_reference, fit_compute, fit_separate, fit_shared
-from optlaw.fit.result import CI_LEVEL, FitResult, FitWarning, WarningKind, plain, unique_warnings
+from optlaw.fit.result import CI_LEVEL, FitResult, FitWarning, WarningKind, unique_warnings
 from optlaw.fit.solver import HUBER_DELTA
 from optlaw.fit.table import RunTable
+from optlaw.jsonio import plain
 
 LAWS = ("chinchilla", "shared", "compute")
 FIT_SCHEMA_VERSION = 1
@@ -88,7 +89,7 @@ class Study:
         doc["warnings"] = [w.message for w in self.warnings]
         if self.cross_check is not None:
             doc["cross_check"] = self.cross_check
-        doc = plain(doc)
+        doc = plain(doc, finite_only=True)  # fit.json is strict JSON: NaN/inf -> null
         doc["conclusions"] = conclusions(doc)
         return doc
 
