@@ -160,6 +160,7 @@ def test_csv_without_cost_columns_through_the_cli(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- report and CLI
 
+@pytest.mark.slow
 def test_marin_report_opens_with_conclusions_and_verdicts(reference_data, tmp_path, capsys):
     out = tmp_path / "marin"
     code = cli.main(["fit", "--csv", str(reference_data / "marin_fantastic_optimizers_final_losses.csv"), *MARIN,
@@ -247,6 +248,7 @@ def _sweep_design(path: Path) -> list[dict]:
     return points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted((REPO / "configs" / "sweep").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_sweep_design_fits_without_exit_1(config, tmp_path, capsys):
     rng = np.random.default_rng(0)

@@ -306,7 +306,8 @@ def _rho_at_scale(design: _Design, theta: np.ndarray, group: int) -> float | Non
         base, count, exponent = 3, design.n_a, theta[0]
     if count == 1:
         return None
-    return float(np.exp((theta[base] - theta[base + group]) / exponent))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # degenerate fits: inf/nan -> null in fit.json
+        return float(np.exp((theta[base] - theta[base + group]) / exponent))
 
 
 def effective_rho_D_by_N(table: RunTable, reference: str, optimizers: list[str]) -> dict:
