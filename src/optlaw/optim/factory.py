@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from optlaw.config.core import plain
-from optlaw.config.optim import (AdamWConfig, GenericOptimizerConfig, MuonConfig, NsDtype, OptimizerConfig, ShampooConfig,
+from optlaw.config.optim import (AdamWConfig, GenericOptimizerConfig, MuonConfig, OptimizerConfig, ShampooConfig,
                                  ShampooImpl, SoapConfig, optimizer_config)
 from optlaw.errors import ConfigError
 from optlaw.optim.bundle import OptimizerBundle
@@ -47,15 +47,12 @@ def _build_adamw(groups: list[dict[str, Any]], hp: AdamWConfig) -> torch.optim.O
     )
 
 
-_NS_DTYPES = {NsDtype.auto: None, NsDtype.float32: torch.float32, NsDtype.bfloat16: torch.bfloat16}
-
-
 def _build_muon(groups: list[dict[str, Any]], hp: MuonConfig) -> torch.optim.Optimizer:
     from optlaw.optim.muon import OptlawMuon
 
     return OptlawMuon(
         groups,
-        ns_dtype=_NS_DTYPES[hp.ns_dtype],
+        ns_dtype=hp.ns_dtype.value,  # auto: measured on this machine (optlaw.optim.muon.choose_ns_dtype)
         momentum=hp.momentum,
         nesterov=hp.nesterov,
         ns_steps=hp.ns_steps,
