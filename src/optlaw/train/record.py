@@ -72,6 +72,7 @@ def initial_fields(
     plan: BudgetPlan,
     entropy_floor_nats: float | None,
     hyperparameters: dict[str, Any],
+    choices: dict[str, Any],
     branch: dict[str, Any] | None,
     started_at: str | None,
 ) -> dict[str, Any]:
@@ -110,6 +111,7 @@ def initial_fields(
         "step_cost_ratio": None,
         "step_cost": None,
         "hyperparameters": hyperparameters,
+        "choices": choices,
         "branch": branch,
         "versions": library_versions(),
         "started_at": started_at or _now(),

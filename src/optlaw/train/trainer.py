@@ -28,7 +28,8 @@ from optlaw.errors import ConfigError, UserError
 from optlaw.optim.cost import amortization_steps, reference_adamw
 from optlaw.train import checkpoint as ckpt
 from optlaw.train.budget import BudgetPlan, plan_budget
-from optlaw.train.distributed import DistInfo, all_reduce_mean, all_reduce_sum, any_rank, init_distributed, shutdown_distributed
+from optlaw.train.distributed import (DistInfo, all_reduce_mean, all_reduce_sum, any_rank, from_main, init_distributed,
+                                      shutdown_distributed)
 from optlaw.train.identity import budget_label, run_id as make_point_id
 from optlaw.train.metrics import MetricsLog, mfu, peak_bf16_flops, print_progress, progress_line
 from optlaw.train.record import RunRecord, initial_fields
@@ -104,6 +105,8 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> dict[str, A
     from optlaw.optim import build_optimizer
 
     bundle = build_optimizer(raw_model, run_cfg.optimizer, run_cfg.model)
+    # Values measured on each rank's machine (Muon's Newton-Schulz dtype) must agree, or ranks step apart.
+    bundle.adopt_choices(from_main(bundle.choices(), info))
 
     state = LoopState()
     saved = ckpt.load_latest(run_dir, map_location=device)
@@ -150,6 +153,7 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> dict[str, A
             plan=plan,
             entropy_floor_nats=getattr(corpus, "entropy_floor_nats", None),
             hyperparameters=_plain_json(getattr(bundle, "resolved", {})),
+            choices=_plain_json(bundle.choices()),
             branch=state.branch,
             started_at=state.started_at,
         ),
