@@ -402,6 +402,8 @@ def test_bench_optim_on_a_small_model(tmp_path):
     out = run_command(BENCH_OPTIM, REPO_ROOT, shrink, env=cli_env(tmp_path)).stdout
     assert {p.name for p in REPO_ROOT.iterdir()} == before, "the benchmark wrote into the repository"
     assert out.startswith("model llama/100k") and "1 interleaved rounds x 10 steps" in out
+    # Ratios depend on the machine (bf16 native or emulated): the output names it.
+    assert re.search(r"^machine: CPU .+ flags .+; torch \S+ \(CPU capability \w+\), 1 threads; load average ", out, re.M), out
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "---" not in line]
     algorithms = {row[0].strip() for row in rows[1:]}
     assert algorithms == {"AdamW", "Shampoo"}
