@@ -43,7 +43,7 @@ def measure_train_throughput() -> dict[str, Any]:
         if step:  # the first step allocates and selects kernels
             best = min(best, time.perf_counter() - start)
     flops = model_stats(model_cfg).flops_per_token * PROBE_BATCH * seq_len
-    return {"flops_per_s": flops / best, "step_s": round(best, 4), "model": PROBE_MODEL, "tokens_per_step": PROBE_BATCH * seq_len}
+    return {"flops_per_s": flops / best, "step_s": best, "model": PROBE_MODEL, "tokens_per_step": PROBE_BATCH * seq_len}
 
 
 def local_throughput() -> dict[str, Any]:
