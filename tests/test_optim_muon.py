@@ -258,3 +258,51 @@ def test_run_record_holds_the_dtype_and_the_run_id_holds_only_the_config(tmp_pat
     # A dtype given in the config is part of the run's identity; auto is one identity whatever the machine picks.
     ids = {run_id(to_plain(compose("train", overrides + [f"optimizer.muon.ns_dtype={v}"]))) for v in ("auto", *NS_DTYPES)}
     assert len(ids) == 3
+
+
+def _rank_builds_with_its_own_cache(rank: int, cache_root: str, port: int, out: str) -> None:
+    # Each rank's cache says the other dtype: what two machines (or two noisy probes) could answer.
+    import torch.distributed as dist
+
+    from optlaw.train.distributed import DistInfo, from_main
+
+    os.environ["OPTLAW_CACHE_DIR"] = f"{cache_root}/rank{rank}"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        bundle = _tiny_muon_bundle()
+        mine = bundle.choices()["muon.ns_dtype"]["value"]
+        bundle.adopt_choices(from_main(bundle.choices(), DistInfo(rank=rank, local_rank=rank, world_size=2,
+                                                                   device=torch.device("cpu"))))
+        used = {g["ns_dtype"] for g in bundle.optimizers["muon"].param_groups}
+        with open(f"{out}/rank{rank}.json", "w") as fh:
+            json.dump({"mine": mine, "used": sorted(used), "resolved": bundle.resolved["hyperparameters"]["muon"]["ns_dtype"]}, fh)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_ranks_use_rank_zeros_dtype_when_their_probes_disagree(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    bundle = _tiny_muon_bundle()  # the shapes and key this machine's ranks will look up
+    muon = bundle.optimizers["muon"]
+    group = muon.param_groups[0]
+    shapes = [p.shape for p in group["params"]]
+    work = probe_workload(shapes, group["ns_steps"])
+    key = probe_key(work, tuple(group["ns_coefficients"]), group["ns_steps"], torch.device("cpu"))
+    for rank, value in ((0, "bfloat16"), (1, "float32")):
+        os.environ["OPTLAW_CACHE_DIR"] = str(tmp_path / f"rank{rank}")
+        path = machine.cache_path(PROBE_NAME, key)
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"key": key, "result": {"value": value, "times_ms": {}}, "measured_at": "2026-01-01"}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_rank_builds_with_its_own_cache, args=(str(tmp_path), port, str(tmp_path)), nprocs=2,
+                       start_method="spawn", join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["mine"] for r in ranks] == ["bfloat16", "float32"]  # the caches did disagree
+    assert all(r["used"] == ["bfloat16"] and r["resolved"] == "bfloat16" for r in ranks)
