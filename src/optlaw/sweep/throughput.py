@@ -1,8 +1,9 @@
 """Training throughput of this machine, measured, for the local launcher's time estimate.
 
 The plan's hours are FLOPs / throughput. A number typed into the launcher config was
-measured once on some other CPU (the 2e10 FLOP/s it held was 2-5x off on the machines
-this project has run on), so the local launcher, which trains on this very machine,
+measured roughly on one CPU (2e10 FLOP/s per core; machine A of docs/benchmarks.md trained
+llama/1m at 15,360 tok/s x 6.79 MFLOP/token = 1.04e11 FLOP/s on its 2 cores, 2.6x that),
+so the local launcher, which trains on this very machine,
 times a few real training steps (forward, backward, AdamW step) of the smallest CPU
 preset and caches the result per machine, torch build and threads (optlaw.machine).
 It is an estimate for a plan, per point running alone: larger models run at a higher
