@@ -100,6 +100,7 @@ SLURM_SWEEP_TEST = SLURM_TESTS + "test_slurm_sweep_finishes_every_point_and_rela
 REGISTRY: dict[str, dict[str, tuple[str, ...]]] = {
     "benchmarks.md": {
         BENCH_ALL: (README_TESTS + "test_bench_run_all_on_a_shrunk_bench_fit",),
+        BENCH_OPTIM: ("test_bench_optim_on_a_small_model",),  # the shared-machine run on machine C
     },
     "configuration.md": {
         TASK_QUADRATIC: ("test_proxy_points_through_train",),
