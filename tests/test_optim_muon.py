@@ -244,17 +244,20 @@ def test_the_bundle_reports_the_dtype_in_use_and_how_it_was_chosen():
 
 def test_run_record_holds_the_dtype_and_the_run_id_holds_only_the_config(tmp_path):
     from optlaw.entry.points import run_id, run_point
+    from optlaw.records import read_record
     sys.path.insert(0, os.path.dirname(__file__))
     from _tiny_llm import TINY_LLM
 
     overrides = TINY_LLM + ["optimizer=muon", "batch.global_tokens=256", "budget.tokens=1024", "step_cost.repeats=1", f"run_dir={tmp_path / 'run'}"]
     cfg = compose("train", overrides)
     expected_id = run_id(to_plain(cfg))
-    record = run_point(cfg)
-    assert record["run_id"] == expected_id  # the id was known before anything was measured
-    used = record["hyperparameters"]["hyperparameters"]["muon"]["ns_dtype"]
-    assert used in NS_DTYPES and record["choices"]["muon.ns_dtype"]["value"] == used
-    assert record["choices"]["muon.ns_dtype"]["source"] == "probe" and record["config"]["optimizer"]["muon"]["ns_dtype"] == "auto"
+    run_point(cfg)
+    record = read_record(tmp_path / "run")  # as written to run.json and read back, typed
+    assert record.run_id == expected_id  # the id was known before anything was measured
+    used = record.hyperparameters["hyperparameters"]["muon"]["ns_dtype"]
+    assert used in NS_DTYPES and record.choices["muon.ns_dtype"]["value"] == used
+    assert record.choices["muon.ns_dtype"]["source"] == "probe" and record.config["optimizer"]["muon"]["ns_dtype"] == "auto"
+    assert set(record.choices["muon.ns_dtype"]["times_ms"]) == set(NS_DTYPES)
     # A dtype given in the config is part of the run's identity; auto is one identity whatever the machine picks.
     ids = {run_id(to_plain(compose("train", overrides + [f"optimizer.muon.ns_dtype={v}"]))) for v in ("auto", *NS_DTYPES)}
     assert len(ids) == 3

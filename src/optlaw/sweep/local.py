@@ -77,7 +77,7 @@ def run_local(
                 code = child.wait()
                 del running[run_id]
                 claims.release_claim(sweep_dir, run_id)
-                status = (records.read_record(sweep_dir / by_id[run_id]["run_dir"]) or {}).get("status", "missing")
+                status = records.read_status(sweep_dir / by_id[run_id]["run_dir"])
                 results[run_id] = status
                 eta.finished(run_id)
                 detail = "" if code == 0 else f" (exit code {code}; log: {sweep_dir / 'logs' / (run_id + '.log')})"
