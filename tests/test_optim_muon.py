@@ -309,3 +309,28 @@ def test_ddp_ranks_use_rank_zeros_dtype_when_their_probes_disagree(tmp_path):
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["mine"] for r in ranks] == ["bfloat16", "float32"]  # the caches did disagree
     assert all(r["used"] == ["bfloat16"] and r["resolved"] == "bfloat16" for r in ranks)
+
+
+def test_the_fit_never_pools_runs_that_used_different_dtypes(tmp_path):
+    # Two seeds of one cell, both configured ns_dtype=auto (one run id rule), trained on machines whose
+    # probes chose differently: the records' hyperparameters carry the dtype in use, so the fit
+    # keeps them apart as two settings of the cell instead of averaging them as one.
+    from optlaw import records
+    from optlaw.fit.table import load_runs
+
+    for seed, dtype, loss in ((0, "bfloat16", 3.10), (1, "float32", 3.05)):
+        record = records.LLMRunRecord(
+            run_id=f"llama-1m-muon-1Mtok-s{seed}-x", task="llm", status=records.DONE, optimizer="muon",
+            family="llama", size="1m", seed=seed, N=1e6, N_total=1.5e6, N_non_embedding=1e6, D=1e6,
+            tokens_trained=1e6, final_val_loss=loss,
+            hyperparameters={"hyperparameters": {"muon": {"ns_dtype": dtype}}},
+            choices={"muon.ns_dtype": {"value": dtype, "source": "probe"}},
+            config={"optimizer": {"name": "muon", "muon": {"ns_dtype": "auto"}}})
+        run_dir = tmp_path / f"s{seed}"
+        run_dir.mkdir()
+        records.write_record(run_dir, record)
+        assert records.read_record(run_dir).choices["muon.ns_dtype"]["value"] == dtype
+    table = load_runs(tmp_path)
+    assert table.loss.tolist() == [3.05]  # one setting kept, not the mean of the two
+    (cell,) = table.tuning
+    assert sorted(p["hyperparameters"]["hyperparameters"]["muon"]["ns_dtype"] for p in cell["points"]) == ["bfloat16", "float32"]

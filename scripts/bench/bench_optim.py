@@ -66,7 +66,7 @@ def implementations(model: str) -> list[tuple[str, str, dict, dict]]:
     """(algorithm, implementation label, optimizer cfg, model cfg); optlaw's first per algorithm."""
     rows = []
     adamw, model_cfg = optlaw_cfg("adamw", model)
-    rows.append(("AdamW", "optlaw (torch.optim.AdamW foreach)", adamw, model_cfg))
+    rows.append(("AdamW", "optlaw (torch.optim.AdamW fused)", adamw, model_cfg))
     muon, _ = optlaw_cfg("muon", model)
     rows += [
         ("Muon", "optlaw (batched; ns_dtype auto = {ns_dtype})", muon, model_cfg),

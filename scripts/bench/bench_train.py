@@ -51,7 +51,7 @@ def bare_tokens_per_s(cfg, skip: int) -> float:
     corpus = build_corpus(cfg.data, cfg.data.get("cache_dir"))
     torch.manual_seed(int(cfg.seed))
     model = build_model(cfg.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, foreach=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, fused=True)  # the kernel optlaw uses
     accum, start = plan.grad_accum_steps, None
     for step in range(plan.total_steps):
         if step == skip:

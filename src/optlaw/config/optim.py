@@ -115,7 +115,7 @@ class ScalingConfig:
 
 @dataclass
 class AdamWConfig:
-    """torch.optim.AdamW (Loshchilov & Hutter 2019): fused on CUDA, foreach on CPU."""
+    """torch.optim.AdamW (Loshchilov & Hutter 2019), torch's fused kernel on CPU and CUDA."""
 
     betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
     """(beta1, beta2): the Chinchilla / LLaMA (Touvron et al. 2023) pretraining betas."""

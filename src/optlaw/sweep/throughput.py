@@ -28,11 +28,12 @@ PROBE_STEPS = 2           # timed after one warm-up step: ~0.7 s on one core (pl
 def measure_train_throughput() -> dict[str, Any]:
     """Model FLOPs per second of fwd + bwd + AdamW steps of ``PROBE_MODEL``, best of ``PROBE_STEPS``."""
     from optlaw.models import build_model, model_stats
+    from optlaw.optim.factory import adamw
 
     model_cfg = compose("train", [f"model={PROBE_MODEL}"]).model
     torch.manual_seed(0)
     model = build_model(model_cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    optimizer = adamw(list(model.parameters()), lr=1e-4)  # the kernel runs use
     seq_len = int(model_cfg.seq_len)
     tokens = torch.randint(0, int(model_cfg.vocab_size), (PROBE_BATCH, seq_len + 1), generator=torch.Generator().manual_seed(0))
     best = float("inf")
@@ -49,6 +50,7 @@ def measure_train_throughput() -> dict[str, Any]:
 
 def local_throughput() -> dict[str, Any]:
     """``measure_train_throughput()`` on this machine, from the cache when it was measured before."""
-    key = {"question": "train.throughput", "version": 1, **machine.machine_key(torch.device("cpu")),
+    key = {"question": "train.throughput", "version": 2,  # 2: AdamW fused, as runs now step it
+           **machine.machine_key(torch.device("cpu")),
            "model": PROBE_MODEL, "batch": PROBE_BATCH}
     return machine.measured("train-throughput", key, measure_train_throughput)
