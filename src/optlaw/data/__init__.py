@@ -1,7 +1,8 @@
 """Data stage: corpora whose batches are pure functions of (seed, step, micro, rank).
 
 ``build_corpus(data_cfg, cache_dir)`` returns a ``Corpus`` (see ``optlaw.data.corpus``):
-``data.name=synthetic`` is the embedded corpus with an exact entropy floor,
+``data.name=synthetic`` is the embedded topic/n-gram corpus with an exact entropy floor,
+``data.name=facts`` a Zipf-weighted fact table in bigram filler (exact floor too; the demo's corpus),
 ``data.name=text`` tokenizes local files or a ``datasets`` dataset into memory-mapped shards.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 from optlaw.data.corpus import Corpus
 from optlaw.errors import ConfigError
 
-DATA_NAMES = ("synthetic", "text")
+DATA_NAMES = ("synthetic", "facts", "text")
 
 
 def build_corpus(data_cfg: Any, cache_dir: str | None = None) -> Corpus:
@@ -21,11 +22,15 @@ def build_corpus(data_cfg: Any, cache_dir: str | None = None) -> Corpus:
         from optlaw.data.synthetic import SyntheticCorpus
 
         return SyntheticCorpus(data_cfg)
+    if name == "facts":
+        from optlaw.data.facts import FactsCorpus
+
+        return FactsCorpus(data_cfg)
     if name == "text":
         from optlaw.data.text import build_text_corpus
 
         return build_text_corpus(data_cfg, cache_dir)
-    raise ConfigError(f"unknown data.name={name!r}; choose one of: {', '.join(DATA_NAMES)} (data=synthetic or data=text)")
+    raise ConfigError(f"unknown data.name={name!r}; choose one of: {', '.join(DATA_NAMES)} (data=synthetic, data=facts or data=text)")
 
 
 def check_vocab_fits(corpus_vocab_size: int, model_vocab_size: int) -> None:
