@@ -161,11 +161,33 @@ def expand(definition: dict, extra_fixed: list[str] | None = None) -> list[GridP
                 )
             seen.add(point.run_id)
             points.append(point)
+    points = _within_tokens_per_param_range(definition, points)
     if not points:
         raise ConfigError(f"sweep {name}: the grid is empty; give every axis at least one value")
     if (definition.get("branching") or {}).get("enabled"):
         plan_branches(points, [key for key, _ in base_axes if key.startswith("budget.")])
     return points
+
+
+def _within_tokens_per_param_range(definition: dict, points: list[GridPoint]) -> list[GridPoint]:
+    """Keep the points whose D / N_non_embedding lies in ``tokens_per_param_range: [lo, hi]``.
+
+    Why: with an absolute ``tokens`` axis a model x tokens product puts the smallest model at
+    hundreds of tokens per parameter and the largest below one; a scaling-law grid wants a band
+    (e.g. 5-80) along the diagonal, which a product of axes cannot express."""
+    bounds = definition.get("tokens_per_param_range")
+    if bounds is None:
+        return points
+    name = definition.get("name", "?")
+    if not isinstance(bounds, (list, tuple)) or len(bounds) != 2 or not 0 <= float(bounds[0]) <= float(bounds[1]):
+        raise ConfigError(f"sweep {name}: tokens_per_param_range must be [lo, hi] with 0 <= lo <= hi, got {bounds!r}")
+    lo, hi = float(bounds[0]), float(bounds[1])
+    kept = [p for p in points if p.tokens is None or not p.non_embedding_params
+            or lo <= p.tokens / p.non_embedding_params <= hi]
+    if points and not kept:
+        raise ConfigError(f"sweep {name}: no point has tokens per parameter in [{lo:g}, {hi:g}]; widen "
+                          "tokens_per_param_range or change the tokens/models axes")
+    return kept
 
 
 def branching_schedule_overrides(definition: dict) -> list[str]:
