@@ -42,7 +42,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tpp", type=float, default=1e9)
     p.add_argument("--min-tpp", type=float, default=0)
     p.add_argument("--extra", nargs="*", default=[])
-    p.add_argument("--data", default="facts")
     return p
 
 
