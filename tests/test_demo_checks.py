@@ -17,7 +17,7 @@ DOC = {
                    "muon": {"rho_N": 0.97, "rho_N_ci": [0.81, 1.35], "rho_D": 1.86, "rho_D_ci": [1.66, 2.05]},
                    "soap": {"rho_N": 0.5, "rho_N_ci": [0.4, 0.8], "rho_D": 0.9, "rho_D_ci": [0.7, 1.2]}},
     "holdout_error": {"shared": {"rmse_log": 0.009}, "separate": {"rmse_log": 0.012}},
-    "rho_constancy": {"test": "F test", "p_value": 0.4},
+    "rho_constancy": {"test": "F test", "p_value": 0.4, "level": 0.05},
 }
 
 

@@ -95,7 +95,7 @@ def _factor(value, ci, what: str) -> tuple[str, bool]:
         return f"{what} {value:.2f}x (no interval)", False
     lo, hi = ci
     if lo > 1:
-        return f"{value:.2f}x [{lo:.2f}, {hi:.2f}] fewer {what}", True
+        return f"{value:.2f}x [{lo:.2f}, {hi:.2f}] {'less' if what == 'compute' else 'fewer'} {what}", True
     if hi < 1:
         return f"{1 / value:.2f}x [{1 / hi:.2f}, {1 / lo:.2f}] more {what}", True
     return f"{what} {value:.2f}x [{lo:.2f}, {hi:.2f}]", False
@@ -189,9 +189,13 @@ def demo_checks(doc: dict) -> list[tuple[str, bool | None, str]]:
                    f"RMSE of log loss: shared {sh:.4f}, separate {sep:.4f}" if sh is not None and sep is not None
                    else "no holdout"))
 
-    rc = doc.get("rho_constancy")
-    checks.append(("rho constancy tested", None if not rc else True,
-                   f"{rc.get('test')}: p = {rc.get('p_value')}" if rc else "this fit reports no rho-constancy test"))
+    rc = doc.get("rho_constancy") or {}
+    p, level = rc.get("p_value"), rc.get("level", 0.05)
+    if p is None:
+        checks.append(("rho constancy tested", None, rc.get("test") or "this fit reports no rho-constancy test"))
+    else:
+        drift = "rho drifts with scale" if p < level else "no drift detected"
+        checks.append(("rho constancy tested", True, f"{rc.get('test')}: p = {p:.3g} at level {level:g}, {drift}"))
     return checks
 
 
