@@ -74,14 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     return sweep.exit_code
 
 
-def _fmt_ci(value, ci) -> str:
-    if value is None:
-        return "n/a"
-    if ci and all(c is not None for c in ci):
-        return f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
-    return f"{value:.2f}"
-
-
 def _title(name: str) -> str:
     return {"adamw": "AdamW", "muon": "Muon", "shampoo": "Shampoo", "soap": "SOAP"}.get(name, name)
 
