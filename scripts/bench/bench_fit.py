@@ -29,6 +29,7 @@ from optlaw.fit import fit_shared, load_csv  # noqa: E402
 from optlaw.fit import solver  # noqa: E402
 from optlaw.fit.laws import _problem, _shared_structure  # noqa: E402
 from optlaw.fit.synthetic import synthetic_table  # noqa: E402
+from optlaw.machine import describe  # noqa: E402
 
 MARIN = Path(__file__).resolve().parents[3] / "shared" / "reference-data" / "marin_fantastic_optimizers_final_losses.csv"
 MARIN_COLUMNS = {"optimizer": "optimizer_canonical", "N": "N_nonembed", "D": "D_tokens", "loss": "loss_c4_en"}
@@ -50,6 +51,7 @@ def main() -> int:
     problem = _problem(table, _shared_structure(table, order, reference, "full"), "huber_log")
     n_params = 2 + problem.structure.n_coef
     print(f"data: {source}, {len(table)} points, {len(order)} optimizers, shared law with {n_params} parameters")
+    print(f"machine: {describe()}; numpy {np.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
 
     t0, c0 = time.perf_counter(), time.process_time()
     fit = fit_shared(table, reference=reference, bootstrap=args.bootstrap, seed=0)
