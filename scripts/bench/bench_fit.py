@@ -20,10 +20,10 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")   # before numpy loads: one core each side, CPU times comparable
+
+import numpy as np  # noqa: E402
 
 from optlaw.fit import fit_shared, load_csv  # noqa: E402
 from optlaw.fit import solver  # noqa: E402
