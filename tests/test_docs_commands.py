@@ -57,7 +57,8 @@ PYTHON_M_OPTLAW = "python -m optlaw"
 FIT_USAGE = ("optlaw fit --runs SWEEP_DIR... | --csv FILE | --wandb-runs ENTITY/PROJECT[:GROUP] --out DIR "
              "[--law chinchilla|shared|compute] [--variant full|rho_D|rho_N] [--reference adamw] [--bootstrap 1000] "
              "[--holdout largest|none|OPT:N:D,...] [--n-basis total|non_embedding] [--objective huber_log|squared] "
-             "[--seeds all|mean] [--cost flops|wallclock] [--column NAME=CSV_COLUMN ...] [--default-optimizer NAME] "
+             "[--seeds all|mean] [--cost flops|wallclock] [--column NAME=CSV_COLUMN ...] [--tuning-column COL] "
+             "[--seed-column COL] [--default-optimizer NAME] "
              "[--drop-highest-loss K] [--wandb disabled|offline|online] [--wandb-project optlaw] "
              "[--wandb-group NAME] [--seed 0] [--cross-check K] [--no-plots]")
 FIT_CHINCHILLA_DOCS = (
