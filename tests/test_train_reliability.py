@@ -242,3 +242,28 @@ def test_ctrl_c_checkpoints_leaves_the_run_running_and_exits_130(tmp_path):
     assert not (run_dir / LOCK_NAME).exists()
     finished = train(run_dir, *long)
     assert finished.status == records.DONE
+
+
+# --- every user error is one line, exit 2 -----------------------------------------------------------
+
+@pytest.mark.parametrize("override, match", [
+    ("optimizer.groups.hidden_matrix.lr=abc", "optimizer.groups.hidden_matrix.lr='abc' is not valid"),
+    ("optimizer.lr_mult=fast", "optimizer.lr_mult='fast' is not valid"),
+    ("budget.tokens=lots", "budget.tokens='lots' is not valid"),
+])
+def test_a_string_for_a_number_is_one_line(tmp_path, capsys, override, match):
+    err = cli_error(tmp_path / "run", capsys, override)
+    assert match in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content, match", [
+    (b'{"text": "one"}\n{bad json\n', "line 2 is not JSON"),
+    (b'{"text": "one"}\n\n{"text": "\xff\xfe"}\n', "line 3 is not UTF-8 text"),
+    (b'{"text": "one"}\n[1, 2]\n', "line 2 is a JSON list, not an object"),
+    (b'"just a string"\n', "line 1 is a JSON str, not an object"),
+])
+def test_malformed_jsonl_is_one_line_naming_the_line(tmp_path, capsys, content, match):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_bytes(content)
+    err = cli_error(tmp_path / "run", capsys, "data=text", f"data.files=[{corpus}]", f"data.cache_dir={tmp_path / 'cache'}")
+    assert f"{corpus} {match}" in err and not (tmp_path / "run").exists()

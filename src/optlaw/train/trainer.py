@@ -51,6 +51,7 @@ def train(cfg: DictConfig) -> records.LLMRunRecord:
 
 
 def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLMRunRecord:
+    from optlaw.data import build_corpus, check_vocab_fits
     from optlaw.models import model_stats
 
     # --- everything that can reject the input, before any compute ---
@@ -64,14 +65,25 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
         if info.is_main:
             print(f"{point_id}: already {existing.status} in {run_dir}; nothing to do", flush=True)
         return existing
-    with _locked(run_dir, info):
-        return _train_locked(cfg, run_cfg, info, config, stats, plan, point_id, run_dir)
+    corpus = build_corpus(run_cfg.data)
+    check_vocab_fits(corpus.vocab_size, run_cfg.model.vocab_size)
+    branch_source = None
+    if run_cfg.init.from_checkpoint:
+        branch_source = ckpt.load_branch_source(run_cfg.init.from_checkpoint)
+        _check_branch_compatible(run_cfg, config, branch_source, plan, stats)
+    # Handed over in a list the callee empties: a parent checkpoint must not stay in memory while the run trains.
+    handover = [branch_source]
+    del branch_source
+    with _locked(run_dir, info):  # bad input was refused above, without touching run_dir
+        return _train_locked(cfg, run_cfg, info, config, stats, plan, point_id, run_dir, corpus, handover)
 
 
 def _train_locked(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo, config: dict[str, Any], stats: Any,
-                  plan: BudgetPlan, point_id: str, run_dir: Path) -> records.LLMRunRecord:
-    from optlaw.data import build_corpus, check_vocab_fits
+                  plan: BudgetPlan, point_id: str, run_dir: Path, corpus: Any,
+                  handover: list[dict[str, Any] | None]) -> records.LLMRunRecord:
     from optlaw.models import build_model
+
+    branch_source = handover.pop()
 
     existing = _existing_record(run_dir, point_id, config, info)  # again: it may have finished while we waited
     if existing is not None and existing.status in records.FINISHED:
@@ -83,12 +95,6 @@ def _train_locked(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo, config:
         check_run_dir_owner(run_dir, point_id, config, str(saved.get("run_id")), _saved_config(saved), str(path))
     else:
         path, saved = None, None
-    corpus = build_corpus(run_cfg.data)
-    check_vocab_fits(corpus.vocab_size, run_cfg.model.vocab_size)
-    branch_source = None
-    if run_cfg.init.from_checkpoint:
-        branch_source = ckpt.load_branch_source(run_cfg.init.from_checkpoint)
-        _check_branch_compatible(run_cfg, config, branch_source, plan, stats)
 
     # --- build ---
     torch.manual_seed(run_cfg.seed)
