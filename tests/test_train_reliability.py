@@ -267,3 +267,34 @@ def test_malformed_jsonl_is_one_line_naming_the_line(tmp_path, capsys, content, 
     corpus.write_bytes(content)
     err = cli_error(tmp_path / "run", capsys, "data=text", f"data.files=[{corpus}]", f"data.cache_dir={tmp_path / 'cache'}")
     assert f"{corpus} {match}" in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_lists_a_damaged_record_as_corrupt_and_reruns_the_point(tmp_path, monkeypatch, capsys):
+    from optlaw.entry.sweep_cmd import main_status, main_sweep
+    from optlaw.fit import load_runs
+    from optlaw.sweep.manifest import read_manifest
+    from test_sweep_grid import write_sweep
+
+    write_sweep(tmp_path / "user_configs")
+    monkeypatch.setenv("OPTLAW_EXTRA_CONFIGS", str(tmp_path / "user_configs"))
+    sweep_dir = tmp_path / "sw"
+    assert main_sweep(["sweep=tiny", "launcher=local", f"sweep_dir={sweep_dir}"]) == 0
+    point = read_manifest(sweep_dir)["points"][0]
+    run_dir = sweep_dir / point["run_dir"]
+    before = records.read_record(run_dir)
+    (run_dir / "run.json").write_bytes(b"\xff\xfe not a record")
+    capsys.readouterr()
+
+    assert main_status([str(sweep_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"{point['run_id']:<44} corrupt" in out and str(run_dir / "run.json") in out and "1 corrupt" in out
+    table = load_runs(sweep_dir)
+    assert [(r["status"], r["run_id"]) for r in table.excluded] == [("corrupt", run_dir.name)]
+
+    assert main_sweep(["sweep=tiny", "launcher=local", f"sweep_dir={sweep_dir}"]) == 0
+    assert "2 points: 2 done" in capsys.readouterr().out
+    after = records.read_record(run_dir)
+    assert after.status == records.DONE and after.final_val_loss == before.final_val_loss  # resumed from its checkpoint
+    kept = list(run_dir.glob("run.json.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"\xff\xfe not a record"
