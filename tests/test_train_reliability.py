@@ -298,3 +298,12 @@ def test_a_sweep_lists_a_damaged_record_as_corrupt_and_reruns_the_point(tmp_path
     assert after.status == records.DONE and after.final_val_loss == before.final_val_loss  # resumed from its checkpoint
     kept = list(run_dir.glob("run.json.corrupt-*"))
     assert len(kept) == 1 and kept[0].read_bytes() == b"\xff\xfe not a record"
+
+
+def test_micro_batch_size_keeps_the_run_id_and_the_loss_up_to_rounding(tmp_path):
+    """README: micro_batch_size is not in the run id; it changes only the last digits of the loss."""
+    base = [o for o in TINY if not o.startswith("batch.micro_batch_size")]
+    four = run_point(compose("train", base + ["batch.micro_batch_size=4", f"run_dir={tmp_path / 'a'}"]))
+    two = run_point(compose("train", base + ["batch.micro_batch_size=2", f"run_dir={tmp_path / 'b'}"]))
+    assert four.run_id == two.run_id
+    assert two.final_val_loss == pytest.approx(four.final_val_loss, rel=1e-6)

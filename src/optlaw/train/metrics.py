@@ -48,7 +48,10 @@ class MetricsLog:
 
     def write(self, row: dict[str, Any]) -> None:
         if self._fh is not None:
-            self._fh.write(dumps(row) + "\n")
+            try:
+                self._fh.write(dumps(row) + "\n")
+            except OSError as exc:  # a plain file write's error names no file: name it
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def close(self) -> None:
         if self._fh is not None:
