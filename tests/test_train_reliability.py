@@ -307,3 +307,13 @@ def test_micro_batch_size_keeps_the_run_id_and_the_loss_up_to_rounding(tmp_path)
     two = run_point(compose("train", base + ["batch.micro_batch_size=2", f"run_dir={tmp_path / 'b'}"]))
     assert four.run_id == two.run_id
     assert two.final_val_loss == pytest.approx(four.final_val_loss, rel=1e-6)
+
+
+def test_a_proxy_point_keeps_a_damaged_record_too(tmp_path):
+    run_dir = tmp_path / "q"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_bytes(b"[1, 2")
+    code = cli.main(["train", "task=quadratic", "proxy_optimizer=kron", "N=64", "steps=32", "s=1.2", "feature_dim=4096",
+                     "irreducible_loss=0.05", f"run_dir={run_dir}"])
+    assert code == 0 and records.read_record(run_dir).status == records.DONE
+    assert [p.read_bytes() for p in run_dir.glob("run.json.corrupt-*")] == [b"[1, 2"]
