@@ -228,3 +228,16 @@ def test_a_read_only_run_dir_is_one_error_line(tmp_path):
         assert "Read-only file system" in err and str(disk / "run") in err, err
     finally:
         _unmount(disk)
+
+
+def test_a_read_only_sweep_dir_is_one_error_line(tmp_path):
+    disk = tmp_path / "ro"
+    _mount(disk, "size=1m,ro")
+    try:
+        argv = [sys.executable, "-m", "optlaw", "sweep", "sweep=smoke", f"sweep_dir={disk / 'sw'}", "--dry-run"]
+        result = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=600)
+        err = result.stderr.strip()
+        assert result.returncode == 2 and err.count("\n") == 0 and err.startswith("error: "), err
+        assert "Read-only file system" in err and str(disk / "sw") in err, err
+    finally:
+        _unmount(disk)

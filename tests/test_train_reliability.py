@@ -293,7 +293,8 @@ def test_a_sweep_lists_a_damaged_record_as_corrupt_and_reruns_the_point(tmp_path
     assert [(r["status"], r["run_id"]) for r in table.excluded] == [("corrupt", run_dir.name)]
 
     assert main_sweep(["sweep=tiny", "launcher=local", f"sweep_dir={sweep_dir}"]) == 0
-    assert "2 points: 2 done" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"corrupt: {run_dir / 'run.json'}" in out and "2 points: 2 done" in out
     after = records.read_record(run_dir)
     assert after.status == records.DONE and after.final_val_loss == before.final_val_loss  # resumed from its checkpoint
     kept = list(run_dir.glob("run.json.corrupt-*"))
