@@ -209,7 +209,8 @@ def summary_line(states) -> str:
     counts = {name: 0 for name in DISPLAY_STATES}
     for s in states:
         counts[s.state] += 1
-    return f"{len(states)} points: " + ", ".join(f"{counts[name]} {name}" for name in DISPLAY_STATES)
+    shown = [name for name in DISPLAY_STATES if name != "corrupt" or counts[name]]  # corrupt only when there is one
+    return f"{len(states)} points: " + ", ".join(f"{counts[name]} {name}" for name in shown)
 
 
 def main_status(argv: list[str]) -> int:
