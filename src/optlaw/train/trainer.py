@@ -24,7 +24,7 @@ from optlaw.errors import UserError, disk_error
 from optlaw.jsonio import plain
 from optlaw.train import checkpoint as ckpt
 from optlaw.train.budget import BudgetPlan, plan_budget
-from optlaw.train.distributed import DistInfo, any_rank, init_distributed, shutdown_distributed
+from optlaw.train.distributed import DistInfo, any_rank, from_main, init_distributed, shutdown_distributed
 from optlaw.train.identity import check_run_dir_owner
 from optlaw.train.identity import run_id as make_point_id
 from optlaw.train.lock import RunLock
@@ -102,6 +102,8 @@ def _train_locked(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo, config:
     from optlaw.optim import build_optimizer
 
     bundle = build_optimizer(raw_model, run_cfg.optimizer, run_cfg.model)
+    # Values measured on each rank's machine (Muon's Newton-Schulz dtype) must agree, or ranks step apart.
+    bundle.adopt_choices(from_main(bundle.choices(), info))
 
     state = LoopState()
     if saved is not None:
@@ -131,6 +133,7 @@ def _train_locked(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo, config:
         plan=plan,
         entropy_floor_nats=getattr(corpus, "entropy_floor_nats", None),
         hyperparameters=bundle.resolved,
+        choices=bundle.choices(),
         branch=state.branch,
         started_at=state.started_at,
     )
