@@ -167,6 +167,11 @@ def test_the_lock_of_a_slurm_job_that_is_gone_is_taken_over(tmp_path, monkeypatc
     with RunLock(run_dir) as lock:
         assert json.loads((run_dir / LOCK_NAME).read_text())["pid"] == os.getpid() == lock.owner["pid"]
     assert not (run_dir / LOCK_NAME).exists()
+    # A requeued job finds its own earlier lock (SLURM lists the job: it is this one) and takes it over.
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    _write_lock(run_dir, host="node-elsewhere", pid=1, slurm_job_id="4242")
+    with RunLock(run_dir) as lock:
+        assert lock.owner["slurm_job_id"] == "4242"
 
 
 # --- file modes ------------------------------------------------------------------------------------

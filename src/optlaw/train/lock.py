@@ -80,6 +80,15 @@ def this_process() -> dict:
     return owner
 
 
+def _holder_alive(held: dict) -> bool:
+    """Whether a lock's holder still trains. A lock of our own SLURM job is from before a requeue
+    or restart (SLURM still lists the job: it is us): alive only as a live process on this host."""
+    mine = os.environ.get("SLURM_JOB_ID")
+    if mine and str(held.get("slurm_job_id")) == mine:
+        return pid_alive(held.get("host"), held.get("pid"), held.get("pid_start")) is True
+    return owner_alive(held)
+
+
 class RunLock:
     """``with RunLock(run_dir):`` -- this process trains ``run_dir``, or a one-line ``UserError`` says who does."""
 
@@ -103,7 +112,7 @@ class RunLock:
             except FileExistsError:
                 held = self._read()
                 if held is not None and (held.get("torn") and time.time() - held["created"] < 60
-                                         or not held.get("torn") and owner_alive(held)):
+                                         or not held.get("torn") and _holder_alive(held)):
                     raise UserError(self._held_message(held)) from None
                 self._remove_if(held)  # stale: its owner is gone; race once more through O_EXCL
                 continue
