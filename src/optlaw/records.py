@@ -169,6 +169,7 @@ class LLMRunRecord(RunRecord):
     tokens_per_s: float | None = None
     step_cost: StepCost | None = None
     versions: dict[str, str | None] | None = None
+    wandb_id: str | None = None                 # this run directory's W&B run (one per directory)
     updated_at: str | None = None
 
 

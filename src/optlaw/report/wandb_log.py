@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optlaw.errors import UserError
+from optlaw.train.wandb_mirror import finish_and_flush
 
 if TYPE_CHECKING:
     from optlaw.fit import Study
@@ -55,4 +56,4 @@ def log_study(study: Study, files: list[Path], mode: str = "offline", project: s
             run.save(str(report), base_path=str(report.parent), policy="now")
         return str(run.dir)
     finally:
-        run.finish()
+        finish_and_flush(run)

@@ -147,7 +147,7 @@ def _start_branch(state: LoopState, parent_run_id: str, plan: BudgetPlan, from_c
     # Evaluations up to the branch step are of this very trajectory and stay; the
     # parent's timings and start time describe the parent's process, not this run.
     state.evals = [e for e in state.evals if e["step"] <= state.step]
-    state.started_at = None
+    state.started_at = state.wandb_id = None  # a branch is its own run directory: its own W&B run
     state.wall_time_s = state.train_time_s = 0.0
     state.timed_steps = 0
     state.fwd_bwd_s = state.optimizer_step_s = state.data_wait_s = 0.0
