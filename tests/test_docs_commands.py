@@ -112,6 +112,7 @@ REGISTRY: dict[str, dict[str, tuple[str, ...]]] = {
         DATA_TRAIN: (README_TESTS + "test_text_corpus_data_then_train", "test_data_train_command_is_the_readmes"),
         DATA_PARQUET: ("test_data_module_tokenizes_jsonl_then_parquet_with_its_tokenizer",),
     },
+    "wandb.md": {},  # no commands: it describes what runs and fits log
     "design.md": {
         PYTHON_M_OPTLAW: ("test_python_m_optlaw_is_the_console_script",),
         SWEEP_POINT: ("test_sweep_points_by_hand_and_by_the_sbatch_task_command",

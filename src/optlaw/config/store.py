@@ -15,7 +15,7 @@ them in the root schema.
 
 from hydra.core.config_store import ConfigStore
 
-from optlaw.config.data import SyntheticDataConfig, TextDataConfig
+from optlaw.config.data import SyntheticDataConfig, TextDataConfig, TokensDataConfig
 from optlaw.config.model import ModelConfig
 from optlaw.config.optim import (AdamWOptimizerConfig, GenericOptimizerConfig, MuonOptimizerConfig,
                                  ShampooOptimizerConfig, SoapOptimizerConfig)
@@ -36,6 +36,7 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("optimizer", "generic"): GenericOptimizerConfig,
     ("data", "synthetic"): SyntheticDataConfig,
     ("data", "text"): TextDataConfig,
+    ("data", "tokens"): TokensDataConfig,
     ("launcher", "local"): LocalLauncherConfig,
     ("launcher", "slurm"): SlurmLauncherConfig,
     ("task", "quadratic"): QuadraticPointConfig,

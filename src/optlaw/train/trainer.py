@@ -47,7 +47,7 @@ def train(cfg: DictConfig) -> records.LLMRunRecord:
 
 
 def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLMRunRecord:
-    from optlaw.data import build_corpus, check_vocab_fits
+    from optlaw.data import build_corpus
     from optlaw.models import build_model, model_stats
 
     # --- everything that can reject the input, before any compute ---
@@ -61,8 +61,7 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
         if info.is_main:
             print(f"{point_id}: already {existing.status} in {run_dir}; nothing to do", flush=True)
         return existing
-    corpus = build_corpus(run_cfg.data)
-    check_vocab_fits(corpus.vocab_size, run_cfg.model.vocab_size)
+    corpus = build_corpus(run_cfg.data, model_vocab_size=run_cfg.model.vocab_size)  # vocabulary checked before tokenizing
     branch_source = None
     if run_cfg.init.from_checkpoint:
         branch_source = ckpt.load_branch_source(run_cfg.init.from_checkpoint)
