@@ -34,6 +34,13 @@ def test_fit_run_is_named_grouped_and_carries_headline_tables_plots_and_artifact
             if o[f"{key}_ci"]:
                 assert [s[f"optimizers/{opt}/{key}_lo"], s[f"optimizers/{opt}/{key}_hi"]] == o[f"{key}_ci"]
     assert s["separate/lion/alpha"] == doc["separate"]["lion"]["alpha"]
+    verdicts = {f"identifiability/{where}/{name}": entry["identifiability"]["verdict"]
+                for where in ("optimizers", "separate") for name, entry in doc[where].items()
+                if (entry.get("identifiability") or {}).get("verdict")}
+    if (doc["shared"].get("identifiability") or {}).get("verdict"):
+        verdicts["identifiability/shared"] = doc["shared"]["identifiability"]["verdict"]
+    assert verdicts, "fit.json has identifiability verdicts"
+    assert {k: s.get(k) for k in verdicts} == verdicts
 
     # Every table of report.md, with its columns, as a W&B table.
     tables = report_tables((out / "report.md").read_text())

@@ -97,7 +97,9 @@ def report_tables(markdown: str) -> dict[str, tuple[list[str], list[list[str]]]]
             continue
         close()
         if line.startswith("#"):
-            section = re.sub(r"[^a-z0-9]+", "_", line.lstrip("#").strip().lower()).strip("_") or "report"
+            # W&B derives an artifact name (<= 128 characters) from the key: keep the heading's start.
+            slug = re.sub(r"[^a-z0-9]+", "_", line.lstrip("#").strip().lower()).strip("_")
+            section = slug[:48].rstrip("_") or "report"
     close()
     return tables
 
