@@ -1,7 +1,8 @@
 """Data stage: corpora whose batches are pure functions of (seed, step, micro, rank).
 
 ``build_corpus(data_cfg)`` returns a ``Corpus`` (see ``optlaw.data.corpus``):
-``data.name=synthetic`` is the embedded corpus with an exact entropy floor,
+``data.name=synthetic`` is the embedded topic/n-gram corpus with an exact entropy floor,
+``data.name=facts`` a Zipf-weighted fact table in bigram filler (exact floor too; the demo's corpus),
 ``data.name=text`` tokenizes local files or a ``datasets`` dataset into memory-mapped shards,
 ``data.name=tokens`` memory-maps pre-tokenized .bin shards as they are.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optlaw.config.data import DATA_SCHEMAS, TextDataConfig, TokensDataConfig, data_config
+from optlaw.config.data import DATA_SCHEMAS, FactsDataConfig, TextDataConfig, TokensDataConfig, data_config
 from optlaw.data.corpus import Corpus, check_vocab_fits
 
 DATA_NAMES = tuple(DATA_SCHEMAS)
@@ -32,9 +33,14 @@ def build_corpus(data_cfg: Any, cache_dir: str | None = None, model_vocab_size: 
         from optlaw.data.shards import TokenShardCorpus
 
         return TokenShardCorpus(cfg, cache_dir, model_vocab_size)
-    from optlaw.data.synthetic import SyntheticCorpus
+    if isinstance(cfg, FactsDataConfig):
+        from optlaw.data.facts import FactsCorpus
 
-    corpus = SyntheticCorpus(cfg)
+        corpus: Corpus = FactsCorpus(cfg)
+    else:
+        from optlaw.data.synthetic import SyntheticCorpus
+
+        corpus = SyntheticCorpus(cfg)
     if model_vocab_size is not None:
         check_vocab_fits(corpus.vocab_size, model_vocab_size)
     return corpus
