@@ -70,6 +70,7 @@ FIT_MARIN_DOCS = (
     "--n-basis non_embedding --law compute --out out/marin")
 # optimizers.md
 BENCH_OPTIM = ".venv/bin/python scripts/bench/bench_optim.py --rounds 5"
+BENCH_OPTIM_MUON = ".venv/bin/python scripts/bench/bench_optim.py --only Muon --rounds 7"
 # proxy.md
 PROXY_RF_USAGE = "optlaw proxy random_features --out DIR [key=value ...]"
 PROXY_QUADRATIC_USAGE = "optlaw proxy quadratic --out DIR [key=value ...]"
@@ -101,6 +102,7 @@ SLURM_SWEEP_TEST = SLURM_TESTS + "test_slurm_sweep_finishes_every_point_and_rela
 REGISTRY: dict[str, dict[str, tuple[str, ...]]] = {
     "benchmarks.md": {
         BENCH_ALL: (README_TESTS + "test_bench_run_all_on_a_shrunk_bench_fit",),
+        BENCH_OPTIM_MUON: ("test_bench_optim_muon_on_a_small_model",),  # the shared-machine run on machine C
     },
     "configuration.md": {
         TASK_QUADRATIC: ("test_proxy_points_through_train",),
@@ -114,6 +116,7 @@ REGISTRY: dict[str, dict[str, tuple[str, ...]]] = {
         DATA_PARQUET: ("test_data_module_tokenizes_jsonl_then_parquet_with_its_tokenizer",),
         DATA_FACTS_FIT: ("test_facts_regime_fit_is_the_documented_law",),
     },
+    "wandb.md": {},  # no commands: it describes what runs and fits log
     "design.md": {
         PYTHON_M_OPTLAW: ("test_python_m_optlaw_is_the_console_script",),
         SWEEP_POINT: ("test_sweep_points_by_hand_and_by_the_sbatch_task_command",
@@ -424,8 +427,22 @@ def test_bench_optim_on_a_small_model(tmp_path):
     out = run_command(BENCH_OPTIM, REPO_ROOT, shrink, env=cli_env(tmp_path)).stdout
     assert {p.name for p in REPO_ROOT.iterdir()} == before, "the benchmark wrote into the repository"
     assert out.startswith("model llama/100k") and "1 interleaved rounds x 10 steps" in out
+    # Ratios depend on the machine (bf16 native or emulated): the output names it.
+    assert re.search(r"^machine: CPU .+ flags .+; torch \S+ \(CPU capability \w+\), 1 threads; load average ", out, re.M), out
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "---" not in line]
     algorithms = {row[0].strip() for row in rows[1:]}
     assert algorithms == {"AdamW", "Shampoo"}
     optlaw_shampoo = next(row for row in rows if row[1].strip().startswith("optlaw (grafted"))
     assert float(optlaw_shampoo[-1]) > 0  # its step time relative to the fastest peer library
+
+
+def test_bench_optim_muon_on_a_small_model(tmp_path):
+    # The Muon-only run of docs/benchmarks.md, shrunk: llama/100k, a batch of 2, one round of 10 steps.
+    shrink = ["--model", "llama/100k", "--batch", "2", "--rounds", "1"]
+    out = run_command(BENCH_OPTIM_MUON, REPO_ROOT, shrink, env=cli_env(tmp_path)).stdout
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert {row[0].strip() for row in rows[1:]} == {"AdamW", "Muon"}
+    # The probe's pick is named in the row and explained above the table (with its times).
+    auto = next(row for row in rows if row[1].strip().startswith("optlaw (batched; ns_dtype auto = "))
+    assert float(auto[-1]) > 0
+    assert re.search(r"^muon\.ns_dtype: (float32|bfloat16) \(probe: float32 [\d.]+ ms, bfloat16 [\d.]+ ms", out, re.M), out

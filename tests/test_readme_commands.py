@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optlaw import records
+from optlaw import machine, records
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _commands import (  # noqa: E402  (tests/_commands.py: shared with tests/test_docs_commands.py)
@@ -753,9 +753,20 @@ def test_bench_run_all_on_a_shrunk_bench_fit(tmp_path, monkeypatch, capsys):
     assert run_all.main() == 0
     capsys.readouterr()
     text = (tmp_path / "benchmarks.md").read_text()
-    assert re.search(r"^## bench_fit\.py \(ok, \d+ s\)$", text, re.M), text
+    assert re.search(r"^### bench_fit\.py \(ok, \d+ s\)$", text, re.M), text
     assert "optlaw variable projection + 20 bootstrap replicates" in text and "speed ratio (Hoffmann / optlaw)" in text
     assert "## bench_train.py" not in text
+    # Each figure carries its machine: a section per machine (CPU model, flags, torch build), dated.
+    cpu = machine.cpu_info()
+    assert re.search(rf"^## {re.escape(cpu.label())} \| {re.escape(' '.join(cpu.flags))} \| torch ", text, re.M), text
+    assert re.search(r"^Measured \d{4}-\d\d-\d\d \d\d:\d\d UTC", text, re.M) and "machine: CPU " in text
+    # A rerun on this machine replaces its own figures and keeps another machine's.
+    other = run_all.record(text, "another CPU | avx2 | torch 2.13.0+cpu", "bench_fit.py", "### bench_fit.py (ok, 1 s)\nfigures")
+    (tmp_path / "benchmarks.md").write_text(other)
+    assert run_all.main() == 0
+    capsys.readouterr()
+    again = (tmp_path / "benchmarks.md").read_text()
+    assert again.count("### bench_fit.py (ok,") == 2 and "another CPU | avx2" in again and "\nfigures\n" in again
 
 
 def test_bench_scripts_print_their_help():

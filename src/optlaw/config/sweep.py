@@ -105,8 +105,8 @@ class LocalLauncherConfig(LauncherConfig):
     name: str = "local"
     max_parallel: int = 1
     """Points at a time."""
-    throughput_flops_per_s: float = 2.0e10
-    """A CPU core reaches ~2e10 FLOP/s of fp32 matmul in PyTorch on the 2-core CI machines (measured roughly, small models); set yours."""
+    throughput_flops_per_s: Optional[float] = None
+    """Training FLOP/s for the plan's hours. null: measured on this machine (the points train here) by a few fwd+bwd+AdamW steps of llama/1m at torch's thread count, cached per machine, torch build and threads (optlaw.sweep.throughput); a number overrides it."""
 
     def check(self) -> None:
         if self.max_parallel < 1:
