@@ -30,7 +30,7 @@ FINISHED = (DONE, DIVERGED)  # a sweep never reruns these unless asked
 FIT_FIELDS = (
     "run_id", "task", "status", "optimizer", "family", "size", "seed",
     "N", "N_total", "N_non_embedding", "D", "tokens_trained", "flops",
-    "final_val_loss", "step_cost_ratio", "wall_time_s", "reason", "hyperparameters", "sweep", "branch",
+    "final_val_loss", "step_cost_ratio", "wall_time_s", "reason", "hyperparameters", "sweep", "branch", "tuning",
 )
 
 # Config keys that do not change what a grid point computes. They are removed
@@ -43,6 +43,8 @@ NON_SEMANTIC_KEYS = (
     "init.from_checkpoint", "step_cost", "hardware", "eval.micro_batch_size",
     # Proxy tasks: how many steps are timed for step_cost_ratio, not what is trained.
     "timing_repeats",
+    # Where the hyperparameters came from (a tuning sweep's round, cell, law); the values themselves are in the config.
+    "tuning",
 )
 
 

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from optlaw import records
 from optlaw.config import as_config, to_plain
+from optlaw.config.core import plain as plain_section
 from optlaw.config.proxy import POINT_SCHEMAS, ProxyPointConfig, QuadraticPointConfig, RandomFeaturesPointConfig
 from optlaw.errors import UserError
 from optlaw.proxy.cost import (dense_step_cost_ratio, diagonal_step_cost_ratio, quadratic_flops,
@@ -112,6 +113,7 @@ def run(cfg: DictConfig | dict) -> dict:
         "N": N, "N_total": N, "N_non_embedding": N, "D": steps, "tokens_trained": steps,
         "flops": None, "final_val_loss": None, "step_cost_ratio": None, "hyperparameters": None,
         "sweep": point.sweep_name, "branch": None, "reason": None, "wall_time_s": None,
+        "tuning": plain_section(point.tuning),
         "s": point.s, "source_r": point.source_r, "damping": point.damping,
         "n_samples": point.n_samples if isinstance(point, RandomFeaturesPointConfig) else None,
         "run_dir": str(run_dir), "config": plain, "started_at": _now(),

@@ -111,6 +111,7 @@ def initial_fields(
         "step_cost": None,
         "hyperparameters": hyperparameters,
         "branch": branch,
+        "tuning": config["tuning"],  # where the hyperparameters came from (set by a tuning sweep)
         "versions": library_versions(),
         "started_at": started_at or _now(),
         "updated_at": _now(),
