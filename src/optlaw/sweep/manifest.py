@@ -74,14 +74,7 @@ def check_same_definition(sweep_dir: str | Path, definition: dict) -> None:
 def write_manifest(sweep_dir: str | Path, definition: dict, points: list[GridPoint], extra_fixed: list[str]) -> dict:
     sweep_dir = Path(sweep_dir)
     previous = read_manifest(sweep_dir) if manifest_path(sweep_dir).exists() else {}
-    manifest = {
-        "schema_version": MANIFEST_SCHEMA_VERSION,
-        "sweep": definition.get("name"),
-        "created_at": previous.get("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
-        "definition": definition,
-        "extra_overrides": extra_fixed,
-        "points": [p.to_json() for p in points],
-    }
+    manifest = _manifest(previous, definition, [p.to_json() for p in points], extra_fixed)
     write_json_atomic(manifest_path(sweep_dir), manifest)
     return manifest
 
@@ -98,17 +91,20 @@ def write_tuning_manifest(sweep_dir: str | Path, definition: dict, points: list[
         previous = read_manifest(sweep_dir) if manifest_path(sweep_dir).exists() else {}
         fresh = {p.run_id: p.to_json() for p in points}
         merged = [fresh.pop(p["run_id"], p) for p in previous.get("points", [])] + list(fresh.values())
-        manifest = {
-            "schema_version": MANIFEST_SCHEMA_VERSION,
-            "sweep": definition.get("name"),
-            "created_at": previous.get("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
-            "definition": definition,
-            "extra_overrides": extra_fixed,
-            "points": merged,
-            "tuning": tuning,
-        }
+        manifest = _manifest(previous, definition, merged, extra_fixed) | {"tuning": tuning}
         write_json_atomic(manifest_path(sweep_dir), manifest)
     return manifest
+
+
+def _manifest(previous: dict, definition: dict, points: list[dict], extra_fixed: list[str]) -> dict:
+    return {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "sweep": definition.get("name"),
+        "created_at": previous.get("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+        "definition": definition,
+        "extra_overrides": extra_fixed,
+        "points": points,
+    }
 
 
 @contextlib.contextmanager

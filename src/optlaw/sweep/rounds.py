@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from optlaw import records
+from optlaw.sweep.manifest import write_tuning_manifest
 from optlaw.sweep.state import PointState, all_states, needs_run
-from optlaw.sweep.tuning import TuningPlan
+from optlaw.sweep.tuning import TuningPlan, TuningPlanner
 
 
 @dataclass
@@ -46,6 +47,16 @@ class RoundsOutcome:
 PlanRound = Callable[[], "tuple[dict, TuningPlan]"]
 Launch = Callable[[list[str]], "tuple[dict[str, str], list[str]]"]
 OnPlan = Callable[[dict, TuningPlan, "list[PointState]", "list[str]"], None]
+
+
+def plan_and_write(planner: TuningPlanner) -> PlanRound:
+    """The usual ``plan_round``: plan from the records, merge the plan into the manifest, return both."""
+    def plan_round() -> tuple[dict, TuningPlan]:
+        plan = planner.plan()
+        extra = list(planner.definition.get("cli_overrides") or [])
+        return write_tuning_manifest(planner.sweep_dir, planner.definition, plan.points, extra,
+                                     plan.manifest_section()), plan
+    return plan_round
 
 
 def run_rounds(sweep_dir: str | Path, plan_round: PlanRound, launch: Launch, *, blocking: bool, follow: bool = False,
