@@ -256,3 +256,34 @@ def test_the_tuned_values_win_over_a_configured_value_in_fixed(planner_for):
     for point in plan.points:
         assert to_plain(compose("train", point.overrides))["optimizer"]["lr_mult"] == point.axes["optimizer.lr_mult"]
     assert sorted(p.axes["optimizer.lr_mult"] for p in plan.points) == [0.125, 0.25, 0.5]
+
+
+def test_dry_run_shows_the_current_round_and_what_is_pending(tmp_path, monkeypatch, capsys):
+    from optlaw.entry.sweep_cmd import main_status, main_sweep
+
+    root = tmp_path / "configs" / "sweep"
+    root.mkdir(parents=True)
+    (root / "tune_dry.yaml").write_text(
+        "defaults:\n  - /schema/sweep@_here_\n  - _self_\nname: tune_dry\nmodels: [llama/100k]\noptimizers: [muon]\n"
+        "tokens: [2048]\nfixed: {device: cpu, batch.global_tokens: 512, batch.micro_batch_size: 4}\n"
+        "tuning: {enabled: true}\n")
+    monkeypatch.setenv("OPTLAW_EXTRA_CONFIGS", str(tmp_path / "configs"))
+    sweep_dir = tmp_path / "sw"
+    assert main_sweep(["sweep=tune_dry", f"sweep_dir={sweep_dir}", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "to run now: 3 points" in out and "round 1: optimizer.lr_mult at 0.5, 1, 2" in out
+    points = read_manifest(sweep_dir)["points"]
+    for point in points:  # round 1 "trained": the best (2) sits at the upper edge
+        lr = point["axes"]["optimizer.lr_mult"]
+        records.write_record(sweep_dir / point["run_dir"], {"run_id": point["run_id"], "status": "done",
+                                                            "final_val_loss": 4.0 - lr / 10})
+    assert main_sweep(["sweep=tune_dry", f"sweep_dir={sweep_dir}", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "to run now: 1 points" in out and "round 2: optimizer.lr_mult at 4" in out
+    assert "already finished: 3" in out
+    main_status([str(sweep_dir)])
+    status = capsys.readouterr().out
+    row = next(line for line in status.splitlines() if line.strip().startswith("llama/100k muon"))
+    # Round 2 (planned by the dry run) is pending; no bracket yet; the best so far is 2 with loss 3.8.
+    import re
+    assert re.search(r"tuned\s+2\s+-\s+lr_mult=2\s+3\.8\s+tuning\s+round 2: optimizer\.lr_mult at 4$", row), row

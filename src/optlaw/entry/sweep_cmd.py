@@ -10,9 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 from optlaw.config import compose, to_plain
 from optlaw.entry.overrides import refuse_multirun, take_cfg_flag
 from optlaw.entry.points import POINT_NAMING
+from optlaw.entry.tuning_view import format_tuning, progress_line
 from optlaw.errors import UserError
 from optlaw.sweep.grid import NAMED_AXES, definition_to_plain, expand
-from optlaw.entry.tuning_view import format_tuning, progress_line
 from optlaw.sweep.manifest import check_same_definition, read_manifest, write_manifest
 from optlaw.sweep.rounds import plan_and_write, run_rounds
 from optlaw.sweep.state import DISPLAY_STATES, all_states, needs_run

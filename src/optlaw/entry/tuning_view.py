@@ -38,7 +38,7 @@ def format_tuning(state: TuningState) -> str:
             loss = cell.winner_loss
         winner = ", ".join(f"{_short(k)}={_value(v)}" for k, v in setting.items())
         winner = winner or ("as configured" if cell.spec.role == "fixed" else "-")
-        verdict = cell.status + (" (at the edge)" if cell.at_edge else "")
+        verdict = cell.status + (" (at the edge)" if cell.finished and cell.at_edge else "")
         note = f"  {cell.note}" if cell.note and cell.status not in ("done", "resolved") else ""
         lines.append(f"  {cell.spec.label:<{width}}  {cell.spec.role:<9} {cell.round:>5}  {bracket:<22} {winner:<28} "
                      f"{_value(loss):>8}  {verdict}{note}")
