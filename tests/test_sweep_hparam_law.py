@@ -62,6 +62,7 @@ def test_the_law_recovers_known_exponents_within_its_intervals():
     assert law.predict(N, D) == pytest.approx(optimum(N, D), rel=0.3)
     doc = law.to_json()
     assert doc["form"] == "log h* = c + a log N + b log D" and doc["n_cells"] == 9 and len(doc["cells"]) == 9
+    assert doc["residual_dof"] == 6 and "unreliable" not in law.summary()
 
 
 def test_the_intervals_cover_the_true_exponents_most_of_the_time():
@@ -85,6 +86,7 @@ def test_terms_the_cells_cannot_identify_are_left_out():
     cells = [LawCell(1e5, 1e7, 1.0), LawCell(4e5, 1e7, 0.5)]
     law = fit_law(cells, "lr", "muon", bootstrap=50)
     assert law.terms == ("c", "a") and law.coef["b"] == 0.0 and law.coef["a"] == pytest.approx(-0.5)
-    assert "b = 0 (not identified)" in law.summary()
+    assert "b = 0 (not identified)" in law.summary() and "intervals unreliable" in law.summary()
+    assert law.residual_dof == 0 and law.to_json()["residual_dof"] == 0
     with pytest.raises(ValueError, match="no tuned cells"):
         fit_law([], "lr", "muon")

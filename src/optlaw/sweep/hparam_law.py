@@ -103,6 +103,11 @@ class HyperparameterLaw:
     def bootstrap_used(self) -> int:
         return int(self.samples.shape[0])
 
+    @property
+    def residual_dof(self) -> int:
+        """Cells beyond the terms fitted: with 0 or 1 the law interpolates and its intervals say little."""
+        return len(self.cells) - len(self.terms)
+
     def predict(self, N: float, D: float) -> float:
         """h* at (N, D)."""
         return math.exp(self.coef["c"] + self.coef["a"] * math.log(N) + self.coef["b"] * math.log(D))
@@ -121,7 +126,7 @@ class HyperparameterLaw:
             "key": self.key, "group": self.group, "form": LAW_FORM, "terms": list(self.terms),
             "coef": dict(self.coef), "ci": {k: list(v) for k, v in self.ci.items()}, "level": self.level,
             "n_cells": len(self.cells), "cells": [c.to_json() for c in self.cells],
-            "residual_rms_log": self.residual_rms,
+            "residual_rms_log": self.residual_rms, "residual_dof": self.residual_dof,
             "bootstrap": {"requested": self.bootstrap_requested, "used": self.bootstrap_used},
         }
 
@@ -129,8 +134,10 @@ class HyperparameterLaw:
         def term(name: str) -> str:
             low, high = self.ci[name]
             return f"{name} = {self.coef[name]:.3f} [{low:.3f}, {high:.3f}]" if name in self.terms else f"{name} = 0 (not identified)"
+        caveat = "; intervals unreliable: tune more cells" if self.residual_dof < 2 else ""
         return (f"{self.group} {self.key}: {LAW_FORM}; " + ", ".join(term(t) for t in TERMS)
-                + f" ({len(self.cells)} cells, {self.bootstrap_used} bootstrap resamples)")
+                + f" ({len(self.cells)} cells, {self.residual_dof} residual dof, {self.bootstrap_used} bootstrap "
+                f"resamples{caveat})")
 
 
 def identifiable_terms(N: np.ndarray, D: np.ndarray) -> tuple[str, ...]:
