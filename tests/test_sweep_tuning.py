@@ -287,3 +287,14 @@ def test_dry_run_shows_the_current_round_and_what_is_pending(tmp_path, monkeypat
     # Round 2 (planned by the dry run) is pending; no bracket yet; the best so far is 2 with loss 3.8.
     import re
     assert re.search(r"tuned\s+2\s+-\s+lr_mult=2\s+3\.8\s+tuning\s+round 2: optimizer\.lr_mult at 4$", row), row
+
+
+def test_manifests_of_sweeps_without_tuning_keep_their_definition_and_expand_refuses_a_tuning_sweep():
+    from optlaw.sweep.grid import definition_to_plain, expand
+
+    plain = definition_to_plain(compose(None, ["+sweep=smoke"]).sweep)
+    assert "tuning" not in plain  # sweep dirs made before tuning existed still match their definition
+    tune = definition_to_plain(compose(None, ["+sweep=tune_smoke"]).sweep)
+    assert tune["tuning"]["enabled"] is True and tune["tuning"]["scope"] == "every_cell"
+    with pytest.raises(ConfigError, match="tunes its hyperparameters"):
+        expand(tune)

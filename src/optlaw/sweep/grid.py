@@ -143,6 +143,9 @@ def expand(definition: dict, extra_fixed: list[str] | None = None,
     A tuning sweep's points come from optlaw.sweep.tuning instead, round by round.
     """
     sweep = checked_sweep(definition, naming)
+    if sweep.tuning.enabled:
+        raise ConfigError(f"sweep {sweep.name} tunes its hyperparameters: its points come round by round from "
+                          "optlaw.sweep.tuning.TuningPlanner (optlaw sweep does this), not from one expansion")
     fixed = fixed_overrides(sweep, extra_fixed)
     points: list[GridPoint] = []
     seen: set[str] = set()
