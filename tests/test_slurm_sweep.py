@@ -244,7 +244,7 @@ def test_a_two_round_tune_on_slurm_queues_each_round_from_the_records(slurm_clus
     assert main_sweep(["sweep=tune_slurm", "launcher=slurm_cpu", f"sweep_dir={sweep_dir}", "--follow"]) == 0
     out = capsys.readouterr().out
     assert out.count("queued array") == 1  # round 2 only: round 1 is finished
-    from optlaw.sweep.tuning import read_tuning
+    from optlaw.sweep.tuning_replay import read_tuning
 
     state = read_tuning(sweep_dir)
     tuned, reused = state.cell("llama/100k adamw tokens=8192"), state.cell("llama/100k adamw tokens=4096")

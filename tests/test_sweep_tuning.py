@@ -5,7 +5,6 @@ Training for real: tests/test_sweep_tuning_runs.py."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
@@ -13,7 +12,9 @@ from optlaw import records
 from optlaw.config import compose, to_plain
 from optlaw.errors import ConfigError
 from optlaw.sweep.manifest import read_manifest, write_tuning_manifest
-from optlaw.sweep.tuning import TuningPlanner, read_tuning, seed_noise
+from optlaw.sweep.tuning import TuningPlanner
+from optlaw.sweep.tuning_replay import read_tuning
+from optlaw.sweep.tuning_state import seed_noise
 
 
 def definition(tuning: dict, **fields) -> dict:

@@ -17,7 +17,8 @@ from optlaw import records
 from optlaw.entry.points import POINT_NAMING, run_manifest_point
 from optlaw.sweep.manifest import read_manifest
 from optlaw.sweep.rounds import plan_and_write, run_rounds
-from optlaw.sweep.tuning import TuningPlanner, read_tuning
+from optlaw.sweep.tuning import TuningPlanner
+from optlaw.sweep.tuning_replay import read_tuning
 
 # The tune_smoke settings (configs/sweep/tune_smoke.yaml): 8 optimizer steps of llama/100k.
 FIXED = {"device": "cpu", "cpu_threads": 1, "batch.global_tokens": 1024, "batch.micro_batch_size": 8,

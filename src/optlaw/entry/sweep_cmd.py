@@ -16,7 +16,8 @@ from optlaw.sweep.grid import NAMED_AXES, definition_to_plain, expand
 from optlaw.sweep.manifest import check_same_definition, read_manifest, write_manifest
 from optlaw.sweep.rounds import plan_and_write, run_rounds
 from optlaw.sweep.state import DISPLAY_STATES, all_states, needs_run
-from optlaw.sweep.tuning import TuningPlanner, read_tuning
+from optlaw.sweep.tuning import TuningPlanner
+from optlaw.sweep.tuning_replay import read_tuning
 
 SWEEP_USAGE = """\
 usage: optlaw sweep sweep=NAME [launcher=local|slurm|slurm_cpu] [sweep_dir=PATH] [--dry-run] [--retry-diverged]

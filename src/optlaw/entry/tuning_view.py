@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from optlaw.sweep.tuning import TuningState
+from optlaw.sweep.tuning_state import TuningState
 
 
 def _value(value) -> str:
