@@ -217,8 +217,8 @@ def test_proxy_points_through_train(tmp_path):
         root.mkdir()
         run_command(command, root)
         record = records.read_record(next((root / "runs").iterdir()))  # -> runs/<run id>/run.json
-        assert record["status"] == "done" and (record["task"], record["optimizer"]) == (task, optimizer)
-        assert (record["N"], record["D"]) == (n, d) and np.isfinite(record["final_val_loss"])
+        assert record.status == "done" and (record.task, record.optimizer) == (task, optimizer)
+        assert (record.N, record.D) == (n, d) and np.isfinite(record.final_val_loss)
 
 
 def test_proxy_spectrum_reads_a_measured_table(tmp_path):
@@ -298,13 +298,13 @@ def test_sweep_points_by_hand_and_by_the_sbatch_task_command(tmp_path):
                .replace("<sweep_dir>", "sw").replace("<run_id>", first["run_id"]))
     run_command(command, tmp_path, env=env)
     record = records.read_record(sweep_dir / first["run_dir"])
-    assert record["status"] == "done" and record["run_id"] == first["run_id"]  # the sweep's id, recomputed
+    assert record.status == "done" and record.run_id == first["run_id"]  # the sweep's id, recomputed
 
     # sweeps.md: what an sbatch array task runs; SWEEP_DIR -> sw, $SLURM_ARRAY_TASK_ID -> 1 (also set in the
     # environment, as SLURM does).
     command = SWEEP_JOB.replace("SWEEP_DIR", "sw").replace("$SLURM_ARRAY_TASK_ID", "1")
     run_command(command, tmp_path, env={**env, "SLURM_ARRAY_TASK_ID": "1"})
-    assert records.read_record(sweep_dir / second["run_dir"])["status"] == "done"
+    assert records.read_record(sweep_dir / second["run_dir"]).status == "done"
     assert not list((sweep_dir / "claims").glob("*.json"))  # released once finished
 
     # `optlaw status [SWEEP_DIR]`: SWEEP_DIR -> sw, and without it from inside the sweep directory.

@@ -10,7 +10,7 @@ import pytest
 
 from optlaw.entry import cli
 from optlaw.fit.synthetic import synthetic_table
-from optlaw.records import write_record
+from optlaw.records import RunRecord, write_record
 
 FIT_KEYS = {"law", "objective", "reference", "n_points", "shared", "optimizers", "separate", "holdout", "n_basis"}
 
@@ -18,12 +18,13 @@ FIT_KEYS = {"law", "objective", "reference", "n_points", "shared", "optimizers",
 def write_sweep(root: Path) -> Path:
     t = synthetic_table(seed=2, noise=0.003)
     for i, (o, n, d, l) in enumerate(zip(t.optimizer, t.N, t.D, t.loss)):
-        write_record(root / "runs" / f"r{i:03d}", {
-            "run_id": f"r{i:03d}", "status": "done", "optimizer": o, "N": n, "N_total": 1.2 * n,
+        write_record(root / "runs" / f"r{i:03d}", RunRecord.from_json({
+            "run_id": f"r{i:03d}", "task": "llm", "status": "done", "optimizer": o, "N": n, "N_total": 1.2 * n,
             "N_non_embedding": n, "D": d, "flops": 6 * n * d, "final_val_loss": l, "seed": 0,
-            "step_cost_ratio": 1.1 if o == "muon" else 1.0, "hyperparameters": {"lr_mult": 1.0}, "sweep": "group-from-records"})
-    write_record(root / "runs" / "bad", {"run_id": "bad", "status": "diverged", "optimizer": "lion", "N": 1e7,
-                                         "D": 1e8, "final_val_loss": None, "reason": "NaN loss at step 12"})
+            "step_cost_ratio": 1.1 if o == "muon" else 1.0, "hyperparameters": {"lr_mult": 1.0}, "sweep": "group-from-records"}))
+    write_record(root / "runs" / "bad", RunRecord.from_json({
+        "run_id": "bad", "task": "llm", "status": "diverged", "optimizer": "lion", "N": 1e7, "D": 1e8,
+        "final_val_loss": None, "reason": "NaN loss at step 12"}))
     return root
 
 
@@ -113,9 +114,9 @@ def test_tuning_sweep_report_has_winners_and_hyperparameter_plots(tmp_path):
     i = 0
     for o, n, d, l in zip(t.optimizer, t.N, t.D, t.loss):
         for lr_mult, penalty in ((0.5, 0.02), (1.0, 0.0), (2.0, 0.01)):  # best in the middle
-            write_record(root / "runs" / f"r{i:04d}", {
-                "run_id": f"r{i:04d}", "status": "done", "optimizer": o, "N": n, "N_non_embedding": n, "D": d,
-                "final_val_loss": l + penalty, "seed": 0, "hyperparameters": {"lr_mult": lr_mult}})
+            write_record(root / "runs" / f"r{i:04d}", RunRecord.from_json({
+                "run_id": f"r{i:04d}", "task": "llm", "status": "done", "optimizer": o, "N": n, "N_non_embedding": n,
+                "D": d, "final_val_loss": l + penalty, "seed": 0, "hyperparameters": {"lr_mult": lr_mult}}))
             i += 1
     out = tmp_path / "fit"
     assert cli.main(["fit", "--runs", str(root), "--bootstrap", "0", "--holdout", "none", "--out", str(out)]) == 0

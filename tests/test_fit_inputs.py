@@ -10,7 +10,7 @@ import pytest
 from optlaw.errors import UserError
 from optlaw.fit import WarningKind, fit_separate, fit_shared, load_csv, load_runs
 from optlaw.fit.synthetic import synthetic_table
-from optlaw.records import write_record
+from optlaw.records import RunRecord, write_record
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _wandb_stand_in import StandInApi, StandInRun  # noqa: E402
@@ -91,7 +91,7 @@ def record(opt, N, D, loss, seed=0, status="done", hp=None, reason=None):
 
 def write_sweep(root, records):
     for i, rec in enumerate(records):
-        write_record(root / "runs" / f"r{i:04d}", rec)
+        write_record(root / "runs" / f"r{i:04d}", RunRecord.from_json(rec))
     return root
 
 

@@ -274,18 +274,92 @@ def test_loading_state_of_another_optimizer_is_refused():
 
 # --- step cost for the run record ------------------------------------------------------------------
 
-def test_step_cost_ratio_is_measured_on_a_copy():
-    from optlaw.optim.cost import amortization_steps, measure_step_cost_ratio
+def _trained_with_gradients(name: str):
+    """A tiny model and its bundle after a few steps (preconditioners running), holding one batch's gradients."""
+    model = tiny_model("llama")
+    bundle = build_optimizer(model, optimizer_cfg(name), tiny_model_cfg("llama"))
+    train_steps(model, bundle, range(4))
+    tokens = batch(99)
+    model(tokens[:, :-1], labels=tokens[:, 1:]).loss.backward()
+    return model, bundle
+
+
+def test_step_cost_interleaves_windows_over_a_refresh_and_takes_medians(monkeypatch):
+    # What the trainer records (optlaw.train.loop calls exactly this function): windows of the run's
+    # own optimizer alternate with windows of AdamW, each window as long as one preconditioner refresh,
+    # and the times are medians over the repeats (median_high: an observed window, never a mean of two).
+    from optlaw.optim import cost
+
+    model, bundle = _trained_with_gradients("shampoo")
+    assert cost.amortization_steps(bundle.resolved) == 3  # the test override of precondition_frequency
+    now, calls = [0.0], []
+    own_windows, adamw_windows = [5.0, 1.0, 3.0, 2.0], [0.5, 0.9, 0.1, 0.4]  # seconds per 3-step window
+
+    def own_step():
+        now[0] += own_windows[calls.count("own") // 3] / 3
+        calls.append("own")
+
+    class ScriptedAdamW:
+        def __init__(self, params):
+            self.params = params
+
+        def step(self):
+            timed = calls.count("adamw")
+            if "adamw warm-up" in calls:
+                now[0] += adamw_windows[timed // 3] / 3
+                calls.append("adamw")
+            else:
+                calls.append("adamw warm-up")
+
+    made = []
+    monkeypatch.setattr(cost.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(bundle, "step", own_step)
+    monkeypatch.setattr(cost, "reference_adamw", lambda params: made.append(ScriptedAdamW(params)) or made[-1])
+    live = list(model.parameters())
+    grads = [p.grad.clone() for p in live]
+    measured = cost.measure_step_cost(model, bundle, repeats=4)
+    assert calls == ["adamw warm-up"] + (["own"] * 3 + ["adamw"] * 3) * 4
+    assert measured == pytest.approx({"optimizer_step_s": 3.0 / 3, "adamw_step_s": 0.5 / 3, "repeats": 4, "window_steps": 3})
+    # AdamW ran on a copy of the live parameters, holding the same gradients.
+    copies = made[0].params
+    assert len(copies) == len(live) and not any(c is p for c, p in zip(copies, live))
+    assert all(torch.equal(c, p) and torch.equal(c.grad, g) for c, p, g in zip(copies, live, grads))
+
+
+def test_step_cost_steps_the_runs_optimizer_and_adamw_on_a_copy():
+    from optlaw.optim import cost
+
+    model, bundle = _trained_with_gradients("shampoo")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    steps_before = {id(p): int(s["step"]) for p, s in bundle.optimizers["shampoo"].state.items() if "step" in s}
+    measured = cost.measure_step_cost(model, bundle, repeats=2)
+    assert measured["optimizer_step_s"] > 0 and measured["adamw_step_s"] > 0 and measured["window_steps"] == 3
+    # The run's own optimizer was stepped with its state (2 windows of 3 steps) ...
+    steps_after = {id(p): int(s["step"]) for p, s in bundle.optimizers["shampoo"].state.items() if "step" in s}
+    assert steps_before and all(steps_after[k] == v + 6 for k, v in steps_before.items())
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert changed  # ... so the live weights moved (the trainer measures after its final checkpoint)
+    assert all(p.grad is None for p in model.parameters())  # and its gradients are released
+    assert cost.measure_step_cost(model, bundle, repeats=0) == {"optimizer_step_s": None, "adamw_step_s": None, "repeats": 0}
+
+
+def test_step_cost_reference_is_adamw_as_optlaw_builds_it():
+    from optlaw.optim import cost
 
     model = tiny_model("llama")
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    cost = measure_step_cost_ratio(model, optimizer_cfg("shampoo"), tiny_model_cfg("llama"), rounds=1)
-    assert cost["optimizer_step_s"] > 0 and cost["adamw_step_s"] > 0
-    assert cost["step_cost_ratio"] == pytest.approx(cost["optimizer_step_s"] / cost["adamw_step_s"])
-    for n, p in model.named_parameters():  # the live model is untouched
-        assert p.grad is None and torch.equal(p, before[n]), n
-    bundle = build_optimizer(tiny_model("llama"), optimizer_cfg("shampoo"), tiny_model_cfg("llama"))
-    assert amortization_steps(bundle.resolved) == 3  # the test override of precondition_frequency
+    run_adamw = build_optimizer(model, optimizer_cfg("adamw"), tiny_model_cfg("llama")).optimizers["adamw"]
+    reference = cost.reference_adamw(list(model.parameters()))
+    assert isinstance(reference, torch.optim.AdamW)
+    for key in ("fused", "foreach"):  # one kernel choice (optlaw.optim.factory.adamw): foreach on this CPU
+        assert reference.defaults[key] == run_adamw.defaults[key], key
+    assert reference.defaults["foreach"] is True and not reference.defaults["fused"]
+
+
+def test_step_cost_ratio_charges_forward_and_backward_once():
+    from optlaw.optim.cost import step_cost_ratio
+
+    assert step_cost_ratio(1.0, 0.5, 0.1) == pytest.approx(1.5 / 1.1)
+    assert step_cost_ratio(None, 0.5, 0.1) is None and step_cost_ratio(1.0, None, None) is None
 
 
 def test_meta_shampoo_backend_names_the_missing_package():

@@ -19,18 +19,18 @@ def test_quadratic_point_via_train_writes_a_done_record(tmp_path):
                   "irreducible_loss=0.05", f"run_dir={run_dir}", "sweep_name=demo")
     assert code == 0
     rec = read_record(run_dir)
-    assert rec is not None and rec["status"] == DONE
-    missing = [k for k in FIT_FIELDS if k not in rec]
+    assert rec is not None and rec.status == DONE
+    missing = [k for k in FIT_FIELDS if k not in json.loads((run_dir / "run.json").read_text())]
     assert not missing, missing
-    assert rec["task"] == "quadratic" and rec["optimizer"] == "kron" and rec["sweep"] == "demo"
-    assert rec["N"] == rec["N_total"] == rec["N_non_embedding"] == 64
-    assert rec["D"] == rec["tokens_trained"] == 32
-    assert rec["branch"] is None and rec["flops"] > 0 and rec["step_cost_ratio"] > 0
-    parts = rec["loss_parts"]
-    assert rec["final_val_loss"] == pytest.approx(sum(parts.values()))
+    assert rec.task == "quadratic" and rec.optimizer == "kron" and rec.sweep == "demo"
+    assert rec.N == rec.N_total == rec.N_non_embedding == 64
+    assert rec.D == rec.tokens_trained == 32
+    assert rec.branch is None and rec.flops > 0 and rec.step_cost_ratio > 0
+    parts = rec.loss_parts
+    assert rec.final_val_loss == pytest.approx(sum(parts.values()))
     assert parts["irreducible"] == 0.05
-    assert 0 < rec["hyperparameters"]["eta_multiplier"] < 2
-    assert rec["run_id"].startswith("quadratic-kron-")
+    assert 0 < rec.hyperparameters["eta_multiplier"] < 2
+    assert rec.run_id.startswith("quadratic-kron-")
 
 
 def test_random_feature_point_via_train_and_fit_stage_reads_it(tmp_path):
@@ -40,8 +40,8 @@ def test_random_feature_point_via_train_and_fit_stage_reads_it(tmp_path):
         assert _train("task=random_features", f"proxy_optimizer={name}", "N=32", "steps=6", "input_dim=256",
                       f"run_dir={tmp_path / name}") == 0
     recs = {n: read_record(tmp_path / n) for n in ("gd", "ngd")}
-    assert recs["gd"]["step_cost_ratio"] == 1.0
-    assert recs["ngd"]["final_val_loss"] < recs["gd"]["final_val_loss"]
+    assert recs["gd"].step_cost_ratio == 1.0
+    assert recs["ngd"].final_val_loss < recs["gd"].final_val_loss
     table = load_runs([tmp_path])
     assert sorted(table.optimizers) == ["gd", "ngd"] and len(table) == 2
 
@@ -98,4 +98,4 @@ def test_a_crash_leaves_a_failed_record(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         point.run(cfg)
     rec = read_record(tmp_path / "x")
-    assert rec["status"] == "failed" and "exploded" in rec["error"]
+    assert rec.status == "failed" and "exploded" in rec.error

@@ -321,13 +321,13 @@ def llama_1m_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 def test_train_llama_1m_writes_a_done_record_under_runs(llama_1m_run):
     run_dir, proc = llama_1m_run
     record = records.read_record(run_dir)
-    assert record["status"] == "done" and run_dir.name == record["run_id"]  # -> runs/<run id>/
-    assert (record["family"], record["size"], record["optimizer"]) == ("llama", "1m", "adamw")
-    assert record["D"] == record["tokens_trained"] == 8192 and record["steps_done"] == 2
-    assert np.isfinite(record["final_val_loss"]) and record["final_val_loss"] < np.log(1024)  # it learned
+    assert record.status == "done" and run_dir.name == record.run_id  # -> runs/<run id>/
+    assert (record.family, record.size, record.optimizer) == ("llama", "1m", "adamw")
+    assert record.D == record.tokens_trained == 8192 and record.steps_done == 2
+    assert np.isfinite(record.final_val_loss) and record.final_val_loss < np.log(1024)  # it learned
     for name in ("metrics.jsonl", "config.yaml", "routing.json"):
         assert (run_dir / name).exists(), name
-    assert f"{record['run_id']}: done" in proc.stdout
+    assert f"{record.run_id}: done" in proc.stdout
 
 
 def test_train_olmo_3m_muon_into_a_given_run_dir(tmp_path):
@@ -336,10 +336,10 @@ def test_train_olmo_3m_muon_into_a_given_run_dir(tmp_path):
     run_dir = tmp_path / "r1"
     run_command(TRAIN_OLMO, tmp_path, ["budget.tokens_per_param=0.003", f"run_dir={run_dir}", *QUICK_EVAL])
     record = records.read_record(run_dir)
-    assert record["status"] == "done"
-    assert (record["family"], record["size"], record["optimizer"]) == ("olmo", "3m", "muon")
-    assert record["D_requested"] == round(0.003 * record["N_non_embedding"])
-    assert record["D"] == 8192 and record["step_cost_ratio"] > 0
+    assert record.status == "done"
+    assert (record.family, record.size, record.optimizer) == ("olmo", "3m", "muon")
+    assert record.D_requested == round(0.003 * record.N_non_embedding)
+    assert record.D == 8192 and record.step_cost_ratio > 0
     groups = {row["group"]: row["optimizer"] for row in json.loads((run_dir / "routing.json").read_text())}
     assert groups["hidden_matrix"] == "muon" and groups["embedding"] == "adamw"
     assert not (tmp_path / "runs").exists()
@@ -349,8 +349,8 @@ def test_torchrun_two_ranks_on_cpu(tmp_path):
     # Real 2-process DDP over gloo. Shrunk: budget.tokens 2,000,000 -> 8192 (2 steps of 4096 = 16 x 128 per rank).
     proc = run_command(TORCHRUN, tmp_path, ["budget.tokens=8192", *QUICK_EVAL])
     record = records.read_record(only_run_dir(tmp_path))
-    assert record["status"] == "done" and record["tokens_trained"] == 8192
-    assert record["budget"]["world_size"] == 2 and record["budget"]["grad_accum_steps"] == 1
+    assert record.status == "done" and record.tokens_trained == 8192
+    assert record.budget["world_size"] == 2 and record.budget["grad_accum_steps"] == 1
     assert "x 2 ranks" in proc.stdout
 
 
@@ -411,9 +411,9 @@ def test_text_corpus_data_then_train(tmp_path):
               *QUICK_EVAL]
     trained = run_command(TRAIN_TEXT, tmp_path, split + shrink)
     record = records.read_record(only_run_dir(tmp_path))
-    assert record["status"] == "done" and record["tokens_trained"] == record["D"] == 4096
-    assert record["config"]["data"]["name"] == "text" and record["entropy_floor_nats"] is None
-    assert (record["family"], record["size"]) == ("llama", "20m")
+    assert record.status == "done" and record.tokens_trained == record.D == 4096
+    assert record.config["data"]["name"] == "text" and record.entropy_floor_nats is None
+    assert (record.family, record.size) == ("llama", "20m")
     # Training reused the cache entry `optlaw data` built: no second entry, nothing tokenized again.
     assert [p.name for p in entry.parent.iterdir()] == [entry.name]
     assert (entry / "meta.json").stat().st_mtime_ns == meta_mtime
@@ -428,8 +428,8 @@ def test_generic_optimizer_lamb_by_import_path(tmp_path):
     run_command(f"{TRAIN_1M} {GENERIC}", tmp_path, ["budget.tokens=8192", *QUICK_EVAL])
     run_dir = only_run_dir(tmp_path)
     record = records.read_record(run_dir)
-    assert record["status"] == "done" and record["optimizer"] == "generic"
-    assert record["hyperparameters"]["hyperparameters"]["generic"] == {
+    assert record.status == "done" and record.optimizer == "generic-torch_optimizer.Lamb"  # named by class
+    assert record.hyperparameters["hyperparameters"]["generic"] == {
         "cls": "torch_optimizer.Lamb", "kwargs": {"lr": 1e-3, "weight_decay": None}}
     assert {row["optimizer"] for row in json.loads((run_dir / "routing.json").read_text())} == {"generic"}
 
@@ -468,8 +468,8 @@ def test_smoke_sweep_local_launch_trains_every_point(smoke):
     points = json.loads((sweep_dir / "manifest.json").read_text())["points"]
     for point in points:
         record = records.read_record(sweep_dir / point["run_dir"])
-        assert record["status"] == "done" and record["sweep"] == "smoke"
-        assert record["tokens_trained"] == point["tokens"]
+        assert record.status == "done" and record.sweep == "smoke"
+        assert record.tokens_trained == point["tokens"]
         assert f"start {point['run_id']}" in smoke["launch"]
     assert smoke["launch"].rstrip().endswith("2 points: 2 done, 0 diverged, 0 failed, 0 running, 0 pending")
 
@@ -483,7 +483,7 @@ def test_status_prints_the_table(smoke):
     for point in json.loads((sweep_dir / "manifest.json").read_text())["points"]:
         row = rows[point["run_id"]]
         record = records.read_record(sweep_dir / point["run_dir"])
-        assert row[1] == "done" and float(row[2]) == pytest.approx(record["final_val_loss"], abs=1e-4)
+        assert row[1] == "done" and float(row[2]) == pytest.approx(record.final_val_loss, abs=1e-4)
     assert lines[-1] == "2 points: 2 done, 0 diverged, 0 failed, 0 running, 0 pending"
 
 
@@ -571,8 +571,8 @@ def test_fit_two_sweep_dirs_compute_law(two_sweeps):
 def _wandb_api(two_sweeps: Path, other_loss: float) -> StandInApi:
     """The real sweep records as W&B summaries in group my_sweep, plus one run of another group."""
     found = [records.read_record(p.parent) for p in sorted(two_sweeps.glob("sweep_[ab]/runs/*/run.json"))]
-    runs = [StandInRun({**rec, "sweep": "my_sweep"}) for rec in found]
-    runs.append(StandInRun({**found[0], "run_id": "elsewhere", "sweep": "other", "final_val_loss": other_loss}))
+    runs = [StandInRun({**rec.to_json(), "sweep": "my_sweep"}) for rec in found]
+    runs.append(StandInRun({**found[0].to_json(), "run_id": "elsewhere", "sweep": "other", "final_val_loss": other_loss}))
     return StandInApi(runs)
 
 
@@ -611,7 +611,7 @@ def test_fit_wandb_runs_with_and_without_a_group(two_sweeps, tmp_path, monkeypat
     for path, n_points, filters in forms:
         # The other group's run: the first record again, 0.01 nats worse (a second seed, say).
         api = _wandb_api(two_sweeps, other_loss=records.read_record(
-            sorted(two_sweeps.glob("sweep_[ab]/runs/*/run.json"))[0].parent)["final_val_loss"] + 0.01)
+            sorted(two_sweeps.glob("sweep_[ab]/runs/*/run.json"))[0].parent).final_val_loss + 0.01)
         monkeypatch.setattr(wandb, "Api", lambda *args, **kwargs: api)
         out = f"fit_{n_points}"
         command = FIT_WANDB_RUNS.replace("ENTITY/PROJECT[:GROUP]", path).replace("DIR", out)
@@ -752,9 +752,9 @@ def test_proxy_spectrum_of_a_trained_run(llama_1m_run, tmp_path):
 def test_proxy_one_point_through_train(tmp_path):
     run_command(PROXY_POINT, tmp_path)
     record = records.read_record(only_run_dir(tmp_path))
-    assert record["status"] == "done" and record["task"] == "quadratic" and record["optimizer"] == "kron"
-    assert record["N"] == 256 and record["D"] == record["tokens_trained"] == 256  # D counts steps here
-    assert record["final_val_loss"] == pytest.approx(sum(record["loss_parts"].values()))
+    assert record.status == "done" and record.task == "quadratic" and record.optimizer == "kron"
+    assert record.N == 256 and record.D == record.tokens_trained == 256  # D counts steps here
+    assert record.final_val_loss == pytest.approx(sum(record.loss_parts.values()))
 
 
 # --- Benchmarks -------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def test_slurm_sweep_finishes_every_point_and_relaunch_submits_nothing(slurm_clu
     assert len(jobs) == 2
     wait_until(lambda: not queued(list(jobs.values())), 300, "the array to leave the queue")
     for point in read_manifest(sweep_dir)["points"]:
-        assert records.read_record(sweep_dir / point["run_dir"])["status"] == "done"
+        assert records.read_record(sweep_dir / point["run_dir"]).status == "done"
     main_status([str(sweep_dir)])
     assert "2 points: 2 done" in capsys.readouterr().out
     assert main_sweep(["sweep=tiny", "launcher=slurm_cpu", f"sweep_dir={sweep_dir}"]) == 0
@@ -164,7 +164,7 @@ def test_requeue_and_preemption_resume_exactly_and_scancel_leaves_a_resumable_po
     release_requeued(jobs[requeued_point["run_id"]])
 
     wait_until(lambda: not queued([jobs[cancelled_point["run_id"]]]), 120, "the cancelled job to leave the queue")
-    cancelled_status = records.read_record(cancelled_dir)["status"]
+    cancelled_status = records.read_record(cancelled_dir).status
     assert cancelled_status in ("running", "failed")  # resumable or failed, never done
     main_status([str(sweep_dir)])
     assert cancelled_point["run_id"] in capsys.readouterr().out
@@ -182,11 +182,11 @@ def test_requeue_and_preemption_resume_exactly_and_scancel_leaves_a_resumable_po
 
     wait_until(lambda: not queued([jobs[requeued_point["run_id"]]]), 300, "the requeued job to finish")
     record = records.read_record(requeued_dir)
-    assert record["status"] == "done"
+    assert record.status == "done"
     log = log_path.read_text()
     assert "preempted by SIGUSR1" in log and log.count("resuming from step") == 2  # resumed after each stop
     assert reference.wait(timeout=300) == 0
-    assert record["final_val_loss"] == records.read_record(reference_dir)["final_val_loss"]
+    assert record.final_val_loss == records.read_record(reference_dir).final_val_loss
 
     # The next launch picks the cancelled point up (and only it), and it finishes.
     assert main_sweep(["sweep=longer", "launcher=slurm_cpu", f"sweep_dir={sweep_dir}", *EVERY_STEP]) == 0
@@ -195,7 +195,7 @@ def test_requeue_and_preemption_resume_exactly_and_scancel_leaves_a_resumable_po
     new_job = job_ids_of(sweep_dir)[cancelled_point["run_id"]]
     assert new_job != jobs[cancelled_point["run_id"]]
     wait_until(lambda: not queued([new_job]), 300, "the relaunched point to finish")
-    assert records.read_record(cancelled_dir)["status"] == "done"
+    assert records.read_record(cancelled_dir).status == "done"
     assert "resuming from step" in (sweep_dir / "logs" / f"{cancelled_point['run_id']}.log").read_text()
 
 
@@ -220,7 +220,7 @@ def test_sbatch_template_runs_the_manifest_points(slurm_cluster, user_configs, t
     array_id = submitted.stdout.strip().split(";")[0]
     wait_until(lambda: not queued([array_id]), 300, "the sbatch array to finish")
     for point in read_manifest(sweep_dir)["points"]:
-        assert records.read_record(sweep_dir / point["run_dir"])["status"] == "done"
+        assert records.read_record(sweep_dir / point["run_dir"]).status == "done"
     main_status([str(sweep_dir)])
     assert "2 points: 2 done" in capsys.readouterr().out
 
@@ -253,11 +253,11 @@ def test_a_two_round_tune_on_slurm_queues_each_round_from_the_records(slurm_clus
     assert len(points) == 4
     for point in points:
         record = records.read_record(sweep_dir / point["run_dir"])
-        assert record["status"] == "done" and record["tuning"]["source"] == "tuned"
+        assert record.status == "done" and record.tuning["source"] == "tuned"
         assert (sweep_dir / "logs" / f"{point['run_id']}.log").read_text().count(" -m optlaw train ") == 1
     reused_record = records.read_record(sweep_dir / "runs" / reused.winner_run_ids[0])
-    assert reused_record["tuning"]["reused_from"] == tuned.spec.label
-    assert reused_record["tuning"]["values"] == tuned.setting
+    assert reused_record.tuning["reused_from"] == tuned.spec.label
+    assert reused_record.tuning["values"] == tuned.setting
     main_status([str(sweep_dir)])
     status = capsys.readouterr().out
     assert "tuning: 2 cells" in status and "complete" in status

@@ -10,19 +10,22 @@ import sys
 from optlaw.sweep import claims
 
 
-def _claim_all(sweep_dir: str, run_ids: list[str], queue) -> None:
+def _claim_all(sweep_dir: str, run_ids: list[str], queue, all_claimed) -> None:
     won = [r for r in run_ids if claims.try_claim(sweep_dir, r) is not None]
     queue.put(won)
+    # Stay alive until every racer is done: a finished racer's claims would be stale
+    # (dead owner) and rightly taken over by a racer that started late.
+    all_claimed.wait(timeout=60)
 
 
 def test_racing_processes_each_point_claimed_once(tmp_path):
     run_ids = [f"p{i}" for i in range(40)]
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_claim_all, args=(str(tmp_path), run_ids, queue)) for _ in range(4)]
+    all_claimed = ctx.Barrier(4)
+    procs = [ctx.Process(target=_claim_all, args=(str(tmp_path), run_ids, queue, all_claimed)) for _ in range(4)]
     for p in procs:
         p.start()
-    # All four stay alive until every claim is made, so no claim is stale during the race.
     results = [queue.get(timeout=60) for _ in procs]
     for p in procs:
         p.join()

@@ -84,6 +84,14 @@ def test_tuning_points_are_told_apart_by_their_lr_multiplier_in_the_run_id():
                       "llama-1m-adamw-2p05ktok-s0-lr2"], labels
 
 
+def test_generic_optimizer_classes_are_two_points_named_by_class():
+    points = expand(definition(tokens=[2048], optimizers=["adamw", "generic"], optimizer_axes={
+        "generic": {"optimizer.cls": ["torch.optim.NAdam", "torch_optimizer.Lamb"]}}))
+    labels = sorted(p.run_id.rsplit("-", 1)[0] for p in points)
+    assert labels == ["llama-1m-adamw-2p05ktok-s0", "llama-1m-generic-NAdam-2p05ktok-s0",
+                      "llama-1m-generic-torch_optimizer_Lamb-2p05ktok-s0"], labels
+
+
 def test_empty_axis_is_an_empty_grid_error():
     with pytest.raises(ConfigError, match="axis 'seeds' is an empty list"):
         expand(definition(seeds=[]))
@@ -181,7 +189,7 @@ def test_status_of_a_fresh_sweep(user_configs, tmp_path, capsys):
     point = read_manifest(sweep_dir)["points"][0]
     run_dir = sweep_dir / point["run_dir"]
     run_dir.mkdir(parents=True)
-    (run_dir / "run.json").write_text(json.dumps({"run_id": point["run_id"], "status": "running"}))
+    (run_dir / "run.json").write_text(json.dumps({"run_id": point["run_id"], "task": "llm", "status": "running"}))
     main_status([str(sweep_dir)])
     assert "interrupted; resumes from its last checkpoint" in capsys.readouterr().out
 

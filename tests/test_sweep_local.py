@@ -27,7 +27,7 @@ def user_configs(tmp_path, monkeypatch):
 
 def _set_status(sweep_dir, point, status):
     record = records.read_record(sweep_dir / point["run_dir"])
-    record["status"] = status
+    record.status = records.Status(status)
     records.write_record(sweep_dir / point["run_dir"], record)
 
 
@@ -40,8 +40,8 @@ def test_local_sweep_runs_every_point_then_skips_finished(user_configs, tmp_path
     points = read_manifest(sweep_dir)["points"]
     for point in points:
         record = records.read_record(sweep_dir / point["run_dir"])
-        assert record["status"] == "done" and record["run_id"] == point["run_id"]
-        assert record["tokens_trained"] == point["tokens"]
+        assert record.status == "done" and record.run_id == point["run_id"]
+        assert record.tokens_trained == point["tokens"]
     assert not list((sweep_dir / "claims").glob("*.json"))  # released at the end
 
     # Relaunch after completion runs nothing.
@@ -64,7 +64,7 @@ def test_local_sweep_runs_every_point_then_skips_finished(user_configs, tmp_path
     assert main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}"]) == 0
     out = capsys.readouterr().out
     assert f"start {points[1]['run_id']}" in out and f"start {points[0]['run_id']}" not in out
-    assert records.read_record(sweep_dir / points[1]["run_dir"])["status"] == "done"
+    assert records.read_record(sweep_dir / points[1]["run_dir"]).status == "done"
 
 
 @pytest.mark.slow
@@ -78,7 +78,7 @@ def test_two_launches_at_once_never_run_a_point_twice(user_configs, tmp_path):
     points = read_manifest(sweep_dir)["points"]
     assert sorted(starts) == sorted(f"start {p['run_id']}" for p in points), outputs
     for point in points:
-        assert records.read_record(sweep_dir / point["run_dir"])["status"] == "done"
+        assert records.read_record(sweep_dir / point["run_dir"]).status == "done"
         log = (sweep_dir / "logs" / f"{point['run_id']}.log").read_text()
         assert log.count("# ") >= 1 and log.count(" -m optlaw train ") == 1  # one training process per point
     assert json.loads((sweep_dir / "manifest.json").read_text())["sweep"] == "tiny"
@@ -107,9 +107,9 @@ def test_budget_branching_trains_fewer_tokens_and_marks_branches(tmp_path, monke
     assert trunk.get("branch_trunk") and short["branch_from"] == {"run_id": trunk["run_id"], "tokens": 1024}
     short_record = records.read_record(tmp_path / "br" / short["run_dir"])
     trunk_record = records.read_record(tmp_path / "br" / trunk["run_dir"])
-    assert short_record["status"] == trunk_record["status"] == "done"
-    assert short_record["branch"]["parent_run_id"] == trunk["run_id"] and trunk_record["branch"] is None
-    trained = trunk_record["tokens_trained"] + short_record["tokens_trained"] - short_record["branch"]["from_tokens"]
+    assert short_record.status == trunk_record.status == "done"
+    assert short_record.branch["parent_run_id"] == trunk["run_id"] and trunk_record.branch is None
+    trained = trunk_record.tokens_trained + short_record.tokens_trained - short_record.branch["from_tokens"]
     assert trained == 3072 + 1536 - 1024 < 3072 + 1536
 
 
@@ -119,7 +119,7 @@ def test_proxy_task_sweep_runs_through_the_same_launcher(tmp_path, capsys):
     assert "8 points: 8 done" in capsys.readouterr().out
     for point in read_manifest(sweep_dir)["points"]:
         record = records.read_record(sweep_dir / point["run_dir"])
-        assert record["run_id"] == point["run_id"] and record["task"] == "quadratic"
+        assert record.run_id == point["run_id"] and record.task == "quadratic"
 
 
 def test_eta_is_weighted_by_planned_flops(monkeypatch):

@@ -48,9 +48,9 @@ def drive(planner: TuningPlanner, loss=parabola_loss, rounds: int = 30, diverged
             return plan
         for point in todo:
             status = records.DIVERGED if diverged(point) else records.DONE
-            records.write_record(planner.sweep_dir / "runs" / point.run_id, {
-                "run_id": point.run_id, "status": status,
-                "final_val_loss": None if status == records.DIVERGED else loss(point)})
+            records.write_record(planner.sweep_dir / "runs" / point.run_id, records.LLMRunRecord(
+                run_id=point.run_id, task="llm", status=status,
+                final_val_loss=None if status == records.DIVERGED else loss(point)))
     raise AssertionError("the tuning did not finish")
 
 
@@ -276,8 +276,8 @@ def test_dry_run_shows_the_current_round_and_what_is_pending(tmp_path, monkeypat
     points = read_manifest(sweep_dir)["points"]
     for point in points:  # round 1 "trained": the best (2) sits at the upper edge
         lr = point["axes"]["optimizer.lr_mult"]
-        records.write_record(sweep_dir / point["run_dir"], {"run_id": point["run_id"], "status": "done",
-                                                            "final_val_loss": 4.0 - lr / 10})
+        records.write_record(sweep_dir / point["run_dir"], records.LLMRunRecord(
+            run_id=point["run_id"], task="llm", status="done", final_val_loss=4.0 - lr / 10))
     assert main_sweep(["sweep=tune_dry", f"sweep_dir={sweep_dir}", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "to run now: 1 points" in out and "round 2: optimizer.lr_mult at 4" in out

@@ -102,9 +102,9 @@ def test_a_bracket_16x_too_low_extends_and_ends_interior(tmp_path):
     # Each point trained once, and its record says which round of which cell planned it.
     assert sorted(outcome.launched) == sorted(p.run_id for p in outcome.plan.points)
     winner = records.read_record(sweep_dir / "runs" / cell.winner_run_ids[0])
-    assert winner["status"] == "done" and winner["tuning"]["source"] == "tuned"
-    assert winner["tuning"]["cell"] == "llama/100k muon tokens=8192" and winner["tuning"]["round"] >= 4
-    assert winner["tuning"]["values"] == {"optimizer.lr_mult": cell.setting["optimizer.lr_mult"]}
+    assert winner.status == "done" and winner.tuning["source"] == "tuned"
+    assert winner.tuning["cell"] == "llama/100k muon tokens=8192" and winner.tuning["round"] >= 4
+    assert winner.tuning["values"] == {"optimizer.lr_mult": cell.setting["optimizer.lr_mult"]}
 
 
 @pytest.mark.slow
@@ -122,7 +122,7 @@ def test_a_launcher_killed_mid_round_resumes_without_retraining_a_finished_point
     lines += first.stdout.readlines()
     assert first.wait(timeout=300) != 0, "".join(lines)
     finished_before = {p["run_id"] for p in read_manifest(sweep_dir)["points"]
-                       if (records.read_record(sweep_dir / p["run_dir"]) or {}).get("status") == "done"}
+                       if records.read_status(sweep_dir / p["run_dir"]) == "done"}
     assert finished_before and not read_tuning(sweep_dir).complete
 
     second = subprocess.run([sys.executable, "-m", "optlaw", "sweep", "sweep=tune_kill", f"sweep_dir={sweep_dir}"],
@@ -132,7 +132,7 @@ def test_a_launcher_killed_mid_round_resumes_without_retraining_a_finished_point
     state = read_tuning(sweep_dir)
     assert state.complete and state.cells[0].resolved
     for point in read_manifest(sweep_dir)["points"]:
-        assert records.read_record(sweep_dir / point["run_dir"])["status"] == "done"
+        assert records.read_status(sweep_dir / point["run_dir"]) == "done"
         if point["run_id"] in finished_before:
             assert train_commands_in_log(sweep_dir, point["run_id"]) == 1
     # A point the kill interrupted mid-training resumed from its checkpoint rather than starting over.
@@ -159,7 +159,7 @@ def test_two_launchers_on_one_tuning_sweep_train_each_point_once(user_configs, t
     assert sorted(started) == sorted(p["run_id"] for p in points), outputs  # every point started once, by one of them
     assert all(starts(out) for out in outputs), "both launchers should have trained points"
     for point in points:
-        assert records.read_record(sweep_dir / point["run_dir"])["status"] == "done"
+        assert records.read_status(sweep_dir / point["run_dir"]) == "done"
         assert train_commands_in_log(sweep_dir, point["run_id"]) == 1
     state = read_tuning(sweep_dir)
     assert state.complete and all(c.finished for c in state.cells)

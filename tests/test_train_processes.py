@@ -59,12 +59,12 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_result_exactly(tmp_pa
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     killed = records.read_record(run_dir)
-    assert killed["status"] == "running" and killed["steps_done"] < killed["steps"], "the kill landed after the run finished"
+    assert killed.status == "running" and killed.steps_done < killed.steps, "the kill landed after the run finished"
 
     resumed = run_point(compose("train", TINY + LONG + [f"run_dir={run_dir}"]))
-    assert resumed["status"] == "done"
-    assert resumed["final_val_loss"] == reference["final_val_loss"]
-    assert resumed["evals"] == reference["evals"]
+    assert resumed.status == "done"
+    assert resumed.final_val_loss == reference.final_val_loss
+    assert resumed.evals == reference.evals
     steps = [row["step"] for row in read_metrics(run_dir)]
     assert steps == sorted(set(steps))  # lines past the checkpoint were dropped, not duplicated
     ref_losses = {r["step"]: r["train_loss"] for r in read_metrics(tmp_path / "reference")}
@@ -82,11 +82,11 @@ def test_sigterm_writes_a_checkpoint_and_exits_for_requeue(tmp_path):
         pytest.fail("the run finished before SIGTERM arrived; lengthen LONG")
     assert proc.returncode == PREEMPTED_EXIT_CODE, output
     record = records.read_record(run_dir)
-    assert record["status"] == "running" and "SIGTERM" in record["reason"]
+    assert record.status == "running" and "SIGTERM" in record.reason
     saved = sorted((run_dir / "checkpoints").glob("step_*.pt"))
-    assert saved and int(saved[-1].stem.split("_")[1]) == record["steps_done"]
+    assert saved and int(saved[-1].stem.split("_")[1]) == record.steps_done
     finished = run_point(compose("train", TINY + LONG + [f"run_dir={run_dir}"]))
-    assert finished["status"] == "done" and finished["steps_done"] == finished["steps"]
+    assert finished.status == "done" and finished.steps_done == finished.steps
 
 
 @pytest.mark.slow
@@ -98,10 +98,10 @@ def test_two_rank_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
     proc = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ddp = records.read_record(tmp_path / "ddp")
-    assert ddp["budget"]["world_size"] == 2 and ddp["budget"]["grad_accum_steps"] == 1
-    assert single["budget"]["grad_accum_steps"] == 2
+    assert ddp.budget["world_size"] == 2 and ddp.budget["grad_accum_steps"] == 1
+    assert single.budget["grad_accum_steps"] == 2
     single_losses = [r["train_loss"] for r in read_metrics(tmp_path / "single")]
     ddp_losses = [r["train_loss"] for r in read_metrics(tmp_path / "ddp")]
     assert len(single_losses) == len(ddp_losses) == 12
     assert ddp_losses == pytest.approx(single_losses, rel=1e-4)
-    assert [e["val_loss"] for e in ddp["evals"]] == pytest.approx([e["val_loss"] for e in single["evals"]], rel=1e-4)
+    assert [e["val_loss"] for e in ddp.evals] == pytest.approx([e["val_loss"] for e in single.evals], rel=1e-4)

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from optlaw.errors import ConfigError
+from optlaw.jsonio import plain
 
 T = TypeVar("T")
 
@@ -163,21 +164,9 @@ def _sections(obj: Any) -> Iterator[Any]:
             yield from _sections(value)
 
 
-def plain(obj: Any) -> Any:
-    """A schema instance (or container of them) as plain dicts/lists with string choices."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Enum):
-        return obj.value
-    if isinstance(obj, Mapping):
-        return {k: plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    return obj
-
-
 def to_plain(cfg: Any) -> Any:
-    """Resolved config as plain Python containers (for JSON records and run ids)."""
+    """Resolved config as plain Python containers (for JSON records and run ids); a schema
+    instance goes through the package's one plainer (optlaw.jsonio.plain)."""
     if isinstance(cfg, (DictConfig, ListConfig)):
         return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     return plain(cfg)

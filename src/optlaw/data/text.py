@@ -27,7 +27,7 @@ from optlaw.data.keys import mix, train_block_keys
 from optlaw.data.sources import DocumentSource
 from optlaw.data.tokenizer import TextTokenizer, load_tokenizer, train_bpe
 from optlaw.errors import ConfigError, UserError
-from optlaw.records import write_json_atomic
+from optlaw.jsonio import write_json_atomic
 
 CACHE_FORMAT = 1  # bump when the on-disk layout changes, so old entries are not misread
 _VAL_SPLIT_DOMAIN = 3

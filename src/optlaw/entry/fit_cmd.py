@@ -21,7 +21,7 @@ from optlaw.fit import (
 )
 from optlaw.fit.laws import COST_BASES, DEFAULT_BOOTSTRAP
 from optlaw.fit.table import N_BASES, SEED_MODES
-from optlaw.records import write_json_atomic
+from optlaw.jsonio import write_json_atomic
 
 WANDB_MODES = ("disabled", "offline", "online")
 

@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from optlaw.errors import ConfigError
+from optlaw.records import RunRecord
 from optlaw.sweep.grid import PointNaming
 from optlaw.train.identity import run_id as llm_run_id
 
@@ -45,7 +46,7 @@ def run_id(config: dict[str, Any]) -> str:
 POINT_NAMING = PointNaming(root_config=root_config, run_id=run_id)
 
 
-def run_point(cfg: DictConfig) -> dict[str, Any]:
+def run_point(cfg: DictConfig) -> RunRecord:
     """Run the point described by ``cfg`` (a composed config) and return its run record."""
     task = cfg.get("task", "llm")
     if task == "llm":
@@ -73,4 +74,4 @@ def run_manifest_point(sweep_dir: str, run_id: str) -> str:
     manifest = read_manifest(sweep_dir)
     argv = train_command(sweep_dir, point_by_id(manifest, run_id), manifest)
     overrides = argv[argv.index("train") + 1:]
-    return str(run_point(compose(root_config(overrides), overrides)).get("status"))
+    return str(run_point(compose(root_config(overrides), overrides)).status)

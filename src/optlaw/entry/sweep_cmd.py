@@ -287,10 +287,10 @@ def main_status(argv: list[str]) -> int:
 def format_status(states) -> str:
     lines = [f"{'run_id':<44} {'state':<9} {'final_loss':>10} {'tokens':>9} {'wall_s':>8}  note"]
     for s in states:
-        record = s.record or {}
-        loss = record.get("final_val_loss")
+        record = s.record
+        loss, tokens, wall = (record.final_val_loss, record.tokens_trained, record.wall_time_s) if record else (None,) * 3
         lines.append(
-            f"{s.run_id:<44} {s.state:<9} {_num(loss, '.4f'):>10} {_num(record.get('tokens_trained')):>9} "
-            f"{_num(record.get('wall_time_s'), '.0f'):>8}  {s.note}"
+            f"{s.run_id:<44} {s.state:<9} {_num(loss, '.4f'):>10} {_num(tokens):>9} "
+            f"{_num(wall, '.0f'):>8}  {s.note}"
         )
     return "\n".join(lines)

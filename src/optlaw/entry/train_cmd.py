@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from optlaw.config import compose
 from optlaw.entry.overrides import refuse_multirun, take_cfg_flag
 from optlaw.entry.points import root_config, run_point
+from optlaw.records import FINISHED
 from optlaw.train.signals import PREEMPTED_EXIT_CODE, Preempted
 
 USAGE = """\
@@ -56,4 +57,4 @@ def main(argv: list[str]) -> int:
     except Preempted as exc:
         print(str(exc), file=sys.stderr, flush=True)
         return PREEMPTED_EXIT_CODE
-    return 0 if record.get("status") in ("done", "diverged") else 1
+    return 0 if record.status in FINISHED else 1

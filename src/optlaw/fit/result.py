@@ -13,15 +13,16 @@ result or the study (never Python's ``warnings.warn``).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
+
+from optlaw.jsonio import plain
 
 CI_LEVEL = 0.95
 # Under no compute law the cost of a run is the usual C = 6 N D (Kaplan et al. 2020).
@@ -358,8 +359,8 @@ class FitResult:
         entry of ``residuals``. The study merges these (``optlaw.fit.study``).
         """
         if self.variant == "separate":
-            return plain(self._separate_json())
-        return plain(self._shared_json())
+            return plain(self._separate_json(), finite_only=True)
+        return plain(self._shared_json(), finite_only=True)
 
     def _ci_list(self, name: str, optimizer: str | None):
         value = self.ci.get((name, optimizer))
@@ -410,32 +411,3 @@ class FitResult:
 
 def _prefixed(optimizer: str | None, text: str) -> str:
     return text if optimizer is None else f"{optimizer}: {text}"
-
-
-# ----------------------------------------------------------------------------- plain JSON
-
-def plain(obj: Any) -> Any:
-    """Plain-JSON form: numpy scalars and arrays, tuples, enums and keys as JSON types; NaN/inf -> null.
-
-    The one JSON plainer of the fit and report stages (a repo-wide one replaces it in optlaw.jsonio).
-    """
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return plain(obj.tolist())
-    if isinstance(obj, StrEnum):
-        return str(obj)
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (np.floating, float)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(plain(obj), indent=2)

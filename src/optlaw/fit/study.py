@@ -16,9 +16,10 @@ import numpy as np
 from optlaw.errors import UserError
 from optlaw.fit.holdout import HoldoutCheck, holdout_check
 from optlaw.fit.laws import DEFAULT_BOOTSTRAP, _check_reference, fit_compute, fit_separate, fit_shared
-from optlaw.fit.result import CI_LEVEL, FitResult, FitWarning, WarningKind, plain, unique_warnings
+from optlaw.fit.result import CI_LEVEL, FitResult, FitWarning, WarningKind, unique_warnings
 from optlaw.fit.solver import HUBER_DELTA
 from optlaw.fit.table import RunTable
+from optlaw.jsonio import plain
 
 LAWS = ("chinchilla", "shared", "compute")
 FIT_SCHEMA_VERSION = 1
@@ -80,7 +81,7 @@ class Study:
         doc["warnings"] = [w.message for w in self.warnings]
         if self.cross_check is not None:
             doc["cross_check"] = self.cross_check
-        return plain(doc)
+        return plain(doc, finite_only=True)  # fit.json is strict JSON: NaN/inf -> null
 
     def summary(self) -> str:
         return summarize(self.document)

@@ -9,7 +9,6 @@ to fit is an error.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections import defaultdict
@@ -20,7 +19,8 @@ import numpy as np
 
 from optlaw.errors import UserError
 from optlaw.fit.result import FitWarning, WarningKind
-from optlaw.records import DONE, iter_records
+from optlaw.jsonio import dumps
+from optlaw.records import DONE, RecordError, RunRecord, iter_json
 
 REQUIRED_COLUMNS = ("optimizer", "N", "D", "loss")
 OPTIONAL_COLUMNS = ("seed", "flops", "step_cost", "family", "wallclock_s")
@@ -207,7 +207,7 @@ def load_runs(dirs: list[str | os.PathLike] | str | os.PathLike, n_basis: str = 
     for root in dirs:
         if not Path(root).is_dir():
             raise UserError(f"sweep directory {str(root)!r} not found; pass existing directories to --runs")
-    found = [(str(run_dir), rec) for root in dirs for run_dir, rec in iter_records(root)]
+    found = [(str(run_dir), doc) for root in dirs for run_dir, doc in iter_json(root)]
     return table_from_records(found, n_basis, seeds, source=", ".join(map(str, dirs)))
 
 
@@ -241,27 +241,34 @@ def load_wandb(path: str, group: str | None = None, n_basis: str = "non_embeddin
 
 def table_from_records(found: list[tuple[str, dict]], n_basis: str = "non_embedding", seeds: str = "all",
                        source: str = "") -> RunTable:
-    """The fit table from (location, record) pairs: run.json files or W&B summaries alike."""
+    """The fit table from (location, record document) pairs: run.json files or W&B summaries alike.
+
+    Each document is read as a typed ``RunRecord`` (older schema versions upgraded); one
+    that is not a run record is listed in ``excluded`` with the reason, like a failed run.
+    """
     if n_basis not in N_BASES:
         raise UserError(f"n_basis must be one of {N_BASES}, got {n_basis!r}")
     if seeds not in SEED_MODES:
         raise UserError(f"seeds must be one of {SEED_MODES}, got {seeds!r}")
-    n_key = "N_total" if n_basis == "total" else "N_non_embedding"
     runs, excluded = [], []
-    for run_dir, rec in found:
-        N = rec.get(n_key)
-        if _missing(N):  # proxy tasks have one N only
-            N = rec.get("N")
+    for location, doc in found:
+        try:
+            rec = RunRecord.from_json(doc)
+        except RecordError as exc:
+            excluded.append({"run_id": doc.get("run_id") or Path(location).name, "optimizer": doc.get("optimizer"),
+                             "N": None, "D": None, "seed": doc.get("seed"), "status": doc.get("status"),
+                             "reason": str(exc), "hyperparameters": {}})
+            continue
         entry = {
-            "run_id": rec.get("run_id") or Path(run_dir).name, "run_dir": str(run_dir),
-            "optimizer": rec.get("optimizer"), "N": N, "D": rec.get("D", rec.get("tokens_trained")),
-            "loss": rec.get("final_val_loss"), "seed": rec.get("seed", 0), "flops": rec.get("flops"),
-            "step_cost": rec.get("step_cost_ratio"), "wallclock_s": rec.get("wallclock_s", rec.get("wall_time_s")),
-            "family": rec.get("family") or "", "sweep": rec.get("sweep"),
-            "hyperparameters": rec.get("hyperparameters") or {},
-            "status": rec.get("status"), "reason": rec.get("reason") or "",
+            "run_id": rec.run_id, "run_dir": str(location),
+            "optimizer": rec.optimizer, "N": rec.params(n_basis), "D": rec.D,
+            "loss": rec.final_val_loss, "seed": rec.seed, "flops": rec.flops,
+            "step_cost": rec.step_cost_ratio, "wallclock_s": rec.wall_time_s,
+            "family": rec.family or "", "sweep": rec.sweep,
+            "hyperparameters": rec.hyperparameters or {},
+            "status": str(rec.status), "reason": rec.reason or "",
         }
-        if entry["status"] != DONE:
+        if rec.status != DONE:
             excluded.append(_excluded(entry, entry["reason"] or f"status {entry['status']}"))
             continue
         lacking = [k for k in ("optimizer", "N", "D", "loss") if _missing(entry[k])]
@@ -297,7 +304,7 @@ def _excluded(entry: dict, reason: str) -> dict:
 
 
 def _hp_key(hp: dict) -> str:
-    return json.dumps(hp, sort_keys=True, default=str)
+    return dumps(hp, sort_keys=True)
 
 
 def _best_per_cell(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from optlaw.config.core import plain
+from optlaw.jsonio import plain
 from optlaw.config.optim import (AdamWConfig, GenericOptimizerConfig, MuonConfig, NsDtype, OptimizerConfig, ShampooConfig,
                                  ShampooImpl, SoapConfig, optimizer_config)
 from optlaw.errors import ConfigError
@@ -31,20 +31,16 @@ Builder = Callable[[list[dict[str, Any]], Any], torch.optim.Optimizer]
 MATRIX_ONLY = {"muon", "shampoo", "soap"}
 
 
-def _device_of(groups: list[dict[str, Any]]) -> torch.device:
-    return groups[0]["params"][0].device
+def adamw(params: list[dict[str, Any]] | list[torch.nn.Parameter], **hyperparameters: Any) -> torch.optim.AdamW:
+    """torch.optim.AdamW with the kernel optlaw uses: fused on CUDA, foreach (one multi-tensor
+    op per step) on CPU. The run's AdamW and the step-cost reference (optlaw.optim.cost) both come from here."""
+    first = params[0]
+    on_cuda = (first["params"][0] if isinstance(first, dict) else first).device.type == "cuda"
+    return torch.optim.AdamW(params, fused=on_cuda, foreach=None if on_cuda else True, **hyperparameters)
 
 
 def _build_adamw(groups: list[dict[str, Any]], hp: AdamWConfig) -> torch.optim.Optimizer:
-    on_cuda = _device_of(groups).type == "cuda"
-    # fused kernel on CUDA; foreach (one multi-tensor op per step) on CPU.
-    return torch.optim.AdamW(
-        groups,
-        betas=tuple(hp.betas),
-        eps=hp.eps,
-        fused=on_cuda,
-        foreach=None if on_cuda else True,
-    )
+    return adamw(groups, betas=tuple(hp.betas), eps=hp.eps)
 
 
 _NS_DTYPES = {NsDtype.auto: None, NsDtype.float32: torch.float32, NsDtype.bfloat16: torch.bfloat16}

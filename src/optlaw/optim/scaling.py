@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from optlaw.config.core import plain
+from optlaw.jsonio import plain
 from optlaw.config.optim import GROUP_NAMES, LrRule, OptimizerConfig, WdRule, optimizer_config
 from optlaw.errors import ConfigError
 

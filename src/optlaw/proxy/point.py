@@ -1,4 +1,5 @@
-"""One proxy grid point -> the same ``run.json`` record an LLM run writes.
+"""One proxy grid point -> a ``run.json`` record of the same type an LLM run writes
+(``optlaw.records.ProxyRunRecord``, a ``RunRecord``).
 
 ``optlaw.entry.points.run_point`` calls ``run(cfg)`` for ``task=random_features`` and
 ``task=quadratic``. Mapping onto the shared record: N (= N_total = N_non_embedding)
@@ -8,18 +9,20 @@ is the model-size axis, D (= tokens_trained) is the number of optimizer steps, a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import math
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from optlaw import records
+from optlaw import jsonio, records
 from optlaw.config import as_config, to_plain
-from optlaw.config.core import plain as plain_section
+
 from optlaw.config.proxy import POINT_SCHEMAS, ProxyPointConfig, QuadraticPointConfig, RandomFeaturesPointConfig
 from optlaw.errors import UserError
 from optlaw.proxy.cost import (dense_step_cost_ratio, diagonal_step_cost_ratio, quadratic_flops,
@@ -64,7 +67,19 @@ def run_id(cfg: dict) -> str:
     return records.make_run_id(cfg, label=run_label(cfg))
 
 
-def solve_point(cfg: ProxyPointConfig) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class PointResult:
+    """What solving one point measures: the record's measured fields (no I/O)."""
+
+    final_val_loss: float
+    loss_parts: dict[str, float]
+    flops: float
+    step_cost_ratio: float
+    preconditioner_setup_s: float
+    hyperparameters: dict
+
+
+def solve_point(cfg: ProxyPointConfig) -> PointResult:
     """The measured fields of one point (no I/O)."""
     name, N, steps, damping = cfg.proxy_optimizer, cfg.N, cfg.steps, cfg.damping
     mults = list(cfg.step_size_multipliers)
@@ -88,49 +103,44 @@ def solve_point(cfg: ProxyPointConfig) -> dict:
         ratio, setup_s = diagonal_step_cost_ratio(problem.eigenvalues[:N], problem.theta_star[:N], timed, damping, steps,
                                          cfg.timing_repeats)
         flops = quadratic_flops(name, N, steps)
-    loss = sum(parts.values())
-    return {
-        "final_val_loss": loss,
-        "loss_parts": parts,
-        "flops": flops,
-        "step_cost_ratio": ratio,
-        "preconditioner_setup_s": setup_s,
-        "hyperparameters": {"eta": eta, "eta_multiplier": mult, "damping": damping,
-                            "step_size_search": {str(k): v for k, v in searched.items()}},
-    }
+    return PointResult(
+        final_val_loss=sum(parts.values()), loss_parts=parts, flops=flops, step_cost_ratio=ratio,
+        preconditioner_setup_s=setup_s,
+        hyperparameters={"eta": eta, "eta_multiplier": mult, "damping": damping,
+                         "step_size_search": {str(k): v for k, v in searched.items()}},
+    )
 
 
-def run(cfg: DictConfig | dict) -> dict:
+def run(cfg: DictConfig | dict) -> records.ProxyRunRecord:
     """Run one proxy grid point, writing run.json (running, then done/diverged/failed)."""
     plain = to_plain(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
     point = check_point_config(plain)
     point_id = run_id(plain)
     run_dir = Path(point.run_dir or Path("runs") / point_id)
     N, steps = point.N, point.steps
-    record = {
-        "run_id": point_id, "task": point.task, "status": records.RUNNING,
-        "optimizer": point.proxy_optimizer, "family": None, "size": None, "seed": point.seed,
-        "N": N, "N_total": N, "N_non_embedding": N, "D": steps, "tokens_trained": steps,
-        "flops": None, "final_val_loss": None, "step_cost_ratio": None, "hyperparameters": None,
-        "sweep": point.sweep_name, "branch": None, "reason": None, "wall_time_s": None,
-        "tuning": plain_section(point.tuning),
-        "s": point.s, "source_r": point.source_r, "damping": point.damping,
-        "n_samples": point.n_samples if isinstance(point, RandomFeaturesPointConfig) else None,
-        "run_dir": str(run_dir), "config": plain, "started_at": _now(),
-    }
+    record = records.ProxyRunRecord(
+        run_id=point_id, task=point.task, status=records.RUNNING,
+        optimizer=point.proxy_optimizer, seed=point.seed, sweep=point.sweep_name,
+        N=N, N_total=N, N_non_embedding=N, D=steps, tokens_trained=steps,
+        s=point.s, source_r=point.source_r, damping=point.damping,
+        n_samples=point.n_samples if isinstance(point, RandomFeaturesPointConfig) else None,
+        tuning=jsonio.plain(point.tuning),
+        run_dir=str(run_dir), config=plain, started_at=_now(),
+    )
     records.write_record(run_dir, record)
     start = time.perf_counter()
     try:
         measured = solve_point(point)
     except BaseException as exc:
-        record.update(status=records.FAILED, error=f"{type(exc).__name__}: {exc}",
-                      reason=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(), finished_at=_now())
+        record.status = records.FAILED
+        record.error = record.reason = f"{type(exc).__name__}: {exc}"
+        record.traceback, record.finished_at = traceback.format_exc(), _now()
         records.write_record(run_dir, record)
         raise
-    record.update(measured)
-    finite = math.isfinite(measured["final_val_loss"])
+    finite = math.isfinite(measured.final_val_loss)
     runtime_s = time.perf_counter() - start
-    record.update(status=records.DONE if finite else records.DIVERGED, finished_at=_now(), runtime_s=runtime_s,
-                  wall_time_s=runtime_s, reason=None if finite else "non-finite final loss")
+    record = dataclasses.replace(
+        record, **dataclasses.asdict(measured), status=records.DONE if finite else records.DIVERGED,
+        finished_at=_now(), runtime_s=runtime_s, wall_time_s=runtime_s, reason=None if finite else "non-finite final loss")
     records.write_record(run_dir, record)
     return record

@@ -16,7 +16,7 @@ import numpy as np
 
 from optlaw.config import as_config, compose, to_plain
 from optlaw.config.proxy import QuadraticStudyConfig
-from optlaw.records import write_json_atomic
+from optlaw.jsonio import write_json_atomic
 from optlaw.proxy import point
 from optlaw.proxy.optimizers import check_optimizers
 from optlaw.proxy.quadratic_theory import predicted_exponents

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optlaw.records import write_json_atomic
+from optlaw.jsonio import write_json_atomic
 from optlaw.proxy.diagnostic import interpolate_shift, predict_alpha_shift
 from optlaw.proxy.rf_tables import alpha_table, loss_matrix
 

@@ -50,8 +50,7 @@ def branch_source(sweep_dir: str | Path, point: dict) -> Path | None:
 
 def set_aside_diverged(run_dir: Path) -> Path | None:
     """Move a diverged run aside (kept, never deleted) so a retry starts fresh."""
-    record = records.read_record(run_dir)
-    if not record or record.get("status") != records.DIVERGED:
+    if records.read_status(run_dir) != records.DIVERGED:
         return None
     target = run_dir.with_name(f"{run_dir.name}.diverged-{time.strftime('%Y%m%dT%H%M%S')}")
     shutil.move(str(run_dir), target)
@@ -110,7 +109,7 @@ def run_point_blocking(
         child.wait()
     finally:
         _CURRENT_CHILD[0] = None
-    return (records.read_record(run_dir) or {}).get("status", "missing")
+    return records.read_status(run_dir)
 
 
 # The child of this process, so a signal handler can forward to it.
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     point = manifest["points"][args.index]
     run_id = point["run_id"]
-    status = (records.read_record(Path(args.sweep_dir) / point["run_dir"]) or {}).get("status")
+    status = records.read_status(Path(args.sweep_dir) / point["run_dir"])
     if status == records.DONE or (status == records.DIVERGED and not args.retry_diverged):
         print(f"{run_id}: already {status}; nothing to do")
         return 0

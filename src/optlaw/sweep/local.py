@@ -56,7 +56,7 @@ def run_local(
                     print(f"skip {run_id}: another live launcher holds it", file=out, flush=True)
                     continue
                 point = by_id[run_id]
-                status = (records.read_record(sweep_dir / point["run_dir"]) or {}).get("status")
+                status = records.read_status(sweep_dir / point["run_dir"])
                 if status == records.DONE or (status == records.DIVERGED and not retry_diverged):
                     # Another launch finished it between our look at the records and the claim.
                     claims.release_claim(sweep_dir, run_id)
@@ -83,7 +83,7 @@ def run_local(
                 code = child.wait()
                 del running[run_id]
                 claims.release_claim(sweep_dir, run_id)
-                status = (records.read_record(sweep_dir / by_id[run_id]["run_dir"]) or {}).get("status", "missing")
+                status = records.read_status(sweep_dir / by_id[run_id]["run_dir"])
                 results[run_id] = status
                 eta.finished(run_id)
                 detail = "" if code == 0 else f" (exit code {code}; log: {sweep_dir / 'logs' / (run_id + '.log')})"

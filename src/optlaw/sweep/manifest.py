@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from optlaw.errors import UserError
-from optlaw.records import write_json_atomic
+from optlaw.jsonio import write_json_atomic
 from optlaw.sweep.grid import GridPoint
 
 MANIFEST_NAME = "manifest.json"

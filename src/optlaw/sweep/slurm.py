@@ -30,7 +30,7 @@ from pathlib import Path
 
 from optlaw import records
 from optlaw.config import as_config
-from optlaw.config.core import plain
+from optlaw.jsonio import plain
 from optlaw.config.sweep import SlurmLauncherConfig
 from optlaw.errors import ConfigError, UserError
 from optlaw.sweep import claims

@@ -23,7 +23,7 @@ class PointState:
     label: str
     state: str
     note: str
-    record: dict | None
+    record: records.RunRecord | None
     claim: dict | None
 
 
@@ -31,20 +31,20 @@ def point_state(sweep_dir: str | Path, point: dict) -> PointState:
     run_dir = Path(sweep_dir) / point["run_dir"]
     record = records.read_record(run_dir)
     claim = claims.live_claim(sweep_dir, point["run_id"])
-    status = (record or {}).get("status")
+    status = record.status if record is not None else None
     note = ""
-    if status in (records.DONE, records.DIVERGED):
-        state = status
-        if status == records.DIVERGED and record.get("reason"):
-            note = str(record["reason"])
-        elif record.get("branch"):
-            note = f"branch of {record['branch'].get('parent_run_id')} at {record['branch'].get('from_tokens')} tokens"
+    if status in records.FINISHED:
+        state = str(status)
+        if status == records.DIVERGED and record.reason:
+            note = str(record.reason)
+        elif record.branch:
+            note = f"branch of {record.branch.get('parent_run_id')} at {record.branch.get('from_tokens')} tokens"
     elif claim is not None:
         state = "running"
         note = f"slurm job {claim['slurm_job_id']}" if claim.get("slurm_job_id") else f"{claim.get('host')}:{claim.get('child_pid') or claim.get('pid')}"
     elif status == records.FAILED:
         state = "failed"
-        note = str(record.get("reason") or "")
+        note = str(record.reason or "")
     elif status == records.RUNNING:
         state = "pending"
         note = "interrupted; resumes from its last checkpoint"

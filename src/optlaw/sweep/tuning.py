@@ -27,7 +27,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from optlaw import records
-from optlaw.config.core import plain
+from optlaw.jsonio import plain
 from optlaw.config.sweep import SweepConfig
 from optlaw.config.tuning import TunedHyperparameterConfig, TuneBudget, TuningScope
 from optlaw.errors import ConfigError

@@ -42,11 +42,11 @@ class RunResult:
     loss: float | None
 
     @classmethod
-    def of_record(cls, record: dict | None) -> RunResult | None:
+    def of_record(cls, record: records.RunRecord | None) -> RunResult | None:
         if record is None:
             return None
-        loss = record.get("final_val_loss")
-        return cls(str(record.get("status")), float(loss) if loss is not None else None)
+        loss = record.final_val_loss
+        return cls(str(record.status), float(loss) if loss is not None else None)
 
 
 @dataclass

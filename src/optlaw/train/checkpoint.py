@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, rotation, named keeps for budget branching, safe loads.
+"""Checkpoints: when to write them (``CheckpointPolicy``), atomic writes, rotation,
+named keeps for budget branching, safe loads.
 
 State is a dict of named parts holding only tensors and plain Python values, so
 it loads with ``torch.load(weights_only=True)`` (no pickled code runs on load).
@@ -9,17 +10,56 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from optlaw import records
+from optlaw.config.train import CheckpointConfig
 from optlaw.errors import UserError
+from optlaw.jsonio import write_atomic
 
 CHECKPOINT_DIR = "checkpoints"
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 _KEEP_FILE = re.compile(r"^tokens_(\d+)\.pt$")
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When a run writes checkpoints, decided after each optimizer step:
+
+    - a rotating ``step_<n>.pt`` every ``every_steps`` steps (0: never), after the last
+      step, and when the run is preempted; the newest ``keep`` of them stay;
+    - a named ``tokens_<n>.pt`` after the first step that reaches each of ``keep_at_tokens``
+      (the decay starts of shorter budgets, for budget branching); never rotated.
+    """
+
+    every_steps: int
+    keep: int
+    keep_at_tokens: tuple[int, ...]
+
+    @classmethod
+    def from_config(cls, cfg: CheckpointConfig) -> CheckpointPolicy:
+        return cls(every_steps=cfg.every_steps, keep=max(1, cfg.keep),
+                   keep_at_tokens=tuple(sorted(int(t) for t in cfg.keep_at_tokens)))
+
+    def keeps_due(self, tokens_before: int, tokens_after: int) -> list[int]:
+        """The named keeps a step from ``tokens_before`` to ``tokens_after`` trained tokens passes."""
+        return [t for t in self.keep_at_tokens if tokens_before < t <= tokens_after]
+
+    def rotating_due(self, step: int, total_steps: int, preempted: bool) -> bool:
+        periodic = self.every_steps > 0 and step % self.every_steps == 0
+        return periodic or preempted or step == total_steps
+
+
+def save(state: dict[str, Any], run_dir: Path, *, keep_tokens: list[int], step: int | None, keep: int) -> None:
+    """Write ``state`` as each named keep, then (``step`` given) as the rotating ``step_<n>.pt``, keeping ``keep``."""
+    for tokens in keep_tokens:
+        save_atomic(state, keep_path(run_dir, tokens))
+    if step is not None:
+        save_atomic(state, step_path(run_dir, step))
+        rotate(run_dir, keep)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -36,7 +76,7 @@ def keep_path(run_dir: Path, tokens: int) -> Path:
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
     """Temp file in the same folder, fsync, rename: a reader sees the old file or the whole new one."""
-    records.write_atomic(path, lambda fh: torch.save(state, fh), binary=True)
+    write_atomic(path, lambda fh: torch.save(state, fh), binary=True)
 
 
 def rotate(run_dir: Path, keep: int) -> None:

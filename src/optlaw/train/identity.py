@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from optlaw.errors import ConfigError
-from optlaw.records import make_run_id
+from optlaw.records import make_run_id, optimizer_name
 
 
 def budget_label(budget: dict[str, Any]) -> str:
@@ -24,13 +24,15 @@ def budget_label(budget: dict[str, Any]) -> str:
 def run_label(config: dict[str, Any]) -> str:
     """E.g. ``llama-1m-adamw-2Mtok-s0``: family, size, optimizer, budget, seed, and the
     learning-rate multiplier when it is not 1 (``...-lr0p5``), so the points of a tuning
-    sweep can be told apart by name, not only by hash."""
+    sweep can be told apart by name, not only by hash. The optimizer is named as the
+    record names it (``records.optimizer_name``): ``generic`` carries its class,
+    ``llama-1m-generic-NAdam-2Mtok-s0``."""
     model = config.get("model") or {}
     optimizer = config.get("optimizer") or {}
     parts = [
         str(model.get("family", "model")),
         str(model.get("size", "")),
-        str(optimizer.get("name", "opt")),
+        optimizer_name(optimizer),
         budget_label(config.get("budget") or {}),
         f"s{config.get('seed', 0)}",
     ]

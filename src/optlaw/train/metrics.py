@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from optlaw.jsonio import dumps
+
 METRICS_NAME = "metrics.jsonl"
 
 
@@ -44,18 +46,12 @@ class MetricsLog:
 
     def write(self, row: dict[str, Any]) -> None:
         if self._fh is not None:
-            self._fh.write(json.dumps(row, default=_plain) + "\n")
+            self._fh.write(dumps(row) + "\n")
 
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-
-
-def _plain(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(type(obj).__name__)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
