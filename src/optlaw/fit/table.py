@@ -19,6 +19,7 @@ import numpy as np
 
 from optlaw.errors import UserError
 from optlaw.fit.result import FitWarning, WarningKind
+from optlaw.fit.tuning_view import best_setting, read_view
 from optlaw.jsonio import dumps
 from optlaw.records import DONE, RecordError, RunRecord, iter_json
 
@@ -45,6 +46,7 @@ class RunTable:
     source: str = ""
     excluded: list[dict] = field(default_factory=list)
     tuning: list[dict] = field(default_factory=list)
+    tuning_protocol: dict = field(default_factory=dict)  # fit.json's tuning-sweep sections (fit.tuning_view)
     seed_noise: dict = field(default_factory=dict)
     warnings: list[FitWarning] = field(default_factory=list)  # what a reader of the fit should know about the data
     sweep_names: list[str] = field(default_factory=list)  # the records' ``sweep`` (the W&B group)
@@ -69,7 +71,7 @@ class RunTable:
         mask = np.asarray(mask)
         cols = {name: getattr(self, name)[mask] for name in _ARRAY_FIELDS}
         return RunTable(**cols, n_basis=self.n_basis, source=self.source, excluded=list(self.excluded),
-                        tuning=list(self.tuning), seed_noise=dict(self.seed_noise), warnings=list(self.warnings),
+                        tuning=list(self.tuning), tuning_protocol=self.tuning_protocol, seed_noise=dict(self.seed_noise), warnings=list(self.warnings),
                         sweep_names=list(self.sweep_names))
 
     def warn(self, message: str, kind: WarningKind = WarningKind.DATA) -> None:
@@ -267,6 +269,7 @@ def table_from_records(found: list[tuple[str, dict]], n_basis: str = "non_embedd
             "family": rec.family or "", "sweep": rec.sweep,
             "hyperparameters": rec.hyperparameters or {},
             "status": str(rec.status), "reason": rec.reason or "",
+            "tuning_cell": (rec.tuning or {}).get("cell"),
         }
         if rec.status != DONE:
             excluded.append(_excluded(entry, entry["reason"] or f"status {entry['status']}"))
@@ -279,13 +282,15 @@ def table_from_records(found: list[tuple[str, dict]], n_basis: str = "non_embedd
     if not runs:
         raise UserError(f"no finished ('done') runs with optimizer, N, D and final_val_loss in "
                         f"{source}; run the sweep first or check the source")
-    runs, tuning, tuning_notes = _best_per_cell(runs)
+    view = read_view(found)  # tuning sweeps among the sources: the protocol picks each cell's run
+    runs, tuning, tuning_notes = _best_per_cell(runs, view.winners())
+    tuning_notes += view.notes()
     table = RunTable.from_columns(
         [r["optimizer"] for r in runs], [r["N"] for r in runs], [r["D"] for r in runs],
         [r["loss"] for r in runs], seed=[r["seed"] for r in runs], flops=[r["flops"] for r in runs],
         step_cost=[r["step_cost"] for r in runs], wallclock_s=[r["wallclock_s"] for r in runs],
         family=[r["family"] for r in runs], n_basis=n_basis, source=source,
-        excluded=excluded, tuning=tuning, sweep_names=sorted({str(r["sweep"]) for r in runs if r["sweep"]}),
+        excluded=excluded, tuning=tuning, tuning_protocol=view.to_json(), sweep_names=sorted({str(r["sweep"]) for r in runs if r["sweep"]}),
     )
     for note in tuning_notes:
         table.warn(note)
@@ -307,7 +312,7 @@ def _hp_key(hp: dict) -> str:
     return dumps(hp, sort_keys=True)
 
 
-def _best_per_cell(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
+def _best_per_cell(runs: list[dict], winners: dict[str, set[str]]) -> tuple[list[dict], list[dict], list[str]]:
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         cells[(r["optimizer"], float(r["N"]), float(r["D"]))].append(r)
@@ -320,7 +325,7 @@ def _best_per_cell(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]
             kept.extend(members)
             continue
         mean_loss = {k: float(np.mean([float(r["loss"]) for r in v])) for k, v in settings.items()}
-        best = min(mean_loss, key=mean_loss.get)
+        best = best_setting(settings, winners) or min(mean_loss, key=mean_loss.get)
         kept.extend(settings[best])
         winner = settings[best][0]["hyperparameters"]
         swept = _swept_values([v[0]["hyperparameters"] for v in settings.values()])
@@ -328,7 +333,8 @@ def _best_per_cell(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]
                    if _is_number(winner.get(name)) and winner[name] in (min(values), max(values))]
         points = [{"hyperparameters": v[0]["hyperparameters"], "loss": mean_loss[k]} for k, v in settings.items()]
         tuning.append({"optimizer": opt, "N": N, "D": D, "winner": winner, "winner_loss": mean_loss[best],
-                       "swept": {k: sorted(v) for k, v in swept.items()}, "at_edge": at_edge, "points": points})
+                       "swept": {k: sorted(v) for k, v in swept.items()}, "at_edge": at_edge, "points": points,
+                       "tuning_cell": settings[best][0].get("tuning_cell")})
         for name in at_edge:
             notes.append(f"cell ({opt}, N={N:.3g}, D={D:.3g}): best {name}={winner[name]} is at the edge of the "
                          f"swept range {sorted(swept[name])}; the cell is probably under-tuned, widen the sweep")
@@ -388,7 +394,7 @@ def mean_over_seeds(table: RunTable) -> RunTable:
     out = RunTable(optimizer=table.optimizer[first], N=table.N[first], D=table.D[first], loss=mean(table.loss),
                    seed=np.full(len(rows), -1), flops=mean(table.flops), step_cost=mean(table.step_cost),
                    wallclock_s=mean(table.wallclock_s), family=table.family[first], n_basis=table.n_basis,
-                   source=table.source, excluded=table.excluded, tuning=table.tuning,
+                   source=table.source, excluded=table.excluded, tuning=table.tuning, tuning_protocol=table.tuning_protocol,
                    seed_noise=table.seed_noise,
                    warnings=table.warnings + [FitWarning(message="loss averaged over seeds per cell")],
                    sweep_names=table.sweep_names)

@@ -39,9 +39,11 @@ class CurveMinimum:
     loss: float
     interpolated: bool
     best_tried: float
+    curvature: float | None = None   # interpolated: the parabola's loss per (natural log of value)^2
 
     def to_json(self) -> dict:
-        return {"value": self.value, "loss": self.loss, "interpolated": self.interpolated, "best_tried": self.best_tried}
+        return {"value": self.value, "loss": self.loss, "interpolated": self.interpolated, "best_tried": self.best_tried,
+                "curvature": self.curvature}
 
 
 def curve_minimum(values: Sequence[float], losses: Sequence[float]) -> CurveMinimum:
@@ -68,7 +70,7 @@ def curve_minimum(values: Sequence[float], losses: Sequence[float]) -> CurveMini
     shift = -beta / (2 * alpha)
     x_min = min(max(x1 + shift, x0), x2)  # y1 <= y0, y2 keeps the vertex between the neighbours; clamp anyway
     loss = alpha * (x_min - x1) ** 2 + beta * (x_min - x1) + y1
-    return CurveMinimum(math.exp(x_min), loss, True, best_value)
+    return CurveMinimum(math.exp(x_min), loss, True, best_value, alpha)
 
 
 @dataclass(frozen=True)

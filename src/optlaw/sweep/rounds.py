@@ -64,6 +64,7 @@ def run_rounds(sweep_dir: str | Path, plan_round: PlanRound, launch: Launch, *, 
                on_plan: OnPlan | None = None) -> RoundsOutcome:
     outcome = RoundsOutcome()
     attempted: set[str] = set()
+    replans = 0
     while True:
         manifest, plan = plan_round()
         outcome.plan = plan
@@ -93,6 +94,14 @@ def run_rounds(sweep_dir: str | Path, plan_round: PlanRound, launch: Launch, *, 
             continue
         if plan.complete:
             return outcome
+        # The plan read the records before the states did: a point that finished in between (its job
+        # ended, its claim went) is pending in the plan and done in the states. Plan again (bounded, in
+        # case a record the states call done is one the replay cannot use).
+        finished_since = {s.run_id for s in states if s.state in ("done", "diverged")} & set(plan.state.pending)
+        if finished_since and replans < 3:
+            replans += 1
+            continue
+        replans = 0
         live = [s for s in states if s.state == "running"]
         if live and (blocking or follow):
             try:
