@@ -216,7 +216,7 @@ def sensitivity_by_optimizer(cells: list[dict], key: str = LR_KEY) -> dict[str, 
     return out
 
 
-def best_setting(settings: Mapping[str, list[dict]], winners: Mapping[str, set[str]]) -> str | None:
+def protocol_setting(settings: Mapping[str, list[dict]], winners: Mapping[str, set[str]]) -> str | None:
     """The key of ``settings`` (setting -> its runs, each with ``run_id`` and ``tuning_cell``) whose runs are the
     tuning protocol's winner of their cell; None when the cell is no tuning cell or its winner is not among them."""
     for setting, runs in settings.items():
