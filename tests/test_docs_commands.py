@@ -82,6 +82,7 @@ RUN_DIR_TRAIN = "optlaw train ... run_dir=<dir>"
 SWEEP_USAGE = ("optlaw sweep sweep=NAME [launcher=local|slurm|slurm_cpu] [sweep_dir=PATH] [--dry-run] "
                "[--retry-diverged] [--follow] [sweep.KEY=VALUE ...] [launcher.KEY=VALUE ...] [TRAIN_KEY=VALUE ...]")
 STATUS_USAGE = "optlaw status [SWEEP_DIR]"
+FIT_TUNING = "optlaw fit --runs SWEEP_DIR"
 SWEEP_JOB = "python -m optlaw.sweep.job SWEEP_DIR --index $SLURM_ARRAY_TASK_ID"
 SLURM_CLUSTER = "scripts/slurm_cluster.sh start"
 
@@ -163,6 +164,7 @@ REGISTRY: dict[str, dict[str, tuple[str, ...]]] = {
                       SLURM_TUNE_TEST),  # --follow
         STATUS_USAGE: ("test_sweep_points_by_hand_and_by_the_sbatch_task_command",
                        README_TESTS + "test_status_prints_the_table"),
+        FIT_TUNING: ("tests/test_fit_tuning.py::test_optlaw_fit_on_a_tuning_sweep_prints_the_laws",),
         # How the SLURM launcher runs a point with several GPUs: the argv is checked without GPUs,
         # and torchrun --standalone runs for real on CPU with 2 ranks.
         "torchrun --standalone": ("tests/test_sweep_grid.py::"

@@ -178,3 +178,17 @@ def test_a_fit_without_tuning_sweeps_has_empty_tuning_sections():
     assert doc["tuning"] == [] and doc["hyperparameter_laws"] == {} and doc["unresolved_cells"] == []
     assert doc["tuning_protocol"] == {"sources": [], "complete": True, "cells": []}
     assert "adamw" in doc["scaling_rules"]  # the rules are recorded for any fit
+
+
+def test_optlaw_fit_on_a_tuning_sweep_prints_the_laws(sweep, tmp_path, capsys):
+    # docs/sweeps.md: optlaw fit --runs SWEEP_DIR (here with a small bootstrap and no plots, for time)
+    from optlaw.entry.fit_cmd import main as main_fit
+
+    sweep_dir, _ = sweep
+    assert main_fit(["--runs", str(sweep_dir), "--out", str(tmp_path / "fit"), "--bootstrap", "20",
+                     "--holdout", "none", "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "adamw optimizer.lr_mult: log h* = c + a log N + b log D; c = " in out
+    assert "muon lr sensitivity: " in out
+    doc = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert set(doc["hyperparameter_laws"]) == {"adamw", "muon"}

@@ -251,3 +251,13 @@ def fit_sections(table_entries: list[dict], protocol: dict) -> dict:
     """fit.json's ``tuning`` (per-cell entries) and the protocol's sections; empty ones for a table without tuning sweeps."""
     sections = protocol or TuningView().to_json()
     return {"tuning": merge_cell_entries(table_entries, sections["tuning_protocol"])} | sections
+
+
+def summary_lines(doc: dict) -> list[str]:
+    """What ``optlaw fit`` prints of the tuning sections: each law, the sensitivity, the unresolved cells."""
+    out = [law["summary"] for laws in (doc.get("hyperparameter_laws") or {}).values() for law in laws]
+    out += [f"{opt} lr sensitivity: {s['median_width_log2']:.2f} octaves within 1% of the best loss (median of "
+            f"{s['n_cells']} cells)" for opt, s in (doc.get("tuning_sensitivity") or {}).items()]
+    if doc.get("unresolved_cells"):
+        out.append(f"unresolved tuning cells: {', '.join(doc['unresolved_cells'])}")
+    return out
