@@ -299,3 +299,27 @@ def test_manifests_of_sweeps_without_tuning_keep_their_definition_and_expand_ref
     assert tune["tuning"]["enabled"] is True and tune["tuning"]["scope"] == "every_cell"
     with pytest.raises(ConfigError, match="tunes its hyperparameters"):
         expand(tune)
+
+
+def test_a_point_that_finishes_between_the_plan_and_the_look_at_the_states_is_planned_again(tmp_path):
+    # A queued round's last job can end after the plan read its record (still running) and before the
+    # loop looks at the states (done, claim gone). The loop plans again instead of stopping as blocked.
+    from types import SimpleNamespace
+
+    from optlaw.sweep.rounds import run_rounds
+
+    point = {"run_id": "p1", "run_dir": "runs/p1", "label": "p1"}
+    records.write_record(tmp_path / "runs" / "p1", records.LLMRunRecord(run_id="p1", task="llm", status="done",
+                                                                        final_val_loss=3.0))
+    plans = [SimpleNamespace(points=[SimpleNamespace(run_id="p1")], complete=complete,
+                             state=SimpleNamespace(pending=[] if complete else ["p1"], cells=[]))
+             for complete in (False, True)]
+    calls = []
+
+    def plan_round():
+        calls.append(1)
+        return {"points": [point]}, plans[min(len(calls), 2) - 1]
+
+    outcome = run_rounds(tmp_path, plan_round, lambda ids: pytest.fail("nothing is left to run"), blocking=False,
+                         follow=True)
+    assert outcome.complete and outcome.stopped == "" and len(calls) == 2
