@@ -379,7 +379,7 @@ def _hp_key(hp: dict) -> str:
     return dumps(hp, sort_keys=True)
 
 
-def _best_per_cell(runs: list[dict], winners: dict[str, set[str]]) -> tuple[list[dict], list[dict], list[str]]:
+def _best_per_cell(runs: list[dict], winners: dict[str, set[str]] | None = None) -> tuple[list[dict], list[dict], list[str]]:
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         cells[(r["optimizer"], float(r["N"]), float(r["D"]))].append(r)
@@ -392,7 +392,7 @@ def _best_per_cell(runs: list[dict], winners: dict[str, set[str]]) -> tuple[list
             kept.extend(members)
             continue
         mean_loss = {k: float(np.mean([float(r["loss"]) for r in v])) for k, v in settings.items()}
-        best = best_setting(mean_loss, protocol_setting(settings, winners))
+        best = best_setting(mean_loss, protocol_setting(settings, winners or {}))
         kept.extend(settings[best])
         winner = settings[best][0]["hyperparameters"]
         swept = _swept_values([v[0]["hyperparameters"] for v in settings.values()])
