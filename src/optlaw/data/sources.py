@@ -63,11 +63,13 @@ def iter_file_documents(path: Path, text_field: str) -> Iterator[str]:
         if paragraph:
             yield "".join(paragraph).rstrip("\n")
     elif fmt == "jsonl":
-        with open(path, encoding="utf-8") as fh:
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
+        # Bytes, decoded line by line: a bad line is named by its number (a text-mode reader
+        # decodes ahead in blocks and would blame an earlier line).
+        with open(path, "rb") as fh:
+            for line_no, raw in enumerate(fh, 1):
+                obj = _jsonl_object(path, line_no, raw, text_field)
+                if obj is None:
                     continue
-                obj = json.loads(line)
                 if text_field not in obj:
                     raise UserError(f"data.text_field={text_field!r} is not a key of {path.name} line {line_no}; set data.text_field to one of {sorted(obj)}")
                 yield str(obj[text_field])
@@ -81,6 +83,26 @@ def iter_file_documents(path: Path, text_field: str) -> Iterator[str]:
             for text in batch.column(0).to_pylist():
                 if text is not None:
                     yield str(text)
+
+
+def _jsonl_object(path: Path, line_no: int, raw: bytes, text_field: str) -> dict | None:
+    """One line of a .jsonl as its object (None for a blank line), or a one-line error naming the line."""
+    where = f"data.files: {path} line {line_no}"
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{where} is not UTF-8 text (byte {exc.start} of the line); re-encode the file as UTF-8") from None
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where} is not JSON ({exc.msg} at column {exc.colno}); "
+                        "a .jsonl holds one JSON object per line: fix or remove the line") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{where} is a JSON {type(obj).__name__}, not an object; a .jsonl holds one object per line "
+                        f"with the text under {text_field!r} (data.text_field)")
+    return obj
 
 
 def hash_files(files: list[Path]) -> str:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from optlaw import records
 from optlaw.config.train import TrainConfig
-from optlaw.jsonio import write_json_atomic
+from optlaw.jsonio import write_atomic, write_json_atomic
 from optlaw.optim.cost import step_cost_ratio
 from optlaw.train.budget import BudgetPlan
 from optlaw.train.identity import budget_label
@@ -43,7 +43,8 @@ class RunOutputs:
         config = self.record.config
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            text = OmegaConf.to_yaml(cfg, resolve=True)
+            write_atomic(self.run_dir / "config.yaml", lambda fh: fh.write(text))
             write_json_atomic(self.run_dir / "routing.json", routing)
         self._write()
         self.metrics = MetricsLog(self.run_dir, self.is_main, resume_step=self.state.step if resumed else None)
@@ -114,22 +115,34 @@ class RunOutputs:
         self.mirror.summary(self.record.fit_fields())
 
     def preempted(self, reason: str) -> None:
-        """Checkpoint written, the run leaves: the record stays ``running`` (resumable), saying why."""
+        """Checkpoint written (or not, on a second Ctrl-C), the run leaves: the record stays ``running`` (resumable), saying why."""
         self.record.status, self.record.reason = records.RUNNING, reason
-        self._write()
+        self._write_if_possible()
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, reason: str | None = None) -> None:
         self.record.status = records.FAILED
-        self.record.reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        self._write()
+        self.record.reason = (reason or f"{type(exc).__name__}: {exc}").splitlines()[0][:500]
+        self._write_if_possible()
 
     def close(self, exit_code: int) -> None:
-        if self.metrics is not None:
-            self.metrics.close()
+        try:
+            if self.metrics is not None:
+                self.metrics.close()
+        except OSError as exc:  # the disk that failed the run may fail the last flush too
+            print(f"warning: could not finish {self.metrics.path}: {exc}", flush=True)
         if self.mirror is not None:
             self.mirror.finish(exit_code=exit_code)
 
     # ----- the record -----
+    def _write_if_possible(self) -> None:
+        """An ending's record write, on its way out: a disk that refuses it is a warning, not a second error."""
+        try:
+            self._write()
+        except OSError as exc:
+            if self.is_main:
+                print(f"warning: could not write {self.run_dir / records.RECORD_NAME} ({exc.strerror or exc}); "
+                      f"it still says {self.record.status} as of its last write", flush=True)
+
     def _write(self) -> None:
         """Bring the record's progress fields up to the loop state, then write it (rank 0)."""
         state, plan, record = self.state, self.plan, self.record
