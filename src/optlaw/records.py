@@ -195,6 +195,7 @@ class LLMRunRecord(RunRecord):
     # the value itself is in hyperparameters (docs/optimizers.md, "Choices measured on the machine").
     choices: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str | None] | None = None
+    wandb_id: str | None = None                 # this run directory's W&B run (one per directory)
     updated_at: str | None = None
 
 

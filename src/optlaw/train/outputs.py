@@ -24,7 +24,7 @@ from optlaw.train.budget import BudgetPlan
 from optlaw.train.identity import budget_label
 from optlaw.train.metrics import MetricsLog, mfu, print_progress, progress_line
 from optlaw.train.record import now
-from optlaw.train.wandb_mirror import WandbMirror
+from optlaw.train.wandb_mirror import WandbMirror, new_wandb_id
 
 
 class RunOutputs:
@@ -41,6 +41,9 @@ class RunOutputs:
     def open(self, cfg: DictConfig, run_cfg: TrainConfig, routing: list[dict[str, Any]], resumed: bool) -> None:
         """Write config.yaml, routing.json and the record; start metrics.jsonl and the W&B run."""
         config = self.record.config
+        if self.state.wandb_id is None:  # a fresh start (a resume brings its own id from the checkpoint)
+            self.state.wandb_id = new_wandb_id(self.record.run_id)
+        self.record.wandb_id = self.state.wandb_id
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             text = OmegaConf.to_yaml(cfg, resolve=True)
@@ -49,7 +52,8 @@ class RunOutputs:
         self._write()
         self.metrics = MetricsLog(self.run_dir, self.is_main, resume_step=self.state.step if resumed else None)
         self.mirror = WandbMirror(
-            run_cfg.wandb, run_id=self.record.run_id, run_dir=self.run_dir, config=config, group=run_cfg.sweep_name,
+            run_cfg.wandb, run_id=self.record.run_id, run_dir=self.run_dir, wandb_id=self.state.wandb_id, config=config,
+            group=run_cfg.sweep_name,
             tags=[str(run_cfg.model.family), run_cfg.model.size, str(self.record.optimizer), budget_label(config["budget"])],
             enabled=self.is_main,
         )
@@ -83,9 +87,7 @@ class RunOutputs:
             "wall_time_s": self.state.wall_time_s,
         }
         self.metrics.write(row)
-        flat = dict(row)
-        flat.update({f"lr/{k}": v for k, v in flat.pop("lr").items()})
-        self.mirror.log(flat, step=step)
+        self.mirror.log(row, step=step)
         if self.progress:
             remaining = (self.plan.total_steps - step) * self.plan.global_batch_tokens
             print_progress(progress_line(row, self.plan.total_steps, remaining / tokens_per_s if tokens_per_s else math.inf))

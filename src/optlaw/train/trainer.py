@@ -51,7 +51,7 @@ def train(cfg: DictConfig) -> records.LLMRunRecord:
 
 
 def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLMRunRecord:
-    from optlaw.data import build_corpus, check_vocab_fits
+    from optlaw.data import build_corpus
     from optlaw.models import model_stats
 
     # --- everything that can reject the input, before any compute ---
@@ -65,8 +65,7 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
         if info.is_main:
             print(f"{point_id}: already {existing.status} in {run_dir}; nothing to do", flush=True)
         return existing
-    corpus = build_corpus(run_cfg.data)
-    check_vocab_fits(corpus.vocab_size, run_cfg.model.vocab_size)
+    corpus = build_corpus(run_cfg.data, model_vocab_size=run_cfg.model.vocab_size)  # vocabulary checked before tokenizing
     branch_source = None
     if run_cfg.init.from_checkpoint:
         branch_source = ckpt.load_branch_source(run_cfg.init.from_checkpoint)
@@ -228,7 +227,7 @@ def _start_branch(state: LoopState, parent_run_id: str, plan: BudgetPlan, from_c
     # Evaluations up to the branch step are of this very trajectory and stay; the
     # parent's timings and start time describe the parent's process, not this run.
     state.evals = [e for e in state.evals if e["step"] <= state.step]
-    state.started_at = None
+    state.started_at = state.wandb_id = None  # a branch is its own run directory: its own W&B run
     state.wall_time_s = state.train_time_s = 0.0
     state.timed_steps = 0
     state.fwd_bwd_s = state.optimizer_step_s = state.data_wait_s = 0.0
