@@ -24,6 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from optlaw.report.tuning_plots import protocol_plots  # noqa: E402
+
 if TYPE_CHECKING:
     from optlaw.fit import Study
 
@@ -454,4 +456,5 @@ def _lookup(hp: dict, dotted: str):
 def all_plots(study: Study, out: Path) -> list[Path]:
     paths = [loss_vs_D(study, out), loss_vs_N(study, out), rhos(study, out), effective_rho(study, out),
              isoflop(study, out), residuals(study, out), frontier(study, out)] + tuning(study, out)
+    paths += protocol_plots(study.document, out)  # tuning sweeps: loss against lr per cell with its minimum
     return [p for p in paths if p is not None]
