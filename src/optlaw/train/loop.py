@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from optlaw.config.train import Precision, TrainConfig
 from optlaw.errors import ConfigError
@@ -25,6 +24,7 @@ from optlaw.optim.bundle import OptimizerBundle
 from optlaw.optim.cost import measure_step_cost, synchronize
 from optlaw.train import checkpoint as ckpt
 from optlaw.train.budget import BudgetPlan
+from optlaw.train.cuda import to_device
 from optlaw.train.distributed import DistInfo, all_reduce_mean, all_reduce_sum, any_rank
 from optlaw.train.outputs import RunOutputs
 from optlaw.train.schedule import lr_factor
@@ -134,7 +134,8 @@ class TrainLoop:
             t_data = time.perf_counter()
             batch = ctx.corpus.train_batch(
                 ctx.cfg.seed, step, micro, info.rank, info.world_size, plan.micro_batch_size, plan.seq_len
-            ).to(info.device, non_blocking=True)
+            )
+            batch = to_device(batch, info.device)
             data_wait += time.perf_counter() - t_data
             # DDP all-reduces gradients only on the last micro-batch of the step.
             sync = ctx.model.no_sync() if info.is_distributed and micro < accum - 1 else contextlib.nullcontext()
@@ -193,11 +194,10 @@ class TrainLoop:
         for index, batch in enumerate(ctx.corpus.val_batches(ctx.cfg.eval.tokens, batch_size, ctx.plan.seq_len)):
             if index % info.world_size != info.rank:
                 continue
-            batch = batch.to(info.device)
-            with self.autocast:
-                logits = ctx.raw_model(batch[:, :-1], use_cache=False).logits
+            batch = to_device(batch, info.device)
             targets = batch[:, 1:]
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")
+            with self.autocast:
+                loss = ctx.raw_model(batch[:, :-1], targets=targets, loss_reduction="sum", use_cache=False).loss
             total[0] += loss.double()
             total[1] += targets.numel()
         all_reduce_sum(total, info)
@@ -267,9 +267,8 @@ class TrainLoop:
 
 
 def next_token_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    inputs, targets = batch[:, :-1], batch[:, 1:]
-    logits = model(inputs, use_cache=False).logits
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+    """Mean next-token loss; the model computes it from its hidden states (optlaw.models.loss), never the full fp32 logits."""
+    return model(batch[:, :-1], targets=batch[:, 1:], use_cache=False).loss
 
 
 def autocast_context(precision: Precision, device: torch.device):

@@ -22,6 +22,7 @@ from optlaw.errors import UserError
 from optlaw.jsonio import plain
 from optlaw.train import checkpoint as ckpt
 from optlaw.train.budget import BudgetPlan, plan_budget
+from optlaw.train.cuda import prepare_model
 from optlaw.train.distributed import DistInfo, init_distributed, shutdown_distributed
 from optlaw.train.identity import run_id as make_point_id
 from optlaw.train.loop import LoopState, TrainContext, TrainLoop
@@ -72,6 +73,7 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
     torch.manual_seed(run_cfg.seed)
     device = info.device
     raw_model = build_model(run_cfg.model).to(device)
+    perf_notes = prepare_model(raw_model, run_cfg.perf, device, run_cfg.compile)
     from optlaw.optim import build_optimizer
 
     bundle = build_optimizer(raw_model, run_cfg.optimizer, run_cfg.model)
@@ -92,11 +94,8 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
     model: torch.nn.Module = raw_model
     if info.is_distributed:
         model = torch.nn.parallel.DistributedDataParallel(raw_model, device_ids=[device.index] if device.type == "cuda" else None)
-    if run_cfg.compile:
-        if device.type == "cuda":
-            model = torch.compile(model)
-        elif info.is_main:
-            print("note: compile=true is ignored on CPU (torch.compile is used on CUDA only)", flush=True)
+    if info.is_main:
+        print("perf: " + ", ".join(perf_notes), flush=True)
 
     record = new_record(
         run_id=point_id,
