@@ -108,10 +108,10 @@ class CheckTimeout(Exception):
 # dependencies from prepared wheels
 
 
-def install_wheels(wheels: Path, target: Path, dry_run: bool = False) -> list[str]:
-    """``pip install --no-index --find-links wheels --target target`` of optlaw's missing deps; returns the command."""
+def install_wheels(wheels: Path, target: Path, packages: list[str] = MISSING_ON_GPU_BOX, dry_run: bool = False) -> list[str]:
+    """``pip install --no-index --find-links wheels --target target`` of ``packages``; returns the command."""
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(wheels),
-           "--target", str(target), *MISSING_ON_GPU_BOX]
+           "--target", str(target), *packages]
     if not dry_run:
         subprocess.run(cmd, check=True)
     return cmd
@@ -338,12 +338,12 @@ def check_sweep_fit(sizes: Sizes, work: Path, log: io.TextIOBase) -> dict[str, A
     sweep_dir, fit_dir = work / "sweep", work / "fit"
     model = sizes.small_model
     tokens_per_step = sizes.micro_batch * seq_len_of(model, sizes)
-    fixed = (f"fixed={{device:{sizes.device},batch.global_tokens:{tokens_per_step},batch.micro_batch_size:{sizes.micro_batch},"
-             f"eval.tokens:{tokens_per_step},eval.fractions:[],checkpoint.every_steps:0,progress:false,step_cost.repeats:0"
-             + (f",model.seq_len:{sizes.seq_len}" if sizes.seq_len else "")
-             + "".join(f",{o.replace('=', ':')}" for o in sizes.extra) + "}")
+    # sweep.KEY changes the sweep definition; any other key=value goes to every point's train overrides.
+    point = [f"device={sizes.device}", f"batch.global_tokens={tokens_per_step}", f"batch.micro_batch_size={sizes.micro_batch}",
+             f"eval.tokens={tokens_per_step}", "eval.fractions=[]", "checkpoint.every_steps=0", "progress=false",
+             "step_cost.repeats=0", *([f"model.seq_len={sizes.seq_len}"] if sizes.seq_len else []), *sizes.extra]
     sweep = [sys.executable, "-m", "optlaw", "sweep", "sweep=smoke", f"sweep_dir={sweep_dir}", "launcher=local",
-             f"models=[{model}]", f"tokens=[{sizes.sweep_tokens[0]},{sizes.sweep_tokens[1]}]", fixed]
+             f"sweep.models=[{model}]", f"sweep.tokens=[{sizes.sweep_tokens[0]},{sizes.sweep_tokens[1]}]", *point]
     fit = [sys.executable, "-m", "optlaw", "fit", "--runs", str(sweep_dir), "--law", "shared", "--holdout", "none",
            "--out", str(fit_dir)]
     results = {}
