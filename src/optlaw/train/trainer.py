@@ -23,6 +23,7 @@ from optlaw.jsonio import plain
 from optlaw.train import checkpoint as ckpt
 from optlaw.train.budget import BudgetPlan, plan_budget
 from optlaw.train.cuda import prepare_model
+from optlaw.train.fsdp import check_sharding, load_sharded, shard_model, uses_fsdp
 from optlaw.train.distributed import DistInfo, init_distributed, shutdown_distributed
 from optlaw.train.identity import run_id as make_point_id
 from optlaw.train.loop import LoopState, TrainContext, TrainLoop
@@ -62,6 +63,7 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
         if info.is_main:
             print(f"{point_id}: already {existing.status} in {run_dir}; nothing to do", flush=True)
         return existing
+    check_sharding(run_cfg.perf.sharding, run_cfg.optimizer)
     corpus = build_corpus(run_cfg.data)
     check_vocab_fits(corpus.vocab_size, run_cfg.model.vocab_size)
     branch_source = None
@@ -74,6 +76,10 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
     device = info.device
     raw_model = build_model(run_cfg.model).to(device)
     perf_notes = prepare_model(raw_model, run_cfg.perf, device, run_cfg.compile)
+    sharded = uses_fsdp(run_cfg.perf.sharding, info.world_size)
+    if sharded:  # before the optimizer is built: it must hold the sharded parameters
+        shard_model(raw_model)
+        perf_notes.append(f"FSDP2 over {info.world_size} ranks")
     from optlaw.optim import build_optimizer
 
     bundle = build_optimizer(raw_model, run_cfg.optimizer, run_cfg.model)
@@ -81,18 +87,18 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
     state = LoopState()
     saved = ckpt.load_latest(run_dir, map_location=device)
     if saved is not None:
-        _restore(saved, raw_model, bundle, state)
+        _restore(saved, raw_model, bundle, state, sharded)
         if info.is_main:
             print(f"{point_id}: resuming from step {state.step} ({plan.tokens_at(state.step)} tokens)", flush=True)
     elif branch_source is not None:
-        _restore(branch_source, raw_model, bundle, state)
+        _restore(branch_source, raw_model, bundle, state, sharded)
         _start_branch(state, branch_source["run_id"], plan, str(run_cfg.init.from_checkpoint))
         if info.is_main:
             print(f"{point_id}: branching from {branch_source['run_id']} at step {state.step}", flush=True)
     del branch_source
 
     model: torch.nn.Module = raw_model
-    if info.is_distributed:
+    if info.is_distributed and not sharded:
         model = torch.nn.parallel.DistributedDataParallel(raw_model, device_ids=[device.index] if device.type == "cuda" else None)
     if info.is_main:
         print("perf: " + ", ".join(perf_notes), flush=True)
@@ -152,9 +158,12 @@ def _start_branch(state: LoopState, parent_run_id: str, plan: BudgetPlan, from_c
     state.fwd_bwd_s = state.optimizer_step_s = state.data_wait_s = 0.0
 
 
-def _restore(saved: dict[str, Any], raw_model: torch.nn.Module, bundle: Any, state: LoopState) -> None:
-    raw_model.load_state_dict(saved["model"])
-    bundle.load_state_dict(saved["optimizer"])
+def _restore(saved: dict[str, Any], raw_model: torch.nn.Module, bundle: Any, state: LoopState, sharded: bool) -> None:
+    if sharded:
+        load_sharded(raw_model, bundle, saved)
+    else:
+        raw_model.load_state_dict(saved["model"])
+        bundle.load_state_dict(saved["optimizer"])
     ckpt.restore_rng_state(saved["rng"])
     restored = LoopState.from_plain(saved["loop"])
     state.__dict__.update(restored.__dict__)
