@@ -1,7 +1,8 @@
 """Data stage: corpora whose batches are pure functions of (seed, step, micro, rank).
 
 ``build_corpus(data_cfg)`` returns a ``Corpus`` (see ``optlaw.data.corpus``):
-``data.name=synthetic`` is the embedded corpus with an exact entropy floor,
+``data.name=synthetic`` is the embedded topic/n-gram corpus with an exact entropy floor,
+``data.name=facts`` a Zipf-weighted fact table in bigram filler (exact floor too; the demo's corpus),
 ``data.name=text`` tokenizes local files or a ``datasets`` dataset into memory-mapped shards.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optlaw.config.data import DATA_SCHEMAS, TextDataConfig, data_config
+from optlaw.config.data import DATA_SCHEMAS, FactsDataConfig, TextDataConfig, data_config
 from optlaw.data.corpus import Corpus
 from optlaw.errors import ConfigError
 
@@ -26,6 +27,10 @@ def build_corpus(data_cfg: Any, cache_dir: str | None = None) -> Corpus:
         from optlaw.data.text import build_text_corpus
 
         return build_text_corpus(cfg, cache_dir)
+    if isinstance(cfg, FactsDataConfig):
+        from optlaw.data.facts import FactsCorpus
+
+        return FactsCorpus(cfg)
     from optlaw.data.synthetic import SyntheticCorpus
 
     return SyntheticCorpus(cfg)

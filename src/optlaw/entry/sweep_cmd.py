@@ -160,7 +160,7 @@ def run_sweep(request: SweepRequest) -> SweepOutcome:
 
 def format_plan(manifest: dict, states, to_run: list[str], launcher_cfg: dict, sweep_dir: Path) -> str:
     points = manifest["points"]
-    throughput = float(launcher_cfg.get("throughput_flops_per_s") or 0)
+    throughput, source = launcher_throughput(launcher_cfg)
     total_tokens = sum(p["tokens"] or 0 for p in points)
     total_flops = sum(p["flops"] or 0 for p in points)
     todo = set(to_run)
@@ -181,12 +181,23 @@ def format_plan(manifest: dict, states, to_run: list[str], launcher_cfg: dict, s
     hours_todo = todo_flops / throughput / 3600 if throughput else None
     lines.append(
         f"total: {_num(total_tokens)} tokens, {_num(total_flops)} FLOPs, ~{_num(hours_total, '.3g')} GPU-hours "
-        f"at {throughput:.3g} FLOP/s (launcher.throughput_flops_per_s); to run now: {len(to_run)} points, "
+        f"at {throughput:.3g} FLOP/s ({source}); to run now: {len(to_run)} points, "
         f"~{_num(hours_todo, '.3g')} GPU-hours"
     )
     done = [s.run_id for s in states if s.state in ("done", "diverged")]
     lines.append(f"already finished: {len(done)}" + (f" ({', '.join(done)})" if 0 < len(done) <= 8 else ""))
     return "\n".join(lines)
+
+
+def launcher_throughput(launcher_cfg: dict) -> tuple[float, str]:
+    """(FLOP/s for the plan's hours, where the number comes from): the config's, or measured here (local launcher)."""
+    given = launcher_cfg.get("throughput_flops_per_s")
+    if given is not None:
+        return float(given), "launcher.throughput_flops_per_s"
+    from optlaw.sweep.throughput import local_throughput
+
+    found = local_throughput()
+    return float(found["flops_per_s"]), f"measured on this machine {found['measured_at']}, {found['model']} training steps"
 
 
 def _extra_axes_text(point: dict) -> str:
