@@ -63,7 +63,8 @@ PYTHON_M_OPTLAW = "python -m optlaw"
 FIT_USAGE = ("optlaw fit --runs SWEEP_DIR... | --csv FILE | --wandb-runs ENTITY/PROJECT[:GROUP] --out DIR "
              "[--law chinchilla|shared|compute] [--variant full|rho_D|rho_N] [--reference adamw] [--bootstrap 1000] "
              "[--holdout largest|none|OPT:N:D,...] [--n-basis total|non_embedding] [--objective huber_log|squared] "
-             "[--seeds all|mean] [--cost flops|wallclock] [--column NAME=CSV_COLUMN ...] [--default-optimizer NAME] "
+             "[--seeds all|mean] [--cost flops|wallclock] [--column NAME=CSV_COLUMN ...] [--tuning-column COL] "
+             "[--seed-column COL] [--default-optimizer NAME] "
              "[--drop-highest-loss K] [--wandb disabled|offline|online] [--wandb-project optlaw] "
              "[--wandb-group NAME] [--seed 0] [--cross-check K] [--no-plots]")
 FIT_CHINCHILLA_DOCS = (
@@ -88,8 +89,9 @@ PROXY_SPECTRUM_MODULE = "optlaw proxy spectrum --run RUN_DIR --module model.laye
 RUN_DIR_TRAIN = "optlaw train ... run_dir=<dir>"
 # sweeps.md
 SWEEP_USAGE = ("optlaw sweep sweep=NAME [launcher=local|slurm|slurm_cpu] [sweep_dir=PATH] [--dry-run] "
-               "[--retry-diverged] [sweep.KEY=VALUE ...] [launcher.KEY=VALUE ...] [TRAIN_KEY=VALUE ...]")
+               "[--retry-diverged] [--follow] [sweep.KEY=VALUE ...] [launcher.KEY=VALUE ...] [TRAIN_KEY=VALUE ...]")
 STATUS_USAGE = "optlaw status [SWEEP_DIR]"
+FIT_TUNING = "optlaw fit --runs SWEEP_DIR"
 SWEEP_JOB = "python -m optlaw.sweep.job SWEEP_DIR --index $SLURM_ARRAY_TASK_ID"
 SLURM_CLUSTER = "scripts/slurm_cluster.sh start"
 
@@ -102,6 +104,7 @@ PROXY_POINT = "optlaw train task=quadratic proxy_optimizer=kron N=256 steps=256"
 
 SBATCH_TEST = SLURM_TESTS + "test_sbatch_template_runs_the_manifest_points"
 SLURM_SWEEP_TEST = SLURM_TESTS + "test_slurm_sweep_finishes_every_point_and_relaunch_submits_nothing"
+SLURM_TUNE_TEST = SLURM_TESTS + "test_a_two_round_tune_on_slurm_queues_each_round_from_the_records"
 
 # docs file -> {command -> how it is exercised} (as in tests/test_readme_commands.py; no docs
 # command is excused as not runnable).
@@ -176,9 +179,11 @@ REGISTRY: dict[str, dict[str, tuple[str, ...]]] = {
                       README_TESTS + "test_readme_sweep_yaml_composes_and_plans",  # launcher=slurm
                       SLURM_SWEEP_TEST,  # launcher=slurm_cpu
                       # --retry-diverged
-                      "tests/test_sweep_local.py::test_local_sweep_runs_every_point_then_skips_finished"),
+                      "tests/test_sweep_local.py::test_local_sweep_runs_every_point_then_skips_finished",
+                      SLURM_TUNE_TEST),  # --follow
         STATUS_USAGE: ("test_sweep_points_by_hand_and_by_the_sbatch_task_command",
                        README_TESTS + "test_status_prints_the_table"),
+        FIT_TUNING: ("tests/test_fit_tuning.py::test_optlaw_fit_on_a_tuning_sweep_prints_the_laws",),
         # How the SLURM launcher runs a point with several GPUs: the argv is checked without GPUs,
         # and torchrun --standalone runs for real on CPU with 2 ranks.
         "torchrun --standalone": ("tests/test_sweep_grid.py::"

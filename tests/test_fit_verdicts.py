@@ -291,3 +291,12 @@ def test_no_reference_file_exits_1(reference_data, tmp_path, capsys, name, args)
     assert code in (0, 2), err
     if code == 2:  # input a fit cannot read as given: one line that says what to do
         assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_every_optimizer_gets_its_own_colour_and_marker_pair():
+    from optlaw.report.plots import _style
+
+    for n in (3, 8, 11, 20):   # Okabe-Ito up to 7 others, Tol's muted set past that (Marin: 10 others)
+        style = _style(["adamw"] + [f"opt{i}" for i in range(n - 1)], "adamw")
+        pairs = [(v["color"], v["marker"]) for v in style.values()]
+        assert len(set(pairs)) == n

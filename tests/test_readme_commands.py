@@ -72,6 +72,8 @@ SWEEP_LOCAL = "optlaw sweep sweep=smoke sweep_dir=sweeps/smoke launcher=local la
 SWEEP_SLURM = "optlaw sweep sweep=my_sweep sweep_dir=/scratch/my_sweep launcher=slurm launcher.partition=gpu"
 SBATCH = "sbatch --array=0-<n-1>%32 slurm/sweep_array.sbatch SWEEP_DIR"
 STATUS = "optlaw status sweeps/smoke"
+TUNE_SMOKE = "optlaw sweep sweep=tune_smoke launcher.max_parallel=2"
+TUNE_STATUS = "optlaw status sweeps/tune_smoke"
 FIT_SMOKE = "optlaw fit --runs sweeps/smoke --law shared --holdout none --out fits/smoke"
 FIT_AB = ("optlaw fit --runs sweep_a sweep_b --law compute --reference adamw --bootstrap 1000 --holdout largest "
           "--out fits/ab")
@@ -138,6 +140,8 @@ REGISTRY: dict[str, tuple[str, ...]] = {
     # template's 8 CPUs per task shrunk to fit the 2-core node) and every point must end done.
     SBATCH: (SBATCH_TEST,),
     STATUS: ("test_status_prints_the_table",),
+    TUNE_SMOKE: ("test_tune_smoke_tunes_in_rounds_and_status_shows_each_cell",),
+    TUNE_STATUS: ("test_tune_smoke_tunes_in_rounds_and_status_shows_each_cell",),
     FIT_SMOKE: ("test_fit_smoke_sweep_shared_law",),
     FIT_AB: ("test_fit_two_sweep_dirs_compute_law",),
     FIT_WANDB: ("test_fit_wandb_runs_through_the_cli",
@@ -484,6 +488,27 @@ def test_status_prints_the_table(smoke):
         record = records.read_record(sweep_dir / point["run_dir"])
         assert row[1] == "done" and float(row[2]) == pytest.approx(record.final_val_loss, abs=1e-4)
     assert lines[-1] == "2 points: 2 done, 0 diverged, 0 failed, 0 running, 0 pending"
+
+
+@pytest.mark.slow
+def test_tune_smoke_tunes_in_rounds_and_status_shows_each_cell(tmp_path):
+    # configs/sweep/tune_smoke.yaml in full is 8 cells, ~53 points. Shrunk by appended sweep overrides to
+    # one cell (llama/100k, adamw, 8192 tokens) starting at lr_mult 2 instead of 0.5 (its best is about 8):
+    # round 1 tries 1, 2, 4, then the bracket extends, a few points in all.
+    shrink = ["sweep.models=[llama/100k]", "sweep.optimizers=[adamw]", "sweep.tokens=[8192]",
+              "sweep.tuning.hyperparameters=[{key:optimizer.lr_mult,start:2.0}]"]
+    out = run_command(TUNE_SMOKE, tmp_path, shrink, timeout=1200).stdout
+    assert out.startswith("sweep tune_smoke: 3 points in sweeps/tune_smoke (manifest.json written)")
+    assert "tuning: 1 of 1 cells finished" in out or "tuning: 0 of 1 cells finished" in out
+    assert "tuning: 1 cells (1 resolved); complete" in out
+    status = run_command(TUNE_STATUS, tmp_path).stdout
+    row = next(line for line in status.splitlines() if line.strip().startswith("llama/100k adamw tokens=8192"))
+    assert "tuned" in row and "lr_mult [" in row and "lr_mult=" in row and row.rstrip().endswith("resolved")
+    manifest = json.loads((tmp_path / "sweeps" / "tune_smoke" / "manifest.json").read_text())
+    for point in manifest["points"]:
+        record = records.read_record(tmp_path / "sweeps" / "tune_smoke" / point["run_dir"])
+        assert record["status"] == "done" and record["tuning"]["source"] == "tuned"
+        assert record["tuning"]["cell"] == "llama/100k adamw tokens=8192"
 
 
 @pytest.mark.slow

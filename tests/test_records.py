@@ -52,8 +52,9 @@ def v1_documents() -> dict[str, dict]:
 def test_fit_fields_are_the_fields_the_class_marks():
     marked = tuple(f.name for f in dataclasses.fields(records.RunRecord) if f.metadata.get("fit"))
     assert records.FIT_FIELDS == marked
-    # Schema 1's list, plus the version a reader needs to read the rest.
-    assert set(records.FIT_FIELDS) == set(V1_FIT_FIELDS) | {"schema_version"}
+    # Schema 1's list, plus the version a reader needs to read the rest and where a tuning sweep's
+    # hyperparameters came from (null on records written before it).
+    assert set(records.FIT_FIELDS) == set(V1_FIT_FIELDS) | {"schema_version", "tuning"}
     assert records.SCHEMA_VERSION == 2
 
 
@@ -115,7 +116,7 @@ def test_version_1_wandb_summaries_read_like_records():
     summary = {key: v1[key] for key in V1_FIT_FIELDS} | {"_runtime": 3.2, "train_loss": 6.9}
     record = records.RunRecord.from_json(summary)
     assert type(record) is records.LLMRunRecord and record.final_val_loss == v1["final_val_loss"]
-    assert record.fit_fields() == {**{key: v1[key] for key in V1_FIT_FIELDS}, "schema_version": 2}
+    assert record.fit_fields() == {**{key: v1[key] for key in V1_FIT_FIELDS}, "schema_version": 2, "tuning": None}
 
 
 def test_round_trip_and_the_config_is_written_last(tmp_path):
@@ -192,6 +193,24 @@ def test_write_json_atomic_plains_first_and_leaves_no_temp_file(tmp_path):
         jsonio.write_json_atomic(tmp_path / "a.json", {"x": object()})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 2}  # the old file survives a failed write
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_the_tuning_field_is_typed_and_not_part_of_the_run_id(tmp_path):
+    from optlaw.entry.points import run_id
+
+    v1 = v1_documents()["llm_adamw_done"]
+    assert records.read_record(V1 / "llm_adamw_done").tuning is None  # written before tuning sweeps
+    tuning = {"source": "tuned", "cell": "llama/100k adamw tokens=2048", "round": 2, "coordinate": "optimizer.lr_mult",
+              "values": {"optimizer.lr_mult": 4.0}, "positions": {"optimizer.lr_mult": 2.0}, "reused_from": None,
+              "predicted": {}}
+    record = records.RunRecord.from_json(v1 | {"tuning": tuning})
+    assert record.tuning == tuning and record.fit_fields()["tuning"] == tuning
+    records.write_record(tmp_path, record)
+    assert records.read_record(tmp_path).tuning == tuning
+    with pytest.raises(records.RecordError, match="field tuning"):
+        records.RunRecord.from_json(v1 | {"tuning": "tuned"})
+    # The section says how the values were chosen; the values are in the config, so the id stays.
+    assert run_id(v1["config"] | {"tuning": tuning}) == run_id(v1["config"]) == v1["run_id"]
 
 
 # --- damaged files: listed as corrupt by path, never a traceback, never "missing" ----------------

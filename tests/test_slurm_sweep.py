@@ -223,3 +223,41 @@ def test_sbatch_template_runs_the_manifest_points(slurm_cluster, user_configs, t
         assert records.read_record(sweep_dir / point["run_dir"]).status == "done"
     main_status([str(sweep_dir)])
     assert "2 points: 2 done" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_two_round_tune_on_slurm_queues_each_round_from_the_records(slurm_cluster, user_configs, tmp_path, capsys):
+    # per_size with two budgets: round 1 tunes the longer budget (3 points, no extension allowed, so it ends
+    # there); round 2 trains the winner at the shorter budget. Without --follow a launch queues the round
+    # it can plan and returns; with --follow it waits for each round and queues the next.
+    from test_sweep_tuning_runs import write_tuning_sweep
+
+    write_tuning_sweep(user_configs, "tune_slurm", tokens="4096, 8192", scope="per_size", start=4.0, max_extensions=0)
+    sweep_dir = tmp_path / "sw"
+    assert main_sweep(["sweep=tune_slurm", "launcher=slurm_cpu", f"sweep_dir={sweep_dir}"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("queued array") == 1 and "stopped: queued this round" in out
+    round_one = job_ids_of(sweep_dir)
+    assert len(round_one) == 3
+    wait_until(lambda: not queued(list(round_one.values())), 300, "round 1 to leave the queue")
+
+    assert main_sweep(["sweep=tune_slurm", "launcher=slurm_cpu", f"sweep_dir={sweep_dir}", "--follow"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("queued array") == 1  # round 2 only: round 1 is finished
+    from optlaw.sweep.tuning_replay import read_tuning
+
+    state = read_tuning(sweep_dir)
+    tuned, reused = state.cell("llama/100k adamw tokens=8192"), state.cell("llama/100k adamw tokens=4096")
+    assert state.complete and tuned.finished and reused.status == "done" and reused.round == tuned.round + 1 == 2
+    points = read_manifest(sweep_dir)["points"]
+    assert len(points) == 4
+    for point in points:
+        record = records.read_record(sweep_dir / point["run_dir"])
+        assert record.status == "done" and record.tuning["source"] == "tuned"
+        assert (sweep_dir / "logs" / f"{point['run_id']}.log").read_text().count(" -m optlaw train ") == 1
+    reused_record = records.read_record(sweep_dir / "runs" / reused.winner_run_ids[0])
+    assert reused_record.tuning["reused_from"] == tuned.spec.label
+    assert reused_record.tuning["values"] == tuned.setting
+    main_status([str(sweep_dir)])
+    status = capsys.readouterr().out
+    assert "tuning: 2 cells" in status and "complete" in status

@@ -24,7 +24,8 @@ HERE = Path(__file__).resolve().parent
 ORDER = ["bench_train.py", "bench_optim.py", "bench_fit.py", "bench_branching.py"]
 # Extra arguments per script (none: bench_fit times Hoffmann's whole 4,500-start grid,
 # about 2.5 minutes on this 2-core machine).
-DEFAULT_ARGS: dict[str, list[str]] = {}
+# bench_tuning: the smoke sweep only (the larger one, 18 cells, takes several times longer: run it by hand).
+DEFAULT_ARGS: dict[str, list[str]] = {"bench_tuning.py": ["--sweeps", "tune_smoke"]}
 
 
 MACHINE = ("<!-- run_all machine: {key} -->", "<!-- /run_all machine -->")

@@ -71,6 +71,22 @@ class Branch(TypedDict):
     from_checkpoint: str
 
 
+class Tuning(TypedDict, total=False):
+    """Where a point's hyperparameters came from (optlaw.config.tuning.TuningSourceConfig, docs/sweeps.md "Tuning").
+
+    Not part of the run id: the values themselves are in the config; this says how they were chosen.
+    """
+
+    source: str                    # tuned | predicted | fixed
+    cell: str | None               # e.g. 'llama/1m adamw tokens=32768'
+    round: int | None              # the cell's round that planned the point (1 = the first grid)
+    coordinate: str | None         # tuned: the key being tuned when the point was planned
+    values: dict[str, float]       # the tuned keys and this point's value of each
+    positions: dict[str, float]    # tuned: per key, grid steps from its start value
+    reused_from: str | None        # tuned: the cell whose winner this point reuses (scope per_size)
+    predicted: dict[str, Any]      # predicted: per key the law's value, interval and coefficients
+
+
 class StepCost(TypedDict, total=False):
     fwd_bwd_s: float | None
     optimizer_step_s: float | None
@@ -112,6 +128,7 @@ class RunRecord:
     wall_time_s: float | None = _fit()
     hyperparameters: dict[str, Any] | None = _fit()
     branch: Branch | None = _fit()
+    tuning: Tuning | None = _fit()              # where the hyperparameters came from (a tuning sweep); not in the run id
     started_at: str | None = None
     config: dict[str, Any] | None = None        # the resolved config; written last, it is long
 
@@ -402,6 +419,8 @@ NON_SEMANTIC_KEYS = (
     "perf",
     # Proxy tasks: how many steps are timed for step_cost_ratio, not what is trained.
     "timing_repeats",
+    # Where the hyperparameters came from (a tuning sweep's round, cell, law); the values themselves are in the config.
+    "tuning",
 )
 
 

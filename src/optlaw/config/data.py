@@ -18,7 +18,7 @@ class DataConfig:
     """What every corpus config has."""
 
     name: str = MISSING
-    """synthetic, facts or text (chosen as data=<name>)."""
+    """synthetic, facts, text or tokens (chosen as data=<name>)."""
 
 
 @dataclass

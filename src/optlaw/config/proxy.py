@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 from omegaconf import MISSING
 
 from optlaw.config.train import WandbConfig
+from optlaw.config.tuning import TuningSourceConfig
 from optlaw.errors import ConfigError
 
 PROXY_OPTIMIZERS = ["gd", "diag", "kron", "sign", "ngd"]
@@ -45,6 +46,8 @@ class ProxyPointConfig:
     """Run directory; null = runs/<run id>."""
     sweep_name: Optional[str] = None
     """Set by `optlaw sweep`; the record's `sweep`."""
+    tuning: TuningSourceConfig = field(default_factory=TuningSourceConfig)
+    """Where the hyperparameters came from (the record's `tuning`; proxy points search their step size, so fixed); not part of the run id."""
     progress: bool = False
     """Progress output (a point takes about a second)."""
     proxy_optimizer: str = "gd"

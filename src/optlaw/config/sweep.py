@@ -7,6 +7,7 @@ from omegaconf import MISSING
 
 from optlaw.config.core import Number
 from optlaw.config.train import WSD_DECAY_FRACTION
+from optlaw.config.tuning import TuneBudget, TuningConfig, TuningScope
 from optlaw.errors import ConfigError
 
 
@@ -50,6 +51,8 @@ class SweepConfig:
     """Key -> value applied to every point."""
     branching: BranchingConfig = field(default_factory=BranchingConfig)
     """Budget branching."""
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    """Hyperparameter tuning in rounds (docs/sweeps.md, "Tuning")."""
     cli_overrides: List[str] = field(default_factory=list)
     """Set by `optlaw sweep`: the train overrides given on its command line, added to every point (kept in the manifest's definition, so a sweep dir refuses a different set)."""
 
@@ -86,6 +89,45 @@ class SweepConfig:
                 f"sweep {self.name}: branching needs branching.warmup_tokens (an absolute warmup, "
                 "the same for every budget), e.g. sweep.branching.warmup_tokens=0"
             )
+        if self.tuning.enabled:
+            self._check_tuning()
+
+    def _check_tuning(self) -> None:
+        """Rules between the tuning block and the grid (the block's own rules: TuningConfig.check)."""
+        tuning, name = self.tuning, self.name
+        if self.task != "llm":
+            raise ConfigError(f"sweep {name}: tuning works on LLM sweeps (task: llm); proxy points search their "
+                              "step size themselves (step_size_multipliers)")
+        axis_keys = {"model", "optimizer", "seed", "budget.tokens", "budget.tokens_per_param", *self.extra_axes}
+        for axes in self.optimizer_axes.values():
+            axis_keys |= set(axes or {})
+        for row in tuning.hyperparameters:
+            if row.key in axis_keys or row.key.split(".")[0] in ("model", "budget", "data"):
+                raise ConfigError(f"sweep {name}: tuning key {row.key} is also a grid axis or names a model, budget "
+                                  "or data key; tune it or sweep it, not both")
+            unknown = set(row.optimizers or []) - set(self.optimizers or [])
+            if unknown:
+                raise ConfigError(f"sweep {name}: tuning key {row.key} names optimizers {sorted(unknown)} that are "
+                                  "not in 'optimizers'; add them there or drop them from its optimizers list")
+        budgets = self.tokens if self.tokens is not None else self.tokens_per_param
+        if tuning.scope == TuningScope.per_size and self.branching.enabled and tuning.tune_budget != TuneBudget.largest:
+            raise ConfigError(f"sweep {name}: with budget branching the tuned budget is the WSD trunk; "
+                              "set tuning.tune_budget: largest")
+        if tuning.scope == TuningScope.per_size and not budgets:
+            raise ConfigError(f"sweep {name}: tuning.scope=per_size reuses winners across budgets, but the sweep has "
+                              "no budget axis (tokens or tokens_per_param); use scope: every_cell")
+        if tuning.scope == TuningScope.transfer:
+            models = list(self.models or [])
+            tuned = list(tuning.tune_models or [])
+            missing = [m for m in tuned if m not in models]
+            if missing:
+                raise ConfigError(f"sweep {name}: tuning.tune_models names {missing}, which are not in 'models'")
+            if len(set(tuned)) < 2:
+                raise ConfigError(f"sweep {name}: tuning.scope=transfer fits a law in N, so it tunes at least two "
+                                  "sizes; list two or more in tuning.tune_models")
+            if len(set(tuned)) == len(set(models)):
+                raise ConfigError(f"sweep {name}: tuning.tune_models lists every model, so nothing is predicted; "
+                                  "use scope: every_cell, or leave the larger sizes out of tune_models")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from optlaw.config.data import DataConfig
 from optlaw.config.model import ModelConfig
 from optlaw.config.optim import OptimizerConfig
 from optlaw.config.perf import PerfConfig
+from optlaw.config.tuning import TuningSourceConfig
 from optlaw.errors import ConfigError
 
 # WSD decays over the last 20% of steps (Hagele et al. 2024, "Scaling Laws and Compute-Optimal
@@ -253,6 +254,8 @@ class TrainConfig:
     """torch.compile each transformer block (CUDA only; ignored with a note on CPU)."""
     sweep_name: Optional[str] = None
     """Set by `optlaw sweep`: the W&B group and the record's `sweep`."""
+    tuning: TuningSourceConfig = field(default_factory=TuningSourceConfig)
+    """Set by `optlaw sweep`: where the hyperparameters came from (the record's `tuning`); not part of the run id."""
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     """Token budget."""
     batch: BatchConfig = field(default_factory=BatchConfig)

@@ -21,6 +21,7 @@ from optlaw.fit import (
 )
 from optlaw.fit.laws import COST_BASES, DEFAULT_BOOTSTRAP
 from optlaw.fit.table import N_BASES, SEED_MODES
+from optlaw.fit.tuning_view import summary_lines
 from optlaw.jsonio import write_json_atomic
 
 WANDB_MODES = ("disabled", "offline", "online")
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     study = fit_to_dir(request)
     out = Path(request.out)
     print(study.summary())
+    for line in summary_lines(study.document):  # tuning sweeps: hyperparameter laws, sensitivity
+        print(line)
     print(f"wrote {out / 'fit.json'} and {out / 'report.md'}" + (", plots beside them" if request.plots else ""),
           file=sys.stderr)
     return 0

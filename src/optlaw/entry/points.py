@@ -58,3 +58,20 @@ def run_point(cfg: DictConfig) -> RunRecord:
     if task in point.TASKS:
         return point.run(cfg)
     raise ConfigError(f"task={task!r} is unknown; choose llm, {', '.join(point.TASKS)}")
+
+
+def run_manifest_point(sweep_dir: str, run_id: str) -> str:
+    """Train one point of a sweep's manifest in this process, with exactly the arguments its launcher would
+    give `optlaw train` (run_dir, branch checkpoint, sweep name); returns its record's status.
+
+    For callers that run many tiny points and would spend most of their time starting processes (the
+    tuning benchmark, tests); launchers keep one process per point so a crash cannot take them down.
+    """
+    from optlaw.config import compose
+    from optlaw.sweep.job import train_command
+    from optlaw.sweep.manifest import point_by_id, read_manifest
+
+    manifest = read_manifest(sweep_dir)
+    argv = train_command(sweep_dir, point_by_id(manifest, run_id), manifest)
+    overrides = argv[argv.index("train") + 1:]
+    return str(run_point(compose(root_config(overrides), overrides)).status)

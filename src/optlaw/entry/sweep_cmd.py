@@ -10,10 +10,14 @@ from omegaconf import DictConfig, OmegaConf
 from optlaw.config import compose, to_plain
 from optlaw.entry.overrides import refuse_multirun, take_cfg_flag
 from optlaw.entry.points import POINT_NAMING
+from optlaw.entry.tuning_view import format_tuning, progress_line
 from optlaw.errors import UserError
 from optlaw.sweep.grid import NAMED_AXES, definition_to_plain, expand
 from optlaw.sweep.manifest import check_same_definition, read_manifest, write_manifest
+from optlaw.sweep.rounds import plan_and_write, run_rounds
 from optlaw.sweep.state import DISPLAY_STATES, all_states, needs_run
+from optlaw.sweep.tuning import TuningPlanner
+from optlaw.sweep.tuning_replay import read_tuning
 
 SWEEP_USAGE = """\
 usage: optlaw sweep sweep=NAME [launcher=local|slurm|slurm_cpu] [sweep_dir=PATH] [--dry-run] [--retry-diverged]
@@ -26,15 +30,18 @@ the plan, and run every point that has no finished record (done or diverged).
   TRAIN_KEY=VALUE     any other key is added to every point's `optlaw train` overrides
   --dry-run           write the manifest and print the plan; run nothing
   --retry-diverged    also rerun diverged points (their old run is kept beside the new one)
+  --follow            tuning sweeps on SLURM: wait for each round's jobs and queue the next round
   --cfg job           print the resolved sweep definition and launcher; run nothing
-SWEEP_DIR defaults to sweeps/NAME. Rerunning the same command resumes the sweep.
+SWEEP_DIR defaults to sweeps/NAME. Rerunning the same command resumes the sweep; a tuning
+sweep (tuning.enabled) plans its next round from the finished records.
 """
 
 STATUS_USAGE = """\
 usage: optlaw status [SWEEP_DIR]
 
 Print every point of a sweep (done / running / pending / failed / diverged, final
-loss, tokens, wall time) and a one-line summary. SWEEP_DIR defaults to '.'.
+loss, tokens, wall time) and a one-line summary; for a tuning sweep also each cell's
+round, bracket, current winner and whether it is resolved. SWEEP_DIR defaults to '.'.
 """
 
 
@@ -48,6 +55,7 @@ class SweepRequest:
     overrides: tuple[str, ...] = ()      # sweep.KEY / launcher.KEY change those configs; any other key every point
     dry_run: bool = False                # write the manifest and print the plan; run nothing
     retry_diverged: bool = False         # also rerun diverged points
+    follow: bool = False                 # tuning on SLURM: wait for each round and queue the next
 
     @property
     def directory(self) -> Path:
@@ -86,6 +94,8 @@ def parse_sweep_args(argv: list[str]) -> SweepRequest:
             fields["dry_run"] = True
         elif arg == "--retry-diverged":
             fields["retry_diverged"] = True
+        elif arg == "--follow":
+            fields["follow"] = True
         elif arg.startswith("-"):
             raise UserError(f"unknown option {arg!r}; see `optlaw sweep --help`")
         elif "=" not in arg:
@@ -135,6 +145,8 @@ def run_sweep(request: SweepRequest) -> SweepOutcome:
     point_overrides = definition["cli_overrides"]
     sweep_dir = request.directory
     check_same_definition(sweep_dir, definition)
+    if "tuning" in definition:  # definition_to_plain keeps the block only when tuning is enabled
+        return run_tuning_sweep(request, definition, launcher_cfg)
     points = expand(definition, point_overrides, naming=POINT_NAMING)
     manifest = write_manifest(sweep_dir, definition, points, point_overrides)
     states = all_states(sweep_dir, manifest)
@@ -159,6 +171,52 @@ def run_sweep(request: SweepRequest) -> SweepOutcome:
     print(summary_line(all_states(sweep_dir, manifest)))
     finished = all(status in ("done", "diverged") for status in results.values()) and len(results) == len(to_run)
     return SweepOutcome(sweep_dir, to_run, dict(results), finished=finished)
+
+
+def run_tuning_sweep(request: SweepRequest, definition: dict, launcher_cfg: dict) -> SweepOutcome:
+    """Plan a round from the records, run it, plan the next, until every cell is finished (docs/sweeps.md, "Tuning")."""
+    sweep_dir = request.directory
+    point_overrides = definition["cli_overrides"]
+    planner = TuningPlanner(definition, sweep_dir, point_overrides, naming=POINT_NAMING)
+    slurm = launcher_cfg.get("name") == "slurm"
+    shown: dict = {"plan": False, "to_run": []}
+
+    def on_plan(manifest, plan, states, to_run):
+        if not shown["plan"]:
+            shown["to_run"] = list(to_run)
+            current = {p.run_id for p in plan.points}
+            view = {**manifest, "points": [p for p in manifest["points"] if p["run_id"] in current]}
+            print(format_plan(view, states, to_run, launcher_cfg, sweep_dir))
+            print(format_tuning(plan.state))
+            shown["plan"] = True
+        else:
+            print(progress_line(plan.state, to_run), flush=True)
+
+    def launch(run_ids):
+        if slurm:
+            from optlaw.sweep.slurm import submit
+
+            job_ids = submit(sweep_dir, read_manifest(sweep_dir), run_ids, launcher_cfg, request.retry_diverged)
+            print(f"submitted {len(job_ids)} points; follow with: optlaw status {sweep_dir}", flush=True)
+            return {}, [str(j) for j in job_ids]
+        from optlaw.sweep.local import run_local
+
+        return run_local(sweep_dir, run_ids, int(launcher_cfg.get("max_parallel") or 1), request.retry_diverged), []
+
+    outcome = run_rounds(sweep_dir, plan_and_write(planner), launch, blocking=not slurm, follow=request.follow,
+                         retry_diverged=request.retry_diverged, dry_run=request.dry_run, on_plan=on_plan)
+    if request.dry_run:
+        print("dry run: later rounds are planned from these results when the sweep runs")
+        return SweepOutcome(sweep_dir, tuple(shown["to_run"]), {})
+    manifest = read_manifest(sweep_dir)
+    if not outcome.launched:
+        print("nothing to run: every point is finished or owned by a live launch")
+    print(format_tuning(outcome.plan.state))
+    print(summary_line(all_states(sweep_dir, manifest)))
+    if outcome.stopped:
+        print(f"stopped: {outcome.stopped}")
+    return SweepOutcome(sweep_dir, tuple(outcome.launched), dict(outcome.statuses), tuple(outcome.job_ids),
+                        finished=outcome.complete or outcome.waiting)
 
 
 def format_plan(manifest: dict, states, to_run: list[str], launcher_cfg: dict, sweep_dir: Path) -> str:
@@ -235,6 +293,9 @@ def main_status(argv: list[str]) -> int:
     states = all_states(sweep_dir, manifest)
     print(format_status(states))
     print(summary_line(states))
+    tuning = read_tuning(sweep_dir)
+    if tuning is not None:
+        print(format_tuning(tuning))
     return 0
 
 

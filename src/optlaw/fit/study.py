@@ -22,6 +22,7 @@ from optlaw.fit.laws import DEFAULT_BOOTSTRAP, _check_reference, fit_compute, fi
 from optlaw.fit.result import CI_LEVEL, FitResult, FitWarning, WarningKind, unique_warnings
 from optlaw.fit.solver import HUBER_DELTA
 from optlaw.fit.table import RunTable
+from optlaw.fit.tuning_view import fit_sections
 from optlaw.jsonio import plain
 
 LAWS = ("chinchilla", "shared", "compute")
@@ -84,7 +85,7 @@ class Study:
         doc["rho_constancy"] = self.constancy.to_json() if self.constancy is not None else None
         doc["residuals"] = {"shared": None, "separate": None} | fits.get("residuals", {})
         doc["seed_noise"] = t.seed_noise
-        doc["tuning"] = t.tuning
+        doc.update(fit_sections(t.tuning, t.tuning_protocol))  # per-cell tuning, laws, sensitivity, rules
         doc["excluded_runs"] = t.excluded
         doc["warnings"] = [w.message for w in self.warnings]
         if self.cross_check is not None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from optlaw.errors import UserError
 from optlaw.fit.result import FitWarning, WarningKind
+from optlaw.fit.tuning_view import protocol_setting, read_view
 from optlaw.jsonio import dumps
 from optlaw.records import CORRUPT, DONE, CorruptRecord, RecordError, RunRecord, iter_json
 
@@ -46,6 +47,7 @@ class RunTable:
     source: str = ""
     excluded: list[dict] = field(default_factory=list)
     tuning: list[dict] = field(default_factory=list)
+    tuning_protocol: dict = field(default_factory=dict)  # fit.json's tuning-sweep sections (fit.tuning_view)
     seed_noise: dict = field(default_factory=dict)
     warnings: list[FitWarning] = field(default_factory=list)  # what a reader of the fit should know about the data
     sweep_names: list[str] = field(default_factory=list)  # the records' ``sweep`` (the W&B group)
@@ -74,7 +76,7 @@ class RunTable:
         mask = np.asarray(mask)
         cols = {name: getattr(self, name)[mask] for name in _ARRAY_FIELDS}
         return RunTable(**cols, n_basis=self.n_basis, source=self.source, excluded=list(self.excluded),
-                        tuning=list(self.tuning), seed_noise=dict(self.seed_noise), warnings=list(self.warnings),
+                        tuning=list(self.tuning), tuning_protocol=self.tuning_protocol, seed_noise=dict(self.seed_noise), warnings=list(self.warnings),
                         sweep_names=list(self.sweep_names))
 
     def warn(self, message: str, kind: WarningKind = WarningKind.DATA) -> None:
@@ -338,6 +340,7 @@ def table_from_records(found: list[tuple[str, dict | CorruptRecord]], n_basis: s
             "family": rec.family or "", "sweep": rec.sweep,
             "hyperparameters": rec.hyperparameters or {},
             "status": str(rec.status), "reason": rec.reason or "",
+            "tuning_cell": (rec.tuning or {}).get("cell"),
         }
         if rec.status != DONE:
             excluded.append(_excluded(entry, entry["reason"] or f"status {entry['status']}"))
@@ -350,13 +353,15 @@ def table_from_records(found: list[tuple[str, dict | CorruptRecord]], n_basis: s
     if not runs:
         raise UserError(f"no finished ('done') runs with optimizer, N, D and final_val_loss in "
                         f"{source}; run the sweep first or check the source")
-    runs, tuning, tuning_notes = _best_per_cell(runs)
+    view = read_view(found)  # tuning sweeps among the sources: the protocol picks each cell's run
+    runs, tuning, tuning_notes = _best_per_cell(runs, view.winners())
+    tuning_notes += view.notes()
     table = RunTable.from_columns(
         [r["optimizer"] for r in runs], [r["N"] for r in runs], [r["D"] for r in runs],
         [r["loss"] for r in runs], seed=[r["seed"] for r in runs], flops=[r["flops"] for r in runs],
         step_cost=[r["step_cost"] for r in runs], wallclock_s=[r["wallclock_s"] for r in runs],
         family=[r["family"] for r in runs], n_basis=n_basis, source=source,
-        excluded=excluded, tuning=tuning, sweep_names=sorted({str(r["sweep"]) for r in runs if r["sweep"]}),
+        excluded=excluded, tuning=tuning, tuning_protocol=view.to_json(), sweep_names=sorted({str(r["sweep"]) for r in runs if r["sweep"]}),
     )
     for note in tuning_notes:
         table.warn(note)
@@ -378,7 +383,7 @@ def _hp_key(hp: dict) -> str:
     return dumps(hp, sort_keys=True)
 
 
-def _best_per_cell(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
+def _best_per_cell(runs: list[dict], winners: dict[str, set[str]] | None = None) -> tuple[list[dict], list[dict], list[str]]:
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         cells[(r["optimizer"], float(r["N"]), float(r["D"]))].append(r)
@@ -391,7 +396,7 @@ def _best_per_cell(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]
             kept.extend(members)
             continue
         mean_loss = {k: float(np.mean([float(r["loss"]) for r in v])) for k, v in settings.items()}
-        best = best_setting(mean_loss)
+        best = best_setting(mean_loss, protocol_setting(settings, winners or {}))
         kept.extend(settings[best])
         winner = settings[best][0]["hyperparameters"]
         swept = _swept_values([v[0]["hyperparameters"] for v in settings.values()])
@@ -399,20 +404,21 @@ def _best_per_cell(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]
                    if _is_number(winner.get(name)) and winner[name] in (min(values), max(values))]
         points = [{"hyperparameters": v[0]["hyperparameters"], "loss": mean_loss[k]} for k, v in settings.items()]
         tuning.append({"optimizer": opt, "N": N, "D": D, "winner": winner, "winner_loss": mean_loss[best],
-                       "swept": {k: sorted(v) for k, v in swept.items()}, "at_edge": at_edge, "points": points})
+                       "swept": {k: sorted(v) for k, v in swept.items()}, "at_edge": at_edge, "points": points,
+                       "tuning_cell": settings[best][0].get("tuning_cell")})
         for name in at_edge:
             notes.append(f"cell ({opt}, N={N:.3g}, D={D:.3g}): best {name}={winner[name]} is at the edge of the "
                          f"swept range {sorted(swept[name])}; the cell is probably under-tuned, widen the sweep")
     return kept, tuning, notes
 
 
-def best_setting(mean_loss: dict[str, float]) -> str:
+def best_setting(mean_loss: dict[str, float], protocol: str | None = None) -> str:
     """The winning setting of a cell: the lowest mean loss over its seeds.
 
-    The one place that picks a cell's best run. When sweeps write tuning records (issue #12),
-    the cell's winner should follow the record instead; this is where to read it.
+    The one place that picks a cell's best run. A cell of a tuning sweep follows its tuning
+    protocol instead (``protocol``: the setting ``fit.tuning_view.protocol_setting`` found).
     """
-    return min(mean_loss, key=mean_loss.get)
+    return protocol if protocol is not None else min(mean_loss, key=mean_loss.get)
 
 
 def _is_number(value) -> bool:
@@ -469,7 +475,7 @@ def mean_over_seeds(table: RunTable) -> RunTable:
                    seed=np.full(len(rows), -1), flops=mean(table.flops), step_cost=mean(table.step_cost),
                    wallclock_s=mean(table.wallclock_s), family=table.family[first],
                    step_cost_given=np.array([table.step_cost_given[idx].any() for idx in rows]), n_basis=table.n_basis,
-                   source=table.source, excluded=table.excluded, tuning=table.tuning,
+                   source=table.source, excluded=table.excluded, tuning=table.tuning, tuning_protocol=table.tuning_protocol,
                    seed_noise=table.seed_noise,
                    warnings=table.warnings + [FitWarning(message="loss averaged over seeds per cell")],
                    sweep_names=table.sweep_names)

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from optlaw import records
+from optlaw import jsonio, records
 from optlaw.config import as_config, to_plain
+
 from optlaw.config.proxy import POINT_SCHEMAS, ProxyPointConfig, QuadraticPointConfig, RandomFeaturesPointConfig
 from optlaw.errors import UserError
 from optlaw.proxy.cost import (dense_step_cost_ratio, diagonal_step_cost_ratio, quadratic_flops,
@@ -123,6 +124,7 @@ def run(cfg: DictConfig | dict) -> records.ProxyRunRecord:
         N=N, N_total=N, N_non_embedding=N, D=steps, tokens_trained=steps,
         s=point.s, source_r=point.source_r, damping=point.damping,
         n_samples=point.n_samples if isinstance(point, RandomFeaturesPointConfig) else None,
+        tuning=jsonio.plain(point.tuning),
         run_dir=str(run_dir), config=plain, started_at=_now(),
     )
     kept = records.set_aside_corrupt(run_dir)  # a damaged run.json is kept, not overwritten

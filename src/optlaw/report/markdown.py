@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from optlaw.report.tuning_plots import protocol_section
+
 
 def _g(x, digits: int = 4) -> str:
     if x is None:
@@ -202,6 +204,7 @@ def render(doc: dict, plots: list[Path]) -> str:
                       [[c["optimizer"], c["N"], c["D"], str(c["winner"]), c["winner_loss"],
                         ", ".join(c["at_edge"]) or "-"] for c in doc["tuning"]])
         out += [f"![tuning]({n})" for n in sorted(names) if n.startswith("tuning_")] + [""]
+    out += protocol_section(doc, names, _table, _g)  # tuning sweeps: curves, laws, sensitivity, rules
     if doc["excluded_runs"]:
         out += ["## Runs not fitted", ""]
         out += _table(["run", "optimizer", "N", "D", "status", "reason"],

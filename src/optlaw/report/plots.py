@@ -24,6 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from optlaw.report.tuning_plots import protocol_plots  # noqa: E402
+
 if TYPE_CHECKING:
     from optlaw.fit import Study
 
@@ -33,7 +35,9 @@ DPI = 150
 # no set of colours stays distinct for every reader, so each optimizer also gets its own marker.
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442")
 TOL_MUTED = ("#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+# 13 markers against 9 colours: past 9 optimizers a colour comes back, never with the same marker
+# (Marin's 10 other optimizers had cautious and sophia identical in both with 9 markers).
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*", "8")
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7, "axes.grid": True,
                      "grid.alpha": 0.3})
 
@@ -452,4 +456,5 @@ def _lookup(hp: dict, dotted: str):
 def all_plots(study: Study, out: Path) -> list[Path]:
     paths = [loss_vs_D(study, out), loss_vs_N(study, out), rhos(study, out), effective_rho(study, out),
              isoflop(study, out), residuals(study, out), frontier(study, out)] + tuning(study, out)
+    paths += protocol_plots(study.document, out)  # tuning sweeps: loss against lr per cell with its minimum
     return [p for p in paths if p is not None]

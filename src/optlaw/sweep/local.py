@@ -56,6 +56,12 @@ def run_local(
                     print(f"skip {run_id}: another live launcher holds it", file=out, flush=True)
                     continue
                 point = by_id[run_id]
+                status = records.read_status(sweep_dir / point["run_dir"])
+                if status == records.DONE or (status == records.DIVERGED and not retry_diverged):
+                    # Another launch finished it between our look at the records and the claim.
+                    claims.release_claim(sweep_dir, run_id)
+                    skipped.append(run_id)
+                    continue
                 if retry_diverged:
                     set_aside_diverged(sweep_dir / point["run_dir"])
                 child = PointProcess(train_command(sweep_dir, point, manifest), sweep_dir / "logs" / f"{run_id}.log")

@@ -8,6 +8,8 @@ refused, naming the keys that differ, so results of two grids are never mixed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import time
 from pathlib import Path
@@ -72,16 +74,48 @@ def check_same_definition(sweep_dir: str | Path, definition: dict) -> None:
 def write_manifest(sweep_dir: str | Path, definition: dict, points: list[GridPoint], extra_fixed: list[str]) -> dict:
     sweep_dir = Path(sweep_dir)
     previous = read_manifest(sweep_dir) if manifest_path(sweep_dir).exists() else {}
-    manifest = {
+    manifest = _manifest(previous, definition, [p.to_json() for p in points], extra_fixed)
+    write_json_atomic(manifest_path(sweep_dir), manifest)
+    return manifest
+
+
+def write_tuning_manifest(sweep_dir: str | Path, definition: dict, points: list[GridPoint], extra_fixed: list[str],
+                          tuning: dict) -> dict:
+    """A tuning sweep's manifest: every point any plan listed stays, in its place (an sbatch array's
+    ``--index`` keeps pointing at the same point), the plan's new points are appended, and ``tuning``
+    holds the cells. Read, merge and write happen under a lock, so two launchers planning rounds at
+    once never drop each other's points."""
+    sweep_dir = Path(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(sweep_dir / ".manifest.lock"):
+        previous = read_manifest(sweep_dir) if manifest_path(sweep_dir).exists() else {}
+        fresh = {p.run_id: p.to_json() for p in points}
+        merged = [fresh.pop(p["run_id"], p) for p in previous.get("points", [])] + list(fresh.values())
+        manifest = _manifest(previous, definition, merged, extra_fixed) | {"tuning": tuning}
+        write_json_atomic(manifest_path(sweep_dir), manifest)
+    return manifest
+
+
+def _manifest(previous: dict, definition: dict, points: list[dict], extra_fixed: list[str]) -> dict:
+    return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "sweep": definition.get("name"),
         "created_at": previous.get("created_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
         "definition": definition,
         "extra_overrides": extra_fixed,
-        "points": [p.to_json() for p in points],
+        "points": points,
     }
-    write_json_atomic(manifest_path(sweep_dir), manifest)
-    return manifest
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    # flock: released by the kernel if the holder dies, so a killed launcher never leaves it held.
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def point_by_id(manifest: dict, run_id: str) -> dict:

@@ -78,6 +78,7 @@ def new_record(
         hyperparameters=plain(hyperparameters),
         choices=plain(choices),
         branch=branch,
+        tuning=config["tuning"],  # where the hyperparameters came from (set by a tuning sweep)
         versions=library_versions(),
         started_at=started_at or now(),
         updated_at=now(),
