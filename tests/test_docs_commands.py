@@ -49,6 +49,12 @@ DATA_TRAIN = (".venv/bin/optlaw train model=llama/20m data=text 'data.files=[cor
               "data.tokenizer_vocab_size=8192 ...")
 DATA_PARQUET = (".venv/bin/python -m optlaw data model=llama/20m data=text 'data.files=[shards/*.parquet]' "
                 "data.tokenizer=/path/to/tokenizer")
+# gpu.md: the GPU check needs a GPU (and its wheels a registry); the tests named in the REGISTRY run
+# the same script in its dry-run / local-wheel / --cpu-smoke forms, and the FSDP2 path with 2 gloo ranks.
+GPU_WHEELS = "bash scripts/gpu_wheels.sh wheels/"
+GPU_CHECK = "python scripts/gpu_check.py --wheels wheels/ --out gpu_check/"
+GPU_CHECK_SMOKE = "python scripts/gpu_check.py --cpu-smoke --out /tmp/gpu_check"
+FSDP_TORCHRUN = "torchrun --nproc_per_node=8 -m optlaw train model=llama/1b perf.sharding=fsdp"
 DATA_FACTS_FIT = "optlaw fit --csv scripts/research/results/protocol_transfer.csv --law compute --bootstrap 300"
 # design.md
 SWEEP_POINT = "optlaw train <overrides> run_dir=<sweep_dir>/runs/<run_id>"
@@ -139,6 +145,13 @@ REGISTRY: dict[str, dict[str, tuple[str, ...]]] = {
                               "test_fitting_examples_are_the_readmes"),
         FIT_MARIN_DOCS: (README_TESTS + "test_fit_marin_optimizer_sweep_compute_law",
                          "test_fitting_examples_are_the_readmes"),
+    },
+    "gpu.md": {
+        GPU_WHEELS: ("tests/test_gpu_check.py::test_gpu_wheels_dry_run_asks_pip_for_python_312_manylinux_wheels_of_the_missing_packages",),
+        GPU_CHECK: ("tests/test_gpu_check.py::test_install_from_a_local_wheel_folder_into_a_temporary_target",
+                    "tests/test_gpu_check.py::test_cpu_smoke_runs_every_check_and_writes_json_and_markdown"),
+        GPU_CHECK_SMOKE: ("tests/test_gpu_check.py::test_cpu_smoke_runs_every_check_and_writes_json_and_markdown",),
+        FSDP_TORCHRUN: ("tests/test_gpu_fsdp.py::test_two_rank_fsdp_matches_one_process_and_resumes_exactly",),
     },
     "optimizers.md": {
         BENCH_OPTIM: ("test_bench_optim_on_a_small_model",),

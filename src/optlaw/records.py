@@ -415,6 +415,8 @@ NON_SEMANTIC_KEYS = (
     "precision", "num_workers", "cpu_threads",
     # A branch start is checked to compute the same thing as the plain run (optlaw.train.trainer).
     "init.from_checkpoint", "step_cost", "hardware", "eval.micro_batch_size",
+    # Speed and memory options (optlaw.config.perf); the chunked loss equals the plain one to rounding.
+    "perf",
     # Proxy tasks: how many steps are timed for step_cost_ratio, not what is trained.
     "timing_repeats",
     # Where the hyperparameters came from (a tuning sweep's round, cell, law); the values themselves are in the config.

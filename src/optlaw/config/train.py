@@ -9,6 +9,7 @@ from optlaw.config.core import Choice, Number
 from optlaw.config.data import DataConfig
 from optlaw.config.model import ModelConfig
 from optlaw.config.optim import OptimizerConfig
+from optlaw.config.perf import PerfConfig
 from optlaw.config.tuning import TuningSourceConfig
 from optlaw.errors import ConfigError
 
@@ -188,9 +189,16 @@ class HardwareConfig:
     """Facts about accelerators, for MFU on CUDA."""
 
     peak_bf16_tflops: Dict[str, float] = field(default_factory=lambda: {
-        "H100 SXM": 989.0,   # NVIDIA H100 datasheet
+        # NVIDIA H100 datasheet (nvidia.com/en-us/data-center/h100/): BF16 tensor core 1,979
+        # TFLOP/s SXM, 1,671 NVL, 1,513 PCIe, all "with sparsity", i.e. twice the dense peak.
+        # torch names an SXM card "NVIDIA H100 80GB HBM3", so bare "H100" means SXM.
+        "H100 SXM": 989.0,
+        "H100 NVL": 835.0,
         "H100 PCIe": 756.0,
         "H100": 989.0,
+        # NVIDIA H200 datasheet (nvidia.com/en-us/data-center/h200/): BF16 1,979 TFLOP/s SXM and
+        # 1,671 NVL with sparsity: the same tensor cores as H100 (more, faster HBM3e only).
+        "H200 NVL": 835.0,
         "H200": 989.0,
         "A100": 312.0,       # NVIDIA A100 datasheet
         "L40S": 362.0,
@@ -243,7 +251,7 @@ class TrainConfig:
     cpu_threads: Optional[int] = None
     """torch intra-op threads on CPU; null = torch's default (all cores). 1 on a shared, oversubscribed machine."""
     compile: bool = False
-    """torch.compile the model (CUDA only; ignored with a note on CPU)."""
+    """torch.compile each transformer block (CUDA only; ignored with a note on CPU)."""
     sweep_name: Optional[str] = None
     """Set by `optlaw sweep`: the W&B group and the record's `sweep`."""
     tuning: TuningSourceConfig = field(default_factory=TuningSourceConfig)
@@ -272,6 +280,8 @@ class TrainConfig:
     """Step-cost measurement."""
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     """Accelerator facts."""
+    perf: PerfConfig = field(default_factory=PerfConfig)
+    """Throughput options (not part of the run id)."""
     wandb: WandbConfig = field(default_factory=WandbConfig)
     """Weights & Biases."""
 

@@ -16,7 +16,6 @@ a run. Why it is taken the way it is:
 
 from __future__ import annotations
 
-import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -53,7 +52,8 @@ def measure_step_cost(model: torch.nn.Module, bundle: OptimizerBundle, repeats: 
     if repeats <= 0:
         return {"optimizer_step_s": None, "adamw_step_s": None, "repeats": 0}
     params = list(model.parameters())
-    reference = copy.deepcopy(params)  # a deep copy of a parameter leaves its gradient behind
+    # detach().clone(), not deepcopy: a sharded (FSDP2) parameter's storage cannot be deep-copied
+    reference = [torch.nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad) for p in params]
     for p, q in zip(params, reference):
         q.grad = None if p.grad is None else p.grad.detach().clone()
     device = params[0].device

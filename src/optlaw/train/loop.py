@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from optlaw.config.train import Precision, TrainConfig
 from optlaw.errors import ConfigError
@@ -25,6 +24,8 @@ from optlaw.optim.bundle import OptimizerBundle
 from optlaw.optim.cost import measure_step_cost, synchronize
 from optlaw.train import checkpoint as ckpt
 from optlaw.train.budget import BudgetPlan
+from optlaw.train.cuda import to_device
+from optlaw.train.fsdp import full_state, full_tensor, no_grad_sync, uses_fsdp
 from optlaw.train.distributed import DistInfo, all_reduce_mean, all_reduce_sum, any_rank
 from optlaw.train.outputs import RunOutputs
 from optlaw.train.schedule import lr_factor
@@ -97,6 +98,7 @@ class TrainLoop:
         self.autocast = autocast_context(ctx.cfg.precision, ctx.info.device)
         self.params = [p for p in ctx.raw_model.parameters() if p.requires_grad]
         self.steps_this_session = 0
+        self.sharded = uses_fsdp(ctx.cfg.perf.sharding, ctx.info.world_size)
 
     def run(self, preemption: PreemptionFlag) -> None:
         plan, state = self.ctx.plan, self.ctx.state
@@ -135,17 +137,18 @@ class TrainLoop:
             t_data = time.perf_counter()
             batch = ctx.corpus.train_batch(
                 ctx.cfg.seed, step, micro, info.rank, info.world_size, plan.micro_batch_size, plan.seq_len
-            ).to(info.device, non_blocking=True)
+            )
+            batch = to_device(batch, info.device)
             data_wait += time.perf_counter() - t_data
             # DDP all-reduces gradients only on the last micro-batch of the step.
-            sync = ctx.model.no_sync() if info.is_distributed and micro < accum - 1 else contextlib.nullcontext()
+            sync = no_grad_sync(ctx.model) if info.is_distributed and micro < accum - 1 else contextlib.nullcontext()
             with sync:
                 with self.autocast:
                     loss = next_token_loss(ctx.model, batch)
                 (loss / accum).backward()
             loss_sum += loss.detach()
         clip = ctx.cfg.train.grad_clip
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip if clip > 0 else math.inf)
+        grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(self.params, clip if clip > 0 else math.inf))
         synchronize(info.device)
         t_grads = time.perf_counter()
         ctx.bundle.step()
@@ -192,13 +195,14 @@ class TrainLoop:
         total = torch.zeros(2, dtype=torch.float64, device=info.device)
         batch_size = ctx.cfg.eval.micro_batch_size or ctx.plan.micro_batch_size
         for index, batch in enumerate(ctx.corpus.val_batches(ctx.cfg.eval.tokens, batch_size, ctx.plan.seq_len)):
-            if index % info.world_size != info.rank:
+            # Sharded (FSDP) ranks must run the same forwards: each evaluates every batch, and the
+            # sum over ranks scales loss and token count alike.
+            if index % info.world_size != info.rank and not self.sharded:
                 continue
-            batch = batch.to(info.device)
-            with self.autocast:
-                logits = ctx.raw_model(batch[:, :-1], use_cache=False).logits
+            batch = to_device(batch, info.device)
             targets = batch[:, 1:]
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="sum")
+            with self.autocast:
+                loss = ctx.raw_model(batch[:, :-1], targets=targets, loss_reduction="sum", use_cache=False).loss
             total[0] += loss.double()
             total[1] += targets.numel()
         all_reduce_sum(total, info)
@@ -217,9 +221,10 @@ class TrainLoop:
         stop = any_rank(preemption.requested, ctx.info)
         keeps = ctx.checkpoints.keeps_due(ctx.plan.tokens_at(step - 1), ctx.plan.tokens_at(step))
         rotating = ctx.checkpoints.rotating_due(step, ctx.plan.total_steps, stop)
-        if ctx.info.is_main and (keeps or rotating):
-            ckpt.save(self.checkpoint_state(), ctx.run_dir, keep_tokens=keeps, step=step if rotating else None,
-                      keep=ctx.checkpoints.keep)
+        if keeps or rotating:
+            state = self.checkpoint_state()  # every rank: under FSDP it gathers the shards
+            if ctx.info.is_main:
+                ckpt.save(state, ctx.run_dir, keep_tokens=keeps, step=step if rotating else None, keep=ctx.checkpoints.keep)
         if stop:
             raise Preempted(preemption.signal_name or "a signal from another rank", step)
 
@@ -231,8 +236,8 @@ class TrainLoop:
             "config": ckpt.encode_config(ctx.config),
             "step": ctx.state.step,
             "tokens": ctx.plan.tokens_at(ctx.state.step),
-            "model": ctx.raw_model.state_dict(),
-            "optimizer": ctx.bundle.state_dict(),
+            "model": full_state(ctx.raw_model.state_dict()),
+            "optimizer": full_state(ctx.bundle.state_dict()),
             "rng": ckpt.rng_state(),
             "loop": ctx.state.to_plain(),
         }
@@ -242,10 +247,13 @@ class TrainLoop:
         ctx, plan, state = self.ctx, self.ctx.plan, self.ctx.state
         final = [e for e in state.evals if e["step"] == plan.total_steps]
         final_val_loss = final[-1]["val_loss"] if final else self.evaluate(plan.total_steps)
-        if ctx.info.is_main and not ckpt.step_path(ctx.run_dir, plan.total_steps).exists():
-            # The loop writes it after the last step; a run that trained no step here (a branch
-            # taken at its parent's last step) still leaves its final checkpoint.
-            ckpt.save(self.checkpoint_state(), ctx.run_dir, keep_tokens=[], step=plan.total_steps, keep=ctx.checkpoints.keep)
+        # The loop writes it after the last step; a run that trained no step here (a branch
+        # taken at its parent's last step) still leaves its final checkpoint. Ranks agree first:
+        # under FSDP all of them join the gathers.
+        if any_rank(not ckpt.step_path(ctx.run_dir, plan.total_steps).exists(), ctx.info):
+            state = self.checkpoint_state()
+            if ctx.info.is_main:
+                ckpt.save(state, ctx.run_dir, keep_tokens=[], step=plan.total_steps, keep=ctx.checkpoints.keep)
         self.outputs.done(final_val_loss, self.step_cost())
 
     def step_cost(self) -> dict[str, Any]:
@@ -268,9 +276,8 @@ class TrainLoop:
 
 
 def next_token_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    inputs, targets = batch[:, :-1], batch[:, 1:]
-    logits = model(inputs, use_cache=False).logits
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+    """Mean next-token loss; the model computes it from its hidden states (optlaw.models.loss), never the full fp32 logits."""
+    return model(batch[:, :-1], targets=batch[:, 1:], use_cache=False).loss
 
 
 def autocast_context(precision: Precision, device: torch.device):

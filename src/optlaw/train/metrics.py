@@ -70,11 +70,16 @@ def peak_bf16_flops(device: torch.device, peaks_tflops: dict[str, float]) -> flo
     """Dense bf16 peak of this device from the config table (matched by substring of its name), or None."""
     if device.type != "cuda" or not torch.cuda.is_available():
         return None
-    name = torch.cuda.get_device_name(device)
+    tflops = peak_tflops_for_name(torch.cuda.get_device_name(device), peaks_tflops)
+    return None if tflops is None else tflops * 1e12
+
+
+def peak_tflops_for_name(device_name: str, peaks_tflops: dict[str, float]) -> float | None:
+    """The table's entry for a device name such as torch reports it ("NVIDIA H100 80GB HBM3"), or None."""
     # Longest key first so "H100 PCIe" wins over "H100".
     for key in sorted(peaks_tflops, key=len, reverse=True):
-        if key.lower() in name.lower():
-            return float(peaks_tflops[key]) * 1e12
+        if key.lower() in device_name.lower():
+            return float(peaks_tflops[key])
     return None
 
 

@@ -24,7 +24,9 @@ from optlaw.errors import UserError, disk_error
 from optlaw.jsonio import plain
 from optlaw.train import checkpoint as ckpt
 from optlaw.train.budget import BudgetPlan, plan_budget
+from optlaw.train.cuda import prepare_model
 from optlaw.train.distributed import DistInfo, any_rank, from_main, init_distributed, shutdown_distributed
+from optlaw.train.fsdp import check_sharding, load_sharded, shard_model, uses_fsdp
 from optlaw.train.identity import check_run_dir_owner
 from optlaw.train.identity import run_id as make_point_id
 from optlaw.train.lock import RunLock
@@ -65,6 +67,7 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
         if info.is_main:
             print(f"{point_id}: already {existing.status} in {run_dir}; nothing to do", flush=True)
         return existing
+    check_sharding(run_cfg.perf.sharding, run_cfg.optimizer)
     corpus = build_corpus(run_cfg.data, model_vocab_size=run_cfg.model.vocab_size)  # vocabulary checked before tokenizing
     branch_source = None
     if run_cfg.init.from_checkpoint:
@@ -98,6 +101,11 @@ def _train_locked(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo, config:
     # --- build ---
     torch.manual_seed(run_cfg.seed)
     raw_model = build_model(run_cfg.model).to(device)
+    perf_notes = prepare_model(raw_model, run_cfg.perf, device, run_cfg.compile)
+    sharded = uses_fsdp(run_cfg.perf.sharding, info.world_size)
+    if sharded:  # before the optimizer is built: it must hold the sharded parameters
+        shard_model(raw_model)
+        perf_notes.append(f"FSDP2 over {info.world_size} ranks")
     from optlaw.optim import build_optimizer
 
     bundle = build_optimizer(raw_model, run_cfg.optimizer, run_cfg.model)
@@ -106,24 +114,21 @@ def _train_locked(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo, config:
 
     state = LoopState()
     if saved is not None:
-        _restore(saved, raw_model, bundle, state, source=f"checkpoint {path}")
+        _restore(saved, raw_model, bundle, state, sharded, source=f"checkpoint {path}")
         if info.is_main:
             print(f"{point_id}: resuming from step {state.step} ({plan.tokens_at(state.step)} tokens)", flush=True)
     elif branch_source is not None:
-        _restore(branch_source, raw_model, bundle, state, source=f"init.from_checkpoint={run_cfg.init.from_checkpoint}")
+        _restore(branch_source, raw_model, bundle, state, sharded, source=f"init.from_checkpoint={run_cfg.init.from_checkpoint}")
         _start_branch(state, branch_source["run_id"], plan, str(run_cfg.init.from_checkpoint))
         if info.is_main:
             print(f"{point_id}: branching from {branch_source['run_id']} at step {state.step}", flush=True)
     del branch_source
 
     model: torch.nn.Module = raw_model
-    if info.is_distributed:
+    if info.is_distributed and not sharded:
         model = torch.nn.parallel.DistributedDataParallel(raw_model, device_ids=[device.index] if device.type == "cuda" else None)
-    if run_cfg.compile:
-        if device.type == "cuda":
-            model = torch.compile(model)
-        elif info.is_main:
-            print("note: compile=true is ignored on CPU (torch.compile is used on CUDA only)", flush=True)
+    if info.is_main:
+        print("perf: " + ", ".join(perf_notes), flush=True)
 
     record = new_record(
         run_id=point_id,
@@ -233,10 +238,14 @@ def _start_branch(state: LoopState, parent_run_id: str, plan: BudgetPlan, from_c
     state.fwd_bwd_s = state.optimizer_step_s = state.data_wait_s = 0.0
 
 
-def _restore(saved: dict[str, Any], raw_model: torch.nn.Module, bundle: Any, state: LoopState, source: str) -> None:
+def _restore(saved: dict[str, Any], raw_model: torch.nn.Module, bundle: Any, state: LoopState, sharded: bool,
+             source: str) -> None:
     try:
-        raw_model.load_state_dict(saved["model"])
-        bundle.load_state_dict(saved["optimizer"])
+        if sharded:
+            load_sharded(raw_model, bundle, saved)
+        else:
+            raw_model.load_state_dict(saved["model"])
+            bundle.load_state_dict(saved["optimizer"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         # torch reports a shape mismatch as a page of size lines: one line names the file and the way out.
         first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
