@@ -28,7 +28,7 @@ from optlaw.config.data import TextDataConfig
 from optlaw.data.corpus import check_vocab_fits
 from optlaw.data.identity import default_cache_dir
 from optlaw.data.keys import mix, train_block_keys
-from optlaw.data.sources import DocumentSource
+from optlaw.data.sources import DocumentSource, resolve_files
 from optlaw.data.tokenizer import TextTokenizer, check_bpe_vocab, load_tokenizer, train_bpe
 from optlaw.errors import UserError
 from optlaw.jsonio import write_json_atomic
@@ -136,6 +136,7 @@ def build_text_corpus(data_cfg: Any, cache_dir: str | None = None, model_vocab_s
     shard_tokens = cfg.shard_tokens
     eos_token = cfg.eos_token
 
+    resolve_files(cfg.files)  # a missing file is named first: no vocabulary check makes sense without the data
     tokenizer: TextTokenizer | None = None
     if tokenizer_spec == "train":
         check_bpe_vocab(bpe_vocab)
