@@ -7,11 +7,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from optlaw.config.data import DATA_SCHEMAS, TextDataConfig, data_config
 from optlaw.data.corpus import Corpus
 from optlaw.errors import ConfigError
+from optlaw.jsonio import plain
 
 DATA_NAMES = tuple(DATA_SCHEMAS)
 
@@ -28,7 +30,16 @@ def build_corpus(data_cfg: Any, cache_dir: str | None = None) -> Corpus:
         return build_text_corpus(cfg, cache_dir)
     from optlaw.data.synthetic import SyntheticCorpus
 
-    return SyntheticCorpus(cfg)
+    # A synthetic corpus is a pure function of its config (its caches are memoisation), so a
+    # process that trains many points (the sweep's worker) builds its tables once.
+    key = json.dumps(plain(cfg), sort_keys=True)
+    if key not in _SYNTHETIC:
+        _SYNTHETIC.clear()  # one corpus at a time: a sweep rarely has two, and tables can be large
+        _SYNTHETIC[key] = SyntheticCorpus(cfg)
+    return _SYNTHETIC[key]
+
+
+_SYNTHETIC: dict[str, Corpus] = {}
 
 
 def check_vocab_fits(corpus_vocab_size: int, model_vocab_size: int) -> None:
