@@ -91,7 +91,10 @@ def test_an_iteration_limit_is_not_converged_and_not_on_bound(monkeypatch):
     fit = fit_shared(table)
     assert not fit.converged and not fit.solves[None].converged
     assert "iteration limit (2)" in fit.message and fit.on_bound == ()
-    assert [w.kind for w in fit.warnings] == [WarningKind.CONVERGENCE]
+    # one convergence warning, and the verdict it causes (weak: the numbers are inexact)
+    assert [w.kind for w in fit.warnings] == [WarningKind.CONVERGENCE, WarningKind.IDENTIFIABILITY]
+    assert fit.verdict(None).verdict == "weak"
+    assert fit.verdict(None).reasons == ("weak: the solve stopped at its iteration limit",)
     sep = fit_separate(table)
     assert not sep.converged and sep.message.startswith("adamw: the polish reached its iteration limit")
     study = run_study(table, law="shared", bootstrap=0, holdout=None)

@@ -124,7 +124,9 @@ def test_bootstrap_refits_reach_the_optimum_of_a_fresh_solve():
     p = law_problem(table, _shared_structure(table, order, "adamw", "full"), "huber_log")
     sol = solver.solve(p)
     counts = cell_bootstrap_counts(table, 6, seed=4)
-    theta = solver.bootstrap(sol, p, counts)
+    from optlaw.fit.bootstrap import refit
+
+    theta = refit(sol, p, counts).theta
     refit_f = solver.loss_terms(solver._predict_batch(theta, p)[0], p, counts).sum(axis=1)
     for i in range(len(counts)):
         fresh = solver.solve(p, weights=counts[i])

@@ -45,6 +45,8 @@ class FitRequest:
     seeds: str = "all"
     cost: str = "flops"
     columns: dict[str, str] = field(default_factory=dict)   # CSV column mapping, our name -> CSV's
+    tuning_column: str | None = None              # CSV: several rows per cell are settings of this column
+    seed_column: str | None = None                # CSV: several rows per cell are seeds named by this column
     default_optimizer: str | None = None
     drop_highest_loss: int = 0                    # drop the K highest-loss rows first
     wandb: str = "disabled"
@@ -69,6 +71,9 @@ class FitRequest:
                 raise UserError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         if self.n_basis is not None and self.n_basis not in N_BASES:
             raise UserError(f"n_basis must be one of {', '.join(N_BASES)}, got {self.n_basis!r}")
+        if self.csv is None and (self.tuning_column or self.seed_column):
+            raise UserError("--tuning-column and --seed-column are for --csv input; run records name their "
+                            "hyperparameters and seeds themselves")
         for name in ("bootstrap", "drop_highest_loss", "cross_check"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 0")
@@ -78,7 +83,8 @@ def load_table(request: FitRequest) -> RunTable:
     """The run table the request names, with --drop-highest-loss applied."""
     if request.csv is not None:
         table = load_csv(request.csv, request.columns, request.default_optimizer,
-                         n_basis=request.n_basis or "as_given")
+                         n_basis=request.n_basis or "as_given", tuning_column=request.tuning_column,
+                         seed_column=request.seed_column)
         if request.seeds == "mean":
             table = mean_over_seeds(table)
     elif request.wandb_runs is not None:
@@ -154,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cost", choices=COST_BASES, default="flops", help="compute law: FLOPs x step cost, or wall-clock")
     p.add_argument("--column", action="append", default=[], metavar="NAME=CSV_COLUMN",
                    help="CSV column mapping, e.g. --column N=N_nonembed --column loss=loss_c4_en (repeatable)")
+    p.add_argument("--tuning-column", metavar="COL",
+                   help="CSV with several rows per (optimizer, N, D) cell: they are settings of COL (e.g. peak_lr); "
+                        "each cell keeps its best")
+    p.add_argument("--seed-column", metavar="COL",
+                   help="CSV with several rows per cell: they are seeds named by COL (a column 'seed' counts as one)")
     p.add_argument("--default-optimizer", help="optimizer name for a CSV without an optimizer column")
     p.add_argument("--drop-highest-loss", type=int, default=0, metavar="K",
                    help="drop the K highest-loss rows first (the Chinchilla replication drops 5)")
@@ -183,6 +194,7 @@ def request_from_args(args: argparse.Namespace) -> FitRequest:
         variant=args.variant, reference=args.reference, bootstrap=args.bootstrap,
         holdout=None if args.holdout in ("none", "") else args.holdout, n_basis=args.n_basis,
         objective=args.objective, seeds=args.seeds, cost=args.cost, columns=_column_map(args.column),
+        tuning_column=args.tuning_column, seed_column=args.seed_column,
         default_optimizer=args.default_optimizer, drop_highest_loss=args.drop_highest_loss, wandb=args.wandb,
         wandb_project=args.wandb_project, wandb_group=args.wandb_group, seed=args.seed,
         cross_check=args.cross_check, plots=not args.no_plots)

@@ -25,10 +25,12 @@ class HoldoutCheck:
     cells: list[dict]
     error: dict[str, dict]
     warnings: tuple[FitWarning, ...] = ()
+    identifiability: dict[str, dict] | None = None   # law -> its fit's verdict on the kept cells
 
     def to_json(self) -> dict:
         """What fit.json holds for the check."""
-        return {"holdout": self.cells, "holdout_error": self.error, "holdout_spec": self.spec}
+        return {"holdout": self.cells, "holdout_error": self.error, "holdout_spec": self.spec,
+                "holdout_identifiability": self.identifiability or {}}
 
 
 def holdout_mask(table: RunTable, spec: str = "largest") -> np.ndarray:
@@ -62,6 +64,10 @@ def holdout_check(table: RunTable, spec: str = "largest", *, reference: str = "a
     warnings of the fits on the kept cells come along, each prefixed ``holdout:``.
     """
     mask = holdout_mask(table, spec)
+    if mask.all() and spec == "largest":
+        # the default check on data with one N (a smoke or tuning sweep): nothing to extrapolate to
+        return HoldoutCheck(spec=spec, n_held_out=0, cells=[], error={}, warnings=(FitWarning(
+            message="holdout: every run is at the largest N, so the extrapolation check was skipped"),))
     if mask.all():
         raise UserError(f"holdout {spec!r} leaves no data to fit; hold out fewer cells, or use --holdout none")
     if not mask.any():
@@ -70,9 +76,17 @@ def holdout_check(table: RunTable, spec: str = "largest", *, reference: str = "a
     train, test = table.subset(~mask), table.subset(mask)
     preds: dict[str, np.ndarray] = {}
     notes: list[FitWarning] = []
+    verdicts: dict[str, dict] = {}
+
+    def keep(fit, name):
+        # the verdicts of the fits on the kept cells go into fit.json, not into the warnings
+        notes.extend(w for w in fit.warnings if w.kind != WarningKind.IDENTIFIABILITY)
+        verdicts[name] = {"separate" if k is None else str(k): v.to_json() for k, v in fit.identifiability.items()} \
+            if name == "separate" else fit.verdict(None).to_json()
+
     try:
         sep = fit_separate(train, objective=objective)
-        notes += sep.warnings
+        keep(sep, "separate")
         preds["separate"] = np.array([sep.predict(n, d, o) if o in sep.laws else np.nan
                                       for o, n, d in zip(test.optimizer, test.N, test.D)], dtype=float)
     except UserError as exc:
@@ -85,7 +99,7 @@ def holdout_check(table: RunTable, spec: str = "largest", *, reference: str = "a
         except UserError as exc:
             notes.append(FitWarning(message=f"{name} not fitted on the kept cells: {exc}", kind=WarningKind.COVERAGE))
             continue
-        notes += sh.warnings
+        keep(sh, name)
         preds[name] = np.array([sh.predict(n, d, o) if o in sh.laws else np.nan
                                 for o, n, d in zip(test.optimizer, test.N, test.D)], dtype=float)
     cells = []
@@ -103,6 +117,6 @@ def holdout_check(table: RunTable, spec: str = "largest", *, reference: str = "a
             log_err = np.log(pred[ok]) - np.log(test.loss[ok])
             error[name] = {"n_cells": int(ok.sum()), "rmse_log": float(np.sqrt(np.mean(log_err ** 2))),
                            "mean_relative_error": float(np.mean(np.abs(pred[ok] - test.loss[ok]) / test.loss[ok]))}
-    return HoldoutCheck(spec=spec, n_held_out=int(mask.sum()), cells=cells, error=error,
+    return HoldoutCheck(spec=spec, n_held_out=int(mask.sum()), cells=cells, error=error, identifiability=verdicts,
                         warnings=tuple(FitWarning(message=f"holdout: {w.message}", kind=w.kind,
                                                   optimizer=w.optimizer) for w in notes))

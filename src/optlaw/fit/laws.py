@@ -18,10 +18,12 @@ import dataclasses
 import numpy as np
 
 from optlaw.errors import UserError
-from optlaw.fit import solver
+from optlaw.fit import identify, solver
+from optlaw.fit.bootstrap import Refits, refit
+from optlaw.fit.identify import Finding, Identifiability, Verdict
 from optlaw.fit.result import (
-    CI_LEVEL, ChinchillaLaw, FitResult, FitWarning, Goodness, ParamKey, ParamMap, Residual, Solve, WarningKind,
-    compute_optimal, percentile_intervals,
+    CI_LEVEL, SHARED_NAMES, ChinchillaLaw, FitResult, FitWarning, Goodness, ParamKey, ParamMap, Residual, Solve,
+    WarningKind, compute_optimal, percentile_intervals,
 )
 from optlaw.fit.table import RunTable
 
@@ -122,6 +124,24 @@ def _goodness(table: RunTable, laws: dict[str, ChinchillaLaw]) -> dict[str, Good
     return out
 
 
+def distinct_cells(table: RunTable, counts: np.ndarray) -> np.ndarray:
+    """(R,) number of distinct cells each resample of ``counts`` (R, n) draws."""
+    _, cell = np.unique(np.array([f"{o}|{n!r}|{d!r}" for o, n, d in table.cell_keys()]), return_inverse=True)
+    onehot = np.zeros((len(table), cell.max() + 1))
+    onehot[np.arange(len(table)), cell] = 1.0
+    return ((counts > 0).astype(float) @ onehot > 0).sum(axis=1)
+
+
+def _refit_diagnostics(refits: Refits, names: list[str]) -> dict:
+    """How the bootstrap refits went, for fit.json and the verdicts."""
+    zero = ~np.isfinite(refits.theta[:, 2:])
+    return {"replicates": len(refits.theta), "grid_starts": refits.n_grid_starts,
+            "multistart_reasons": list(refits.multistart_reasons),
+            "share_left_warm_basin": float(refits.left_warm_basin.mean()),
+            "share_bound_changed": float(refits.bound_changed.mean()),
+            "share_at_zero": {name: float(share) for name, share in zip(names, zero.mean(axis=0)) if share > 0}}
+
+
 def _frozen_samples(samples: dict) -> ParamMap[np.ndarray]:
     for values in samples.values():
         values.flags.writeable = False
@@ -150,7 +170,8 @@ def fit_separate(table: RunTable, *, objective: str = "huber_log", bootstrap: in
                         f"(cells: {', '.join(short)}); add runs or use --law shared")
     params: dict[ParamKey, float] = {}
     samples: dict[ParamKey, np.ndarray] = {}
-    laws, solves = {}, {}
+    laws, solves, diagnostics = {}, {}, {}
+    undetermined: dict[ParamKey, float] = {}
     counts_all = cell_bootstrap_counts(table, bootstrap, seed) if bootstrap else None
     for opt in fitted:
         m = table.optimizer == opt
@@ -165,16 +186,54 @@ def fit_separate(table: RunTable, *, objective: str = "huber_log", bootstrap: in
         laws[opt] = ChinchillaLaw(sol.alpha, sol.beta, E, A, B)
         solves[opt] = _solve_record(opt, sol, p, sub, ["E", "A", "B"])
         if bootstrap:
-            theta = solver.bootstrap(sol, p, counts_all[:, m])
-            a, b, c = theta[:, 0], theta[:, 1], np.exp(theta[:, 2:])
+            refits = refit(sol, p, counts_all[:, m])
+            diagnostics[opt] = _refit_diagnostics(refits, ["E", "A", "B"])
+            # a resample with fewer distinct cells than the law's 5 parameters has no unique optimum
+            short = float(np.mean(distinct_cells(sub, counts_all[:, m]) < SEPARATE_MIN_CELLS))
+            diagnostics[opt]["share_underdetermined"] = short
+            undetermined.update({ParamKey(k, opt): short for k in SHARED_NAMES})
+            a, b, c = refits.theta[:, 0], refits.theta[:, 1], refits.coef
             draws = {"E": c[:, 0], "A": c[:, 1], "B": c[:, 2], "alpha": a, "beta": b,
                      "allocation_exponent": b / (a + b)}
             samples.update({ParamKey(k, opt): v for k, v in draws.items()})
     kept = table.subset(np.isin(table.optimizer, fitted))
-    return FitResult(law="chinchilla", variant="separate", objective=objective, n_basis=table.n_basis,
-                     reference=None, optimizers=tuple(fitted), params=ParamMap(params), laws=laws, solves=solves,
-                     goodness=_goodness(kept, laws), bootstrap_samples=_frozen_samples(samples) if bootstrap else None,
-                     warnings=tuple(notes + _convergence_warnings(solves)))
+    result = FitResult(law="chinchilla", variant="separate", objective=objective, n_basis=table.n_basis,
+                       reference=None, optimizers=tuple(fitted), params=ParamMap(params), laws=laws, solves=solves,
+                       goodness=_goodness(kept, laws),
+                       bootstrap_samples=_frozen_samples(samples) if bootstrap else None,
+                       warnings=tuple(notes + _convergence_warnings(solves)), bootstrap_diagnostics=diagnostics,
+                       exponent_bounds=solver.EXPONENT_BOUNDS, bootstrap_undetermined=ParamMap(undetermined))
+    verdicts = {opt: _separate_verdict(result, table.subset(table.optimizer == opt), opt) for opt in fitted}
+    return dataclasses.replace(result, identifiability=verdicts,
+                               warnings=result.warnings + _verdict_warnings(verdicts, "separate law"))
+
+
+def _separate_verdict(result: FitResult, sub: RunTable, opt: str) -> Identifiability:
+    s = result.solves[opt]
+    findings = identify.design_findings(sub.N, sub.D, 5)
+    findings += identify.solve_findings(s.on_bound, s.converged, s.condition_number)
+    findings += _interval_findings(result, opt)
+    return Identifiability.of(findings)
+
+
+def _interval_findings(result: FitResult, key: str | None) -> list[Finding]:
+    if result.bootstrap_samples is None:
+        return []
+    diag = (result.bootstrap_diagnostics or {}).get(key) or {}
+    short = diag.get("share_underdetermined", 0.0)
+    if short > (1 - CI_LEVEL) / 2:
+        return [Finding(Verdict.NOT_IDENTIFIED, f"{short:.0%} of bootstrap resamples draw fewer distinct cells than "
+                                                "the law has parameters, so its intervals are unbounded")]
+    ci = {name: result.ci.get((name, key)) for name in ("alpha", "beta")}
+    out = identify.exponent_interval_findings(ci, {name: result.params[name, key] for name in ci})
+    shares = {name: share for name, share in diag.get("share_at_zero", {}).items() if name == "E" or key is not None}
+    return out + identify.zero_share_findings(shares)
+
+
+def _verdict_warnings(verdicts: dict, what: str) -> tuple[FitWarning, ...]:
+    return tuple(FitWarning(message=f"{what} {'' if opt is None else opt + ' '}is {v.verdict}: {'; '.join(v.reasons)}",
+                            kind=WarningKind.IDENTIFIABILITY, optimizer=opt)
+                 for opt, v in verdicts.items() if v.verdict != Verdict.IDENTIFIED)
 
 
 # ----------------------------------------------------------------------------- shared
@@ -258,15 +317,75 @@ def fit_shared(table: RunTable, *, reference: str = "adamw", variant: str = "ful
     names = ["E"] + [f"A/{o}" for o in (order if n_a > 1 else ["shared"])] + \
         [f"B/{o}" for o in (order if structure.n_b > 1 else ["shared"])]
     solves = {None: _solve_record(None, sol, p, table, names)}
-    samples = None
+    samples, diagnostics, undetermined = None, {}, {}
     if bootstrap:
         counts = cell_bootstrap_counts(table, bootstrap, seed)
-        theta = solver.bootstrap(sol, p, counts)
-        samples = _frozen_samples(_shared_derived(theta[:, 0], theta[:, 1], np.exp(theta[:, 2:]), order, variant))
-    return FitResult(law="shared", variant=variant, objective=objective, n_basis=table.n_basis, reference=reference,
-                     optimizers=tuple(order), params=ParamMap({k: float(v) for k, v in derived.items()}), laws=laws,
-                     solves=solves, goodness=_goodness(table, laws), bootstrap_samples=samples,
-                     warnings=tuple(notes + _convergence_warnings(solves)))
+        refits = refit(sol, p, counts)
+        diagnostics[None] = _refit_diagnostics(refits, names)
+        samples = _frozen_samples(_shared_derived(refits.theta[:, 0], refits.theta[:, 1], refits.coef, order, variant))
+        undetermined = _shared_undetermined(table, counts, order, structure, diagnostics[None])
+    result = FitResult(law="shared", variant=variant, objective=objective, n_basis=table.n_basis, reference=reference,
+                       optimizers=tuple(order), params=ParamMap({k: float(v) for k, v in derived.items()}), laws=laws,
+                       solves=solves, goodness=_goodness(table, laws), bootstrap_samples=samples,
+                       warnings=tuple(notes + _convergence_warnings(solves)), bootstrap_diagnostics=diagnostics,
+                       exponent_bounds=solver.EXPONENT_BOUNDS, bootstrap_undetermined=ParamMap(undetermined))
+    verdicts = _shared_verdicts(result, table, structure)
+    return dataclasses.replace(result, identifiability=verdicts,
+                               warnings=result.warnings + _verdict_warnings(verdicts, f"shared law ({variant})"))
+
+
+def _shared_undetermined(table: RunTable, counts: np.ndarray, order: list[str], structure: solver.Structure,
+                         diagnostics: dict) -> dict[ParamKey, float]:
+    """Share of resamples that cannot determine each parameter: the whole law when they draw fewer
+    distinct cells than it has parameters, an optimizer's rho's when they draw fewer of its cells
+    than it has rho's."""
+    overall = distinct_cells(table, counts) < 2 + structure.n_coef
+    out = {ParamKey(k): float(overall.mean()) for k in SHARED_NAMES}
+    own = int(structure.n_a > 1) + int(structure.n_b > 1)
+    per_opt = {}
+    for opt in order[1:]:
+        m = table.optimizer == opt
+        short = overall | (distinct_cells(table.subset(m), counts[:, m]) < own)
+        per_opt[opt] = float(short.mean())
+        out.update({ParamKey(k, opt): per_opt[opt] for k in ("rho_N", "rho_D")})
+    diagnostics["share_underdetermined"] = float(overall.mean())
+    diagnostics["share_underdetermined_by_optimizer"] = per_opt
+    return out
+
+
+def _shared_verdicts(result: FitResult, table: RunTable, structure: solver.Structure) -> dict:
+    """The shared fit's verdict (key None) and each non-reference optimizer's (its rho's)."""
+    s = result.solves[None]
+    findings = identify.design_findings(table.N, table.D, 2 + structure.n_coef, groups=table.optimizer)
+    findings += identify.solve_findings([f for f in s.on_bound if "coefficient" not in f], s.converged,
+                                        s.condition_number)
+    findings += _interval_findings(result, None)
+    verdicts = {None: Identifiability.of(findings)}
+    free = [name for name, n_groups in (("rho_N", structure.n_a), ("rho_D", structure.n_b)) if n_groups > 1]
+    diag = (result.bootstrap_diagnostics or {}).get(None) or {}
+    for opt in result.optimizers:
+        if opt == result.reference:
+            continue
+        m = table.optimizer == opt
+        cells = table.n_cells(opt)
+        found = []
+        if cells <= len(free):
+            found.append(Finding(Verdict.WEAK, f"{cells} cell(s) for its {len(free)} rho('s): exactly determined"))
+        law = result.laws[opt]
+        for name, values, coef, term in (("rho_N", table.N[m], law.A, "A"), ("rho_D", table.D[m], law.B, "B")):
+            if name not in free:
+                continue
+            other = "alpha" if name == "rho_N" else "beta"
+            if len(np.unique(values)) < 2:
+                found.append(Finding(Verdict.WEAK, f"one {name[-1]} value: {name} rests on the shared {other} alone"))
+            if coef <= 0:
+                found.append(Finding(Verdict.NOT_IDENTIFIED, f"its {term} is 0, so {name} is infinite"))
+            if result.bootstrap_samples is not None:
+                found += identify.rho_interval_findings(name, result.ci.get((name, opt)))
+            share = diag.get("share_at_zero", {}).get(f"{term}/{opt}", 0.0)
+            found += identify.zero_share_findings({f"{term}/{opt}": share})
+        verdicts[opt] = Identifiability.of(found)
+    return verdicts
 
 
 # ----------------------------------------------------------------------------- compute
@@ -304,14 +423,19 @@ def fit_compute(table: RunTable, *, reference: str = "adamw", variant: str = "fu
     notes = list(shared.warnings)
     table = table.subset(np.isin(table.optimizer, shared.optimizers))
     k = cost_per_ND(table, cost)
-    if cost == "flops" and not np.isfinite(table.flops).any():
-        notes.append(FitWarning(message="no flops in the data: cost taken as 6 N D x step_cost"))
+    basis, measured = cost_basis(table, cost)
+    if not measured:
+        notes.append(FitWarning(message=f"compute law: {basis}; the compute multiplier then counts only the "
+                                        "loss-per-token gains (give step costs or use --cost wallclock)"))
     params = dict(shared.params)
     samples = dict(shared.bootstrap_samples) if shared.bootstrap_samples is not None else None
+    undetermined = dict(shared.bootstrap_undetermined or {})
     for opt in shared.optimizers:
         params[ParamKey("cost_per_ND", opt)] = k[opt]
         params[ParamKey("compute_multiplier", opt)] = \
             params[ParamKey("rho_N", opt)] * params[ParamKey("rho_D", opt)] * k[reference] / k[opt]
+        if ("rho_D", opt) in undetermined:
+            undetermined[ParamKey("compute_multiplier", opt)] = undetermined[ParamKey("rho_D", opt)]
         if samples is not None:
             samples[ParamKey("compute_multiplier", opt)] = \
                 samples[ParamKey("rho_N", opt)] * samples[ParamKey("rho_D", opt)] * k[reference] / k[opt]
@@ -347,7 +471,27 @@ def fit_compute(table: RunTable, *, reference: str = "adamw", variant: str = "fu
     return dataclasses.replace(
         shared, law="compute", params=ParamMap(params),
         bootstrap_samples=_frozen_samples(samples) if samples is not None else None, warnings=tuple(notes),
-        cost_basis=cost, cost_per_ND=k, allocation=allocation)
+        cost_basis=basis, cost_option=cost, cost_measured=measured, cost_per_ND=k, allocation=allocation,
+        bootstrap_undetermined=ParamMap(undetermined))
+
+
+def cost_basis(table: RunTable, cost: str) -> tuple[str, bool]:
+    """How the compute law charged each run, in words, and whether measured costs were used
+    for every optimizer (a step-cost ratio or wall-clock time; FLOPs alone count 6ND-like
+    arithmetic, not what a step of each optimizer costs)."""
+    if cost == "wallclock":
+        return "measured wall-clock time per run", True
+    with_step = [o for o in table.optimizers if table.step_cost_given[table.optimizer == o].any()]
+    without = [o for o in table.optimizers if o not in with_step]
+    flops = "FLOPs from the data" if np.isfinite(table.flops).any() else "6ND"
+    if not with_step:
+        if flops == "6ND":
+            return "equal step cost assumed (6ND)", False
+        return "FLOPs from the data, equal step cost per FLOP assumed for every optimizer", False
+    measured = f"measured step cost charged ({flops} x measured step-cost ratio)"
+    if not without:
+        return measured, True
+    return f"{measured} for {', '.join(with_step)}; equal step cost assumed for {', '.join(without)}", False
 
 
 def _allocation_samples(samples, opt, reference, k, C):

@@ -14,6 +14,7 @@ result or the study (never Python's ``warnings.warn``).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,9 +23,13 @@ from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
 
+from optlaw.fit.identify import CONDITION_ILL, Identifiability, conditioning_verdict
 from optlaw.jsonio import plain
 
 CI_LEVEL = 0.95
+EXPONENTS = ("alpha", "beta")
+# An interval end within this share of an exponent's search bound: the bootstrap hit the bound.
+SEARCH_BOUND_TOL = 1e-3
 # Under no compute law the cost of a run is the usual C = 6 N D (Kaplan et al. 2020).
 DEFAULT_COST_PER_ND = 6.0
 
@@ -39,6 +44,7 @@ class WarningKind(StrEnum):
     CONVERGENCE = "convergence"      # a solve stopped at its iteration limit
     EXTRAPOLATION = "extrapolation"  # an allocation or budget outside the data's range
     CROSS_CHECK = "cross_check"      # Hoffmann's L-BFGS found a lower objective
+    IDENTIFIABILITY = "identifiability"  # a fit (or an optimizer's rho) is weak or not identified
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,6 +157,7 @@ def percentile_intervals(samples: Mapping, level: float = CI_LEVEL) -> dict:
 def compute_optimal(alpha, beta, E, A, B, k, C):
     """N*(C), D*(C), L*(C) for L = E + A N^-alpha + B D^-beta under cost C = k N D."""
     C = np.asarray(C, dtype=float)
+    A, B = np.asarray(A, dtype=float), np.asarray(B, dtype=float)   # numpy division: 0/0 is nan, not an error
     # A or B at zero (a degenerate fit) has no finite optimum: N* or D* comes out infinite.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         g = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
@@ -206,6 +213,7 @@ class Solve:
 
     def conditioning_row(self, fit: str) -> dict:
         return {"fit": fit, "n_params": len(self.parameters), "condition_number": self.condition_number,
+                "verdict": conditioning_verdict(self.condition_number), "threshold": CONDITION_ILL,
                 "max_abs_correlation": self.max_abs_correlation, "parameters": list(self.parameters),
                 "correlation": [list(row) for row in self.correlation]}
 
@@ -260,9 +268,18 @@ class FitResult:
     goodness: Mapping[str, Goodness]
     bootstrap_samples: ParamMap[np.ndarray] | None = None
     warnings: tuple[FitWarning, ...] = ()
-    cost_basis: str | None = None                      # compute law: flops | wallclock
+    cost_basis: str | None = None                      # compute law: how costs were charged, in words
+    cost_option: str | None = None                     # compute law: flops | wallclock (--cost)
+    cost_measured: bool | None = None                  # compute law: measured costs used (else 6ND assumed)
     cost_per_ND: Mapping[str, float] | None = None     # compute law: optimizer -> k_o
     allocation: Mapping[str, dict] | None = None       # compute law: optimizer -> budgets and data ranges
+    # Verdicts: a separate fit keys them by optimizer; the shared law by None (the fit) and by
+    # optimizer (its rho's).
+    identifiability: Mapping[str | None, Identifiability] = None
+    bootstrap_diagnostics: Mapping[str | None, dict] = None   # per solve: how the refits went
+    exponent_bounds: tuple[float, float] | None = None         # the solver's search range of alpha, beta
+    # Per parameter: the share of resamples that cannot determine it (too few distinct cells).
+    bootstrap_undetermined: ParamMap[float] | None = None
 
     # ------------------------------------------------------------------ how the solves ended
     @property
@@ -294,7 +311,22 @@ class FitResult:
             if not 0.0 < level < 1.0:
                 raise ValueError(f"level must be in (0, 1), got {level}")
             return ParamMap()
-        return ParamMap(percentile_intervals(self.bootstrap_samples, level))
+        out = percentile_intervals(self.bootstrap_samples, level)
+        tail = (1 - level) / 2
+        for key, share in (self.bootstrap_undetermined or {}).items():
+            # More resamples without a unique optimum than the interval's tail: where those land
+            # is the solver's choice, not the data's, so the interval is unbounded.
+            if share > tail and key in out:
+                out[key] = (0.0, 1.0 if key.name == "allocation_exponent" else math.inf)
+        if self.exponent_bounds is not None:
+            # An exponent's interval end on the search bound is censored there: the data allow
+            # any value beyond it, so the end is reported as unbounded (0 or infinity).
+            lo_bound, hi_bound = self.exponent_bounds
+            for key, (lo, hi) in out.items():
+                if key.name in EXPONENTS:
+                    out[key] = (0.0 if lo <= lo_bound * (1 + SEARCH_BOUND_TOL) else lo,
+                                math.inf if hi >= hi_bound * (1 - SEARCH_BOUND_TOL) else hi)
+        return ParamMap(out)
 
     @cached_property
     def ci(self) -> ParamMap[tuple[float, float]]:
@@ -327,6 +359,28 @@ class FitResult:
         """N*(C), D*(C), L*(C): the allocation of budget C minimising ``optimizer``'s loss."""
         return self._law(optimizer).compute_optimal(self.cost_of(optimizer), C)
 
+    def frontier_band(self, C, optimizer: str, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray] | None:
+        """Pointwise bootstrap interval of L*(C) for ``optimizer`` (shared laws with samples; else None).
+
+        Each replicate's law is the reference's rescaled by that replicate's rho's:
+        A_o = A rho_N^-alpha, B_o = B rho_D^-beta.
+        """
+        b = self.bootstrap_samples
+        if b is None or self.reference is None or ("rho_N", optimizer) not in b:
+            return None
+        a, be = b["alpha"][:, None], b["beta"][:, None]
+        with np.errstate(all="ignore"):
+            A_o = b["A"][:, None] * b["rho_N", optimizer][:, None] ** -a
+            B_o = b["B"][:, None] * b["rho_D", optimizer][:, None] ** -be
+            _, _, L = compute_optimal(a, be, b["E"][:, None], A_o, B_o, self.cost_of(optimizer),
+                                      np.asarray(C, dtype=float)[None, :])
+        L = np.where(np.isfinite(L), L, np.nan)
+        q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+        with warnings.catch_warnings():   # budgets where no replicate has a finite optimum: NaN, not noise
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = np.nanpercentile(L, q, axis=0)
+        return lo, hi
+
     # ------------------------------------------------------------------ text and JSON
     def summary(self) -> str:
         """A short text table of parameters with 95% intervals and the main diagnostics."""
@@ -340,6 +394,8 @@ class FitResult:
         for opt, s in self.solves.items():
             lines.append(f"{_prefixed(opt, 'solve')}: objective_value={s.objective_value:.6g} "
                          f"condition_number={s.condition_number:.4g}")
+        for key, verdict in (self.identifiability or {}).items():
+            lines.append(f"{_prefixed(key, 'identifiability')}: {verdict}")
         lines += [f"WARNING on bound: {flag}" for flag in self.on_bound]
         lines += [f"WARNING: {w.message}" for w in self.warnings]
         return "\n".join(lines)
@@ -366,6 +422,24 @@ class FitResult:
         value = self.ci.get((name, optimizer))
         return list(value) if value is not None else None
 
+    def verdict(self, key: str | None) -> Identifiability | None:
+        """The identifiability of one solve (a separate fit's optimizer; None: the shared fit) or of
+        one optimizer's rho's in the shared law."""
+        return (self.identifiability or {}).get(key)
+
+    def interval_widths(self, optimizer: str | None) -> dict:
+        """Widths of the 95% intervals of the exponents and the allocation exponent (None without bootstrap)."""
+        out = {}
+        for name in ("alpha", "beta", "allocation_exponent"):
+            ci = self.ci.get((name, optimizer))
+            out[name] = None if ci is None else ci[1] - ci[0]
+        return out
+
+    def _diagnostics(self, key: str | None) -> dict:
+        v = self.verdict(key)
+        return {"identifiability": v.to_json() if v is not None else None,
+                "bootstrap_refits": (self.bootstrap_diagnostics or {}).get(key)}
+
     def _separate_json(self) -> dict:
         section, rows = {}, []
         for opt in self.optimizers:
@@ -375,11 +449,14 @@ class FitResult:
                 "ci": {k: self._ci_list(k, opt) for k in SHARED_NAMES},
                 "condition_number": s.condition_number, "max_abs_correlation": s.max_abs_correlation,
                 "objective_value": s.objective_value, "on_bound": list(s.on_bound), "converged": s.converged,
-                "message": s.message, "n_points": s.n_points, "rmse": good.rmse,
-                "mean_relative_error": good.mean_relative_error})
+                "message": s.message, "n_points": s.n_points, "n_cells": s.n_cells, "rmse": good.rmse,
+                "mean_relative_error": good.mean_relative_error,
+                "conditioning_verdict": conditioning_verdict(s.condition_number)})
+            entry.update(self._diagnostics(opt))
             section[opt] = entry
             rows.append(s.conditioning_row(f"separate/{opt}"))
-        return {"separate": section, "conditioning": rows,
+        widths = [{"fit": f"separate/{o}", **self.interval_widths(o)} for o in self.optimizers]
+        return {"separate": section, "conditioning": rows, "interval_widths": widths,
                 "residuals": {"separate": {o: g.to_json() for o, g in self.goodness.items()}}}
 
     def _shared_json(self) -> dict:
@@ -388,7 +465,9 @@ class FitResult:
         shared.update({"ci": {k: self._ci_list(k, None) for k in SHARED_NAMES},
                        "objective_value": s.objective_value, "condition_number": s.condition_number,
                        "max_abs_correlation": s.max_abs_correlation, "on_bound": list(s.on_bound),
-                       "converged": s.converged, "message": s.message})
+                       "converged": s.converged, "message": s.message,
+                       "conditioning_verdict": conditioning_verdict(s.condition_number)})
+        shared.update(self._diagnostics(None))
         optimizers = {}
         for opt in self.optimizers:
             good = self.goodness[opt]
@@ -396,6 +475,8 @@ class FitResult:
                      "rho_N_ci": self._ci_list("rho_N", opt), "rho_D_ci": self._ci_list("rho_D", opt),
                      "n_points": good.n_points, "n_cells": good.n_cells, "rmse": good.rmse,
                      "mean_relative_error": good.mean_relative_error}
+            v = self.verdict(opt)
+            entry["identifiability"] = v.to_json() if v is not None else None
             if self.law == "compute":
                 entry.update({"compute_multiplier": self.params["compute_multiplier", opt],
                               "compute_multiplier_ci": self._ci_list("compute_multiplier", opt),
@@ -403,8 +484,10 @@ class FitResult:
             optimizers[opt] = entry
         out = {"shared": shared, "optimizers": optimizers}
         if self.law == "compute":
-            out["compute"] = {"cost_basis": self.cost_basis, "allocation": self.allocation}
+            out["compute"] = {"cost_basis": self.cost_basis, "cost_option": self.cost_option,
+                              "cost_measured": self.cost_measured, "allocation": self.allocation}
         out["conditioning"] = [s.conditioning_row(f"shared/{self.variant}")]
+        out["interval_widths"] = [{"fit": f"shared/{self.variant}", **self.interval_widths(None)}]
         out["residuals"] = {"shared": {o: g.to_json() for o, g in self.goodness.items()}}
         return out
 

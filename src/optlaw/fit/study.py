@@ -14,7 +14,10 @@ from functools import cached_property
 import numpy as np
 
 from optlaw.errors import UserError
+from optlaw.fit.conclusions import conclusions, interval, num
+from optlaw.fit.constancy import RhoConstancy, rho_constancy
 from optlaw.fit.holdout import HoldoutCheck, holdout_check
+from optlaw.fit.identify import THRESHOLDS
 from optlaw.fit.laws import DEFAULT_BOOTSTRAP, _check_reference, fit_compute, fit_separate, fit_shared
 from optlaw.fit.result import CI_LEVEL, FitResult, FitWarning, WarningKind, unique_warnings
 from optlaw.fit.solver import HUBER_DELTA
@@ -38,6 +41,7 @@ class Study:
     separate: FitResult | None = None
     shared: FitResult | None = None      # the shared (or compute) fit
     holdout: HoldoutCheck | None = None
+    constancy: RhoConstancy | None = None
     cross_check: dict | None = None
     notes: tuple[FitWarning, ...] = ()   # the study's own: a law that could not be fitted
 
@@ -64,6 +68,8 @@ class Study:
             "objective": self.objective, "huber_delta": HUBER_DELTA if self.objective == "huber_log" else None,
             "reference": self.reference, "n_basis": t.n_basis, "n_points": len(t), "n_cells": t.n_cells(),
             "source": t.source, "bootstrap_replicates": self.bootstrap, "ci_level": CI_LEVEL,
+            "data_range": {"N": [float(t.N.min()), float(t.N.max())], "D": [float(t.D.min()), float(t.D.max())]},
+            "identifiability_thresholds": THRESHOLDS,
         }
         fits = _merge([f.to_json() for f in (self.separate, self.shared) if f is not None])
         doc["shared"] = fits.get("shared")
@@ -72,8 +78,10 @@ class Study:
             doc["compute"] = fits["compute"]
         doc["separate"] = fits.get("separate", {})
         doc.update(self.holdout.to_json() if self.holdout is not None else
-                   {"holdout": [], "holdout_error": {}, "holdout_spec": None})
+                   {"holdout": [], "holdout_error": {}, "holdout_spec": None, "holdout_identifiability": {}})
         doc["conditioning"] = fits.get("conditioning", [])
+        doc["interval_widths"] = fits.get("interval_widths", [])
+        doc["rho_constancy"] = self.constancy.to_json() if self.constancy is not None else None
         doc["residuals"] = {"shared": None, "separate": None} | fits.get("residuals", {})
         doc["seed_noise"] = t.seed_noise
         doc["tuning"] = t.tuning
@@ -81,7 +89,9 @@ class Study:
         doc["warnings"] = [w.message for w in self.warnings]
         if self.cross_check is not None:
             doc["cross_check"] = self.cross_check
-        return plain(doc, finite_only=True)  # fit.json is strict JSON: NaN/inf -> null
+        doc = plain(doc, finite_only=True)  # fit.json is strict JSON: NaN/inf -> null
+        doc["conclusions"] = conclusions(doc)
+        return doc
 
     def summary(self) -> str:
         return summarize(self.document)
@@ -135,6 +145,9 @@ def run_study(table: RunTable, *, law: str = "shared", reference: str = "adamw",
         shared = fit_compute(table, **options, cost=cost)
     else:
         shared = fit_shared(table, **options)
+    constancy = None
+    if shared is not None and len(shared.optimizers) > 1:
+        constancy = rho_constancy(table, shared, bootstrap=bootstrap, seed=seed)
     held = None
     if holdout:
         held = holdout_check(table, holdout, reference=reference if shared is not None else table.optimizers[0],
@@ -142,7 +155,7 @@ def run_study(table: RunTable, *, law: str = "shared", reference: str = "adamw",
     checked = cross_check(table, shared, separate, objective, cross_check_starts) if cross_check_starts else None
     return Study(table=table, law=law, variant=variant, objective=objective,
                  reference=reference if shared is not None else None, bootstrap=bootstrap, separate=separate,
-                 shared=shared, holdout=held, cross_check=checked, notes=tuple(notes))
+                 shared=shared, holdout=held, constancy=constancy, cross_check=checked, notes=tuple(notes))
 
 
 def cross_check(table: RunTable, shared: FitResult | None, separate: FitResult | None, objective: str,
@@ -173,30 +186,43 @@ def cross_check(table: RunTable, shared: FitResult | None, separate: FitResult |
             "hoffmann_better": bool(theirs.objective_value < ours * (1 - 1e-6))}
 
 
-def _number(value, spec: str = ".3g") -> str:
-    # fit.json stores a non-finite number as null: an infinite condition number (singular J^T J,
-    # e.g. a coefficient on its bound), or a rho or interval end a degenerate replicate sent to infinity.
-    return "inf" if value is None else format(value, spec)
-
-
-def _interval(ci) -> str:
-    return "[n/a]" if not ci else f"[{_number(ci[0], '.3f')}, {_number(ci[1], '.3f')}]"
+def _verdict(entry: dict) -> str:
+    v = entry.get("identifiability") or {}
+    if not v:
+        return ""
+    return v["verdict"] if v["verdict"] == "identified" else f"{v['verdict'].upper()} ({'; '.join(v['reasons'])})"
 
 
 def summarize(doc: dict) -> str:
-    """A few lines for the terminal."""
+    """The terminal summary: the conclusions in words first, then the numbers with intervals and verdicts.
+
+    Every number may be null in fit.json (a degenerate fit, an interval a replicate sent to
+    infinity) and is printed as such, never formatted blindly.
+    """
     lines = [f"law={doc['law']} objective={doc['objective']} N={doc['n_basis']} reference={doc['reference']} "
-             f"points={doc['n_points']} cells={doc['n_cells']}"]
+             f"points={doc['n_points']} cells={doc['n_cells']} bootstrap={doc['bootstrap_replicates']}"]
+    c = doc.get("conclusions") or {}
+    if c.get("supported"):
+        lines += ["Conclusions:"] + [f"  - {line}" for line in c["supported"]]
+    if c.get("not_supported"):
+        lines += ["Not supported by these data:"] + [f"  - {line}" for line in c["not_supported"]]
     if doc.get("shared"):
         s = doc["shared"]
-        lines.append(f"shared: E={s['E']:.4g} A={s['A']:.4g} B={s['B']:.4g} alpha={s['alpha']:.4g} "
-                     f"beta={s['beta']:.4g} cond={_number(s['condition_number'])}")
+        lines.append(f"shared ({doc['variant']}): {_verdict(s)}")
+        lines.append("  " + " ".join(f"{k}={num(s[k], '.4g')} {interval(s['ci'].get(k))}"
+                                      for k in ("E", "alpha", "beta")) +
+                     f" cond={num(s['condition_number'])} ({s.get('conditioning_verdict')})")
         for opt, o in doc["optimizers"].items():
-            lines.append(f"  {opt:<12} rho_N={_number(o['rho_N'], '.3f')} {_interval(o['rho_N_ci'])}  "
-                         f"rho_D={_number(o['rho_D'], '.3f')} {_interval(o['rho_D_ci'])}")
+            lines.append(f"  {opt:<12} rho_N={num(o['rho_N'], '.3f')} {interval(o['rho_N_ci'])}  "
+                         f"rho_D={num(o['rho_D'], '.3f')} {interval(o['rho_D_ci'])}"
+                         + (f"  {_verdict(o)}" if o.get("identifiability") else ""))
     for opt, s in doc["separate"].items():
-        lines.append(f"separate {opt:<12} E={s['E']:.4g} A={s['A']:.4g} B={s['B']:.4g} alpha={s['alpha']:.4g} "
-                     f"beta={s['beta']:.4g} cond={_number(s['condition_number'])}")
+        lines.append(f"separate {opt:<12} alpha={num(s['alpha'], '.4g')} {interval(s['ci'].get('alpha'))} "
+                     f"beta={num(s['beta'], '.4g')} {interval(s['ci'].get('beta'))} E={num(s['E'], '.4g')} "
+                     f"cond={num(s['condition_number'])}  {_verdict(s)}")
+    rc = doc.get("rho_constancy")
+    if rc and rc.get("p_value") is not None:
+        lines.append(f"rho constancy: {rc['test']}: p = {num(rc['p_value'], '.3g')}")
     for w in doc["warnings"]:
         lines.append(f"warning: {w}")
     return "\n".join(lines)

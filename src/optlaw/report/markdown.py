@@ -26,6 +26,79 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return lines + [""]
 
 
+def _verdict(entry: dict | None) -> str:
+    v = (entry or {}).get("identifiability")
+    return "-" if not v else v["verdict"]
+
+
+def _reasons(entry: dict | None) -> str:
+    v = (entry or {}).get("identifiability")
+    return "; ".join(v["reasons"]) if v and v["reasons"] else "-"
+
+
+def _conclusions(doc: dict) -> list[str]:
+    c = doc.get("conclusions") or {}
+    out = ["## Conclusions", ""]
+    if c.get("supported"):
+        out += ["What these data support (95% bootstrap intervals):", ""] + [f"- {x}" for x in c["supported"]] + [""]
+    if c.get("not_supported"):
+        out += ["What they do not support:", ""] + [f"- {x}" for x in c["not_supported"]] + [""]
+    return out
+
+
+def _identifiability(doc: dict) -> list[str]:
+    rows = []
+    if doc.get("shared"):
+        rows.append([f"shared ({doc['variant']})", _verdict(doc["shared"]), _reasons(doc["shared"])])
+        rows += [[f"shared: {opt}'s rho's", _verdict(o), _reasons(o)] for opt, o in doc["optimizers"].items()
+                 if o.get("identifiability")]
+    rows += [[f"separate: {opt}", _verdict(v), _reasons(v)] for opt, v in doc["separate"].items()]
+    if not rows:
+        return []
+    t = doc.get("identifiability_thresholds") or {}
+    return ["## Identifiability", "",
+            "Whether each fit's data pin its parameters down. A fit marked `not identified` still has its "
+            "numbers below, but they are not conclusions. Thresholds: near-minimal below parameters + "
+            f"{t.get('near_minimal_margin_cells')} cells; an exponent interval wider than "
+            f"{t.get('exponent_ci_width_over_value_weak')} x the estimate, a rho interval spanning more than a "
+            f"factor {t.get('rho_ci_high_over_low_weak')}, or a coefficient at zero in more than "
+            f"{t.get('coefficient_zero_share_weak', 0) * 100:.0f}% of bootstrap refits is `weak`.", ""] + \
+        _table(["fit", "verdict", "reasons"], rows)
+
+
+def _constancy(doc: dict, names: set[str]) -> list[str]:
+    rc = doc.get("rho_constancy")
+    if not rc:
+        return []
+    out = ["## Is rho constant across scale?", "",
+           "Drift law rho_D,o(N) = rho_D,o (N / N_ref)^gamma_o (and the mirror rho_N,o(D)) against the constant "
+           "law, both fitted by least squares on log loss; F test of all gamma = 0, each optimizer's own F test "
+           "(its gamma = 0 with the others free), and bootstrap intervals for gamma. gamma < 0: the optimizer's "
+           "token factor against the reference shrinks as models grow.", ""]
+    for name, t in rc["tests"].items():
+        if t["p_value"] is None:
+            out.append(f"- {name}: {t['note']}")
+        else:
+            verdict = "rejected" if t["p_value"] < rc["level"] else "not rejected"
+            out.append(f"- {name}: F = {_g(t['f_statistic'])}, df {t['df']}, p = {_g(t['p_value'], 3)}: constant rho "
+                       f"{verdict} at the {rc['level']:g} level (N_ref or D_ref = {_g(t['reference_scale'])})")
+    out.append("")
+    rows = []
+    for opt, o in rc["optimizers"].items():
+        eff = ", ".join(f"{_g(e['N'], 3)}: {_g(e['rho_D'], 3)}{'*' if e['extrapolated'] else ''}"
+                        for e in o.get("effective_rho_D_by_N", []))
+        law = o.get("law_rho_D") or {}
+        rows.append([opt, law.get("rho_D"), _ci(law.get("ci")), o.get("rho_D_exponent_N"),
+                     _ci(o.get("rho_D_exponent_N_ci")), o.get("rho_D_exponent_N_p_value"), eff or "-"])
+    out += _table(["optimizer", "law rho_D", "CI", "gamma (rho_D ~ N^gamma)", "CI", "p", "data-only rho_D by N"],
+                  rows)
+    out += ["Data-only rho_D: the reference's losses at each N interpolated in (log D, log L) and inverted at the "
+            "optimizer's losses (median over its cells; * = outside the reference's range, extrapolated).", ""]
+    if "effective_rho.png" in names:
+        out += ["![effective rho](effective_rho.png)", ""]
+    return out
+
+
 def render(doc: dict, plots: list[Path]) -> str:
     names = {p.name for p in plots}
     out = ["# Scaling-law fit", ""]
@@ -36,12 +109,15 @@ def render(doc: dict, plots: list[Path]) -> str:
             f"- {doc['n_points']} runs in {doc['n_cells']} cells from `{doc['source']}`; "
             f"bootstrap: {doc['bootstrap_replicates']} replicates by cell (within optimizer), "
             f"{int(doc['ci_level'] * 100)}% percentile intervals", ""]
+    out += _conclusions(doc)
+    out += _identifiability(doc)
     if doc["warnings"]:
         out += ["## Warnings", ""] + [f"- {w}" for w in doc["warnings"]] + [""]
     s = doc.get("shared")
     if s:
         out += ["## Shared-exponent law", "",
-                "L = E + A / (rho_N N)^alpha + B / (rho_D D)^beta, reference rho = 1.", ""]
+                "L = E + A / (rho_N N)^alpha + B / (rho_D D)^beta, reference rho = 1. "
+                f"Identifiability: **{_verdict(s)}**.", ""]
         rows = [[k, s[k], _ci(s["ci"].get(k))] for k in ("E", "A", "B", "alpha", "beta", "allocation_exponent")]
         out += _table(["parameter", "value", "95% CI"], rows)
         if s["on_bound"]:
@@ -49,38 +125,47 @@ def render(doc: dict, plots: list[Path]) -> str:
         if not s["converged"]:
             out += [f"- did not converge: {s['message']}", ""]
         compute = doc["law"] == "compute"
-        header = ["optimizer", "rho_N", "rho_N CI", "rho_D", "rho_D CI", "cells", "RMSE", "mean rel. error"]
+        header = ["optimizer", "rho_N", "rho_N CI", "rho_D", "rho_D CI", "cells", "RMSE", "mean rel. error",
+                  "identifiability"]
         if compute:
             header += ["compute multiplier", "CI"]
         rows = []
         for opt, o in doc["optimizers"].items():
             row = [opt, o["rho_N"], _ci(o["rho_N_ci"]), o["rho_D"], _ci(o["rho_D_ci"]), o["n_cells"], o["rmse"],
-                   o["mean_relative_error"]]
+                   o["mean_relative_error"], _verdict(o) if opt != doc["reference"] else "reference"]
             if compute:
                 row += [o["compute_multiplier"], _ci(o["compute_multiplier_ci"])]
             rows.append(row)
         out += _table(header, rows)
         if "rho.png" in names:
             out += ["![rho](rho.png)", ""]
+    out += _constancy(doc, names)
     if doc["separate"]:
         out += ["## Separate Chinchilla laws", "", "L = E + A / N^alpha + B / D^beta per optimizer.", ""]
         rows = [[opt, v["E"], v["A"], v["B"], v["alpha"], _ci(v["ci"].get("alpha")), v["beta"],
-                 _ci(v["ci"].get("beta")), v["n_points"], v["rmse"], "; ".join(v["on_bound"]) or "-"]
+                 _ci(v["ci"].get("beta")), v["n_points"], v["rmse"], "; ".join(v["on_bound"]) or "-", _verdict(v)]
                 for opt, v in doc["separate"].items()]
         out += _table(["optimizer", "E", "A", "B", "alpha", "alpha CI", "beta", "beta CI", "points", "RMSE",
-                       "on bound"], rows)
+                       "on bound", "identifiability"], rows)
         out += [f"- {opt} did not converge: {v['message']}" for opt, v in doc["separate"].items()
                 if not v["converged"]]
         if any(not v["converged"] for v in doc["separate"].values()):
             out += [""]
     if doc["conditioning"]:
+        threshold = doc["conditioning"][0].get("threshold")
         out += ["## Conditioning", "",
-                "Condition number of J^T J in Hoffmann's parameters (log E, log A, log B, alpha, beta), "
-                "and the largest |correlation| between parameters. Large numbers mean the data do not pin "
-                "the parameters down separately.", ""]
-        out += _table(["fit", "parameters", "condition number", "max abs correlation"],
-                      [[r["fit"], r["n_params"], r["condition_number"], r["max_abs_correlation"]]
+                "Condition number of J^T J in Hoffmann's parameters (log E, log A, log B, alpha, beta) and the largest "
+                f"|correlation| between parameters; above {_g(threshold)} a fit is called ill-conditioned, "
+                "infinite is singular. The number grows with the parameter count and depends on the "
+                "parameterisation, so it does not compare the shared law with separate laws: their exponents' "
+                "interval widths (next table) do.", ""]
+        out += _table(["fit", "parameters", "condition number", "verdict", "max abs correlation"],
+                      [[r["fit"], r["n_params"], r["condition_number"], r.get("verdict", "-"), r["max_abs_correlation"]]
                        for r in doc["conditioning"]])
+    if doc.get("interval_widths"):
+        out += ["Width of the 95% intervals (what sharing the exponents buys):", ""]
+        out += _table(["fit", "alpha", "beta", "allocation exponent"],
+                      [[w["fit"], w["alpha"], w["beta"], w["allocation_exponent"]] for w in doc["interval_widths"]])
     if doc["holdout"]:
         laws = [k for k in doc["holdout"][0] if k not in ("optimizer", "N", "D", "actual")]
         out += [f"## Extrapolation check (held out: {doc['holdout_spec']})", ""]
@@ -93,6 +178,9 @@ def render(doc: dict, plots: list[Path]) -> str:
     if doc.get("compute"):
         c = doc["compute"]
         out += [f"## Compute-optimal allocation (cost basis: {c['cost_basis']})", ""]
+        if not c.get("cost_measured"):
+            out += ["No measured step cost: every optimizer is charged the same per N·D, so compute multipliers "
+                    "here count only loss-per-token gains.", ""]
         rows = []
         for opt, a in c["allocation"].items():
             for b in a["budgets"]:
@@ -100,7 +188,8 @@ def render(doc: dict, plots: list[Path]) -> str:
                              b["tokens_per_param"], b["loss_opt"], "; ".join(b["extrapolated"]) or "-"])
         out += _table(["optimizer", "C", "N*", "N* CI", "D*", "D* CI", "D*/N*", "L*", "extrapolation"], rows)
     for name, title in (("loss_vs_D.png", "Loss vs D"), ("loss_vs_N.png", "Loss vs N"),
-                        ("residuals.png", "Residuals"), ("frontier.png", "Compute-optimal frontier")):
+                        ("isoflop.png", "IsoFLOP curves"), ("residuals.png", "Residuals"),
+                        ("frontier.png", "Compute-optimal frontier")):
         if name in names:
             out += [f"## {title}", "", f"![{title}]({name})", ""]
     if doc["seed_noise"]:

@@ -1,12 +1,19 @@
-"""PNG plots of a fitting study (matplotlib, Agg backend: no display needed).
+"""PNG plots of a fitting study (matplotlib, Agg backend: no display needed), fit for a paper.
 
 The study is taken as given (duck typing): ``study.table`` (the run columns), ``study.shared``
-and ``study.separate`` (fit results: ``predict``, ``compute_optimal``, ``params``, ``ci``).
-Nothing here imports the fit stage; whatever a plot needs computed is a method of the result.
+and ``study.separate`` (fit results: ``predict``, ``compute_optimal``, ``frontier_band``,
+``params``, ``ci``) and ``study.document`` (fit.json). Nothing here imports the fit stage.
+
+Conventions: optimizers get the Okabe-Ito colours (safe for the common colour-vision
+deficiencies; Okabe & Ito 2008) with a marker each, the reference black; model sizes get
+evenly spaced colours of cividis (a sequential map made for colour-blind readers); log axes
+carry plain labels (134M, 1B) instead of powers of ten; figures are saved with a tight
+bounding box so no title is clipped.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,39 +27,85 @@ import numpy as np  # noqa: E402
 if TYPE_CHECKING:
     from optlaw.fit import Study
 
-DPI = 110
+DPI = 150
+# Okabe & Ito (2008) without black (black is the reference optimizer's); for more than 7 other
+# optimizers Paul Tol's "muted" set (9 colours, also made for colour-vision deficiencies). Past 9
+# no set of colours stays distinct for every reader, so each optimizer also gets its own marker.
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442")
+TOL_MUTED = ("#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
+plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "legend.fontsize": 7, "axes.grid": True,
+                     "grid.alpha": 0.3})
 
 
-def _grid(n: int):
+def si(x: float, _pos=None) -> str:
+    """Tick label: 1.34e8 -> '134M'."""
+    if x <= 0 or not math.isfinite(x):
+        return ""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def _log_axis(ax, which: str = "x", labels=si, decades: float | None = None) -> None:
+    """Log scale with readable labels: ticks at 1, 2, 5 per decade on short axes, one per decade on long ones."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    if decades is None:
+        lo, hi = (ax.get_xlim() if which == "x" else ax.get_ylim())
+        decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
+    subs = (1.0, 2.0, 5.0) if decades <= 2.2 else (1.0,)
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs, numticks=12))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(labels))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _plain(x: float, _pos=None) -> str:
+    return f"{x:.3g}" if x > 0 else ""
+
+
+def _style(optimizers: list[str], reference: str | None) -> dict[str, dict]:
+    """A distinct (colour, marker) per optimizer; the reference black."""
+    out, j = {}, 0
+    others = [o for o in optimizers if o != reference]
+    palette = OKABE_ITO if len(others) <= len(OKABE_ITO) else TOL_MUTED
+    for opt in optimizers:
+        if opt == reference:
+            out[opt] = {"color": "black", "marker": "o"}
+        else:
+            out[opt] = {"color": palette[j % len(palette)], "marker": MARKERS[j % len(MARKERS)]}
+            j += 1
+    return out
+
+
+def _size_colours(values) -> dict[float, tuple]:
+    values = sorted(set(float(v) for v in values))
+    cmap = plt.get_cmap("cividis")
+    return {v: cmap(0.9 * i / max(len(values) - 1, 1)) for i, v in enumerate(values)}
+
+
+def _grid(n: int, width: float = 3.4, height: float = 2.9, sharey: bool = True):
+    if n == 1:  # one panel: a full-size figure, not a thumbnail
+        width, height = 6.0, 4.2
     cols = min(4, n)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.5), squeeze=False, sharey=sharey,
+                             layout="constrained")
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     return fig, axes.ravel()
 
 
+def _legend_columns(n_entries: int, n_panels: int) -> int:
+    """As many legend columns as the figure's width holds (about 2 per panel column)."""
+    return max(1, min(n_entries, 4 if n_panels == 1 else 2 * min(4, n_panels)))
+
+
 def _save(fig, path: Path) -> Path:
-    for ax in fig.axes:
-        # Minor log-tick labels overlap on panels spanning less than a decade.
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path
-
-
-def _save_loss_panels(fig, axes, opts: list[str], xlabel: str, title: str, path: Path) -> Path:
-    """Shared finish of the per-optimizer loss panels: log x axis, titles, labels, legend."""
-    for ax, opt in zip(axes, opts):
-        ax.set_xscale("log")
-        ax.set_title(opt, fontsize=10)
-        ax.set_xlabel(xlabel)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("loss")
-    axes[0].legend(fontsize=6, loc="upper right")
-    fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
 
 
 def _optimizers(study: Study) -> list[str]:
@@ -61,79 +114,282 @@ def _optimizers(study: Study) -> list[str]:
     return list(study.separate.optimizers)
 
 
+def _reference(study: Study) -> str | None:
+    return study.shared.reference if study.shared is not None else None
+
+
+# ----------------------------------------------------------------------------- loss against D and N
+
 def loss_vs_D(study: Study, out: Path) -> Path:
-    """One panel per optimizer: loss against D, one colour per N, shared law solid, separate dashed."""
+    """One panel per optimizer: loss against D, one colour per N; shared law solid, separate dashed."""
     t = study.table
     opts = _optimizers(study)
     fig, axes = _grid(len(opts))
-    sizes = np.unique(t.N)
-    cmap = plt.get_cmap("viridis")
-    colour = {n: cmap(i / max(len(sizes) - 1, 1)) for i, n in enumerate(sizes)}
+    colour = _size_colours(t.N)
     for ax, opt in zip(axes, opts):
         m = t.optimizer == opt
         for n in np.unique(t.N[m]):
             k = m & (t.N == n)
-            ax.scatter(t.D[k], t.loss[k], s=14, color=colour[n], label=f"N={n:.3g}", zorder=3)
+            ax.scatter(t.D[k], t.loss[k], s=16, color=colour[n], label=f"N={si(n)}", zorder=3, edgecolor="white",
+                       linewidth=0.4)
             grid = np.geomspace(t.D[k].min() / 1.5, t.D[k].max() * 1.5, 60)
             if study.shared is not None and opt in study.shared.laws:
-                ax.plot(grid, study.shared.predict(n, grid, opt), color=colour[n], lw=1.2)
+                ax.plot(grid, study.shared.predict(n, grid, opt), color=colour[n], lw=1.3)
             if study.separate is not None and opt in study.separate.laws:
                 ax.plot(grid, study.separate.predict(n, grid, opt), color=colour[n], lw=1.0, ls="--")
-    return _save_loss_panels(fig, axes, opts, "D (tokens)",
-                             "Loss vs D per N (solid: shared law, dashed: separate law)", out / "loss_vs_D.png")
+        _log_axis(ax)
+        ax.set_title(opt)
+        ax.set_xlabel("D (tokens)")
+    axes[0].set_ylabel("loss")
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=f"N={si(n)}") for n, c in colour.items()]
+    if study.shared is not None:
+        handles.append(plt.Line2D([], [], color="grey", lw=1.3, label="shared law"))
+    if study.separate is not None:
+        handles.append(plt.Line2D([], [], color="grey", lw=1.0, ls="--", label="separate law"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=_legend_columns(len(handles), len(opts)))
+    fig.suptitle("Loss against tokens D at each model size N: data and the fitted laws")
+    return _save(fig, out / "loss_vs_D.png")
 
 
 def loss_vs_N(study: Study, out: Path) -> Path:
-    """One panel per optimizer: loss against N at each tokens-per-parameter ratio, with fitted curves."""
+    """One panel per optimizer: loss against N at each tokens-per-parameter ratio, with the shared law."""
     t = study.table
     opts = _optimizers(study)
     fig, axes = _grid(len(opts))
     ratio = np.round(np.log2(t.D / t.N) * 4) / 4  # group cells whose D/N agree to ~20%
     groups = np.unique(ratio)
-    cmap = plt.get_cmap("plasma")
+    cmap = plt.get_cmap("cividis")
     for ax, opt in zip(axes, opts):
         m = t.optimizer == opt
         for j, g in enumerate(groups):
             k = m & (ratio == g)
             if not k.any():
                 continue
-            c = cmap(j / max(len(groups) - 1, 1))
+            c = cmap(0.9 * j / max(len(groups) - 1, 1))
             tpp = float(np.median(t.D[k] / t.N[k]))
-            ax.scatter(t.N[k], t.loss[k], s=14, color=c, label=f"D/N={tpp:.3g}", zorder=3)
+            ax.scatter(t.N[k], t.loss[k], s=16, color=c, label=f"D/N={tpp:.3g}", zorder=3, edgecolor="white",
+                       linewidth=0.4)
             grid = np.geomspace(t.N[k].min() / 1.5, t.N[k].max() * 1.5, 60)
             if study.shared is not None and opt in study.shared.laws:
                 ax.plot(grid, study.shared.predict(grid, tpp * grid, opt), color=c, lw=1.2)
-    return _save_loss_panels(fig, axes, opts, "N (parameters)",
-                             "Loss vs N at fixed tokens per parameter (lines: shared law)", out / "loss_vs_N.png")
+        _log_axis(ax)
+        ax.set_title(opt)
+        ax.set_xlabel("N (parameters)")
+    axes[0].set_ylabel("loss")
+    axes[0].legend(loc="upper right")
+    fig.suptitle("Loss against model size N at fixed tokens per parameter (lines: shared law)")
+    return _save(fig, out / "loss_vs_N.png")
 
+
+# ----------------------------------------------------------------------------- rho's
 
 def rhos(study: Study, out: Path) -> Path | None:
-    """rho_N and rho_D per optimizer with bootstrap intervals (reference = 1)."""
+    """rho_N and rho_D per optimizer with 95% bootstrap intervals, on a log axis (reference = 1)."""
     if study.shared is None:
         return None
     s = study.shared
-    opts = list(s.optimizers)
-    fig, axes = plt.subplots(1, 2, figsize=(max(6, 0.7 * len(opts) + 3) * 1.4, 3.4))
+    opts = [o for o in s.optimizers if o != s.reference]
+    if not opts:
+        return None
+    style = _style(list(s.optimizers), s.reference)
+    fig, axes = plt.subplots(1, 2, figsize=(max(6.0, 0.55 * len(opts) + 2.5) * 1.6, 3.6), layout="constrained")
     x = np.arange(len(opts))
     for ax, name in zip(axes, ("rho_N", "rho_D")):
-        vals = np.array([s.params[name, o] for o in opts])
-        ci = np.array([s.ci.get((name, o), (v, v)) for o, v in zip(opts, vals)])
-        err = np.abs(np.stack([vals - ci[:, 0], ci[:, 1] - vals]))
-        ax.errorbar(x, vals, yerr=err, fmt="o", capsize=3)
-        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-        ax.set_xticks(x, opts, rotation=45, ha="right", fontsize=8)
-        ax.set_title(f"{name} (reference {s.reference} = 1), 95% bootstrap CI", fontsize=9)
-        ax.grid(alpha=0.3, which="both")
+        vals = np.array([s.params[name, o] for o in opts], dtype=float)
+        ci = np.array([s.ci.get((name, o), (np.nan, np.nan)) for o in opts], dtype=float)
+        finite = np.concatenate([vals, ci.ravel()])
+        finite = finite[np.isfinite(finite) & (finite > 0)]
+        lo_lim = min(finite.min(), 1.0) / 1.3 if finite.size else 0.5
+        hi_lim = max(finite.max(), 1.0) * 1.3 if finite.size else 2.0
+        for j, o in enumerate(opts):
+            v, (lo, hi) = vals[j], ci[j]
+            st = style[o]
+            if np.isfinite(lo) and np.isfinite(hi):
+                lo_c, hi_c = max(lo, lo_lim), min(hi, hi_lim)
+                ax.plot([j, j], [lo_c, hi_c], color=st["color"], lw=2)
+                if hi > hi_lim:   # unbounded above: an arrow at the top
+                    ax.plot(j, hi_lim, marker="^", color=st["color"], ms=7)
+                if lo < lo_lim:
+                    ax.plot(j, lo_lim, marker="v", color=st["color"], ms=7)
+            elif np.isfinite(lo):
+                ax.plot([j, j], [max(lo, lo_lim), hi_lim], color=st["color"], lw=2)
+                ax.plot(j, hi_lim, marker="^", color=st["color"], ms=7)
+            if np.isfinite(v) and v > 0:
+                ax.plot(j, v, marker=st["marker"], color=st["color"], ms=7, markeredgecolor="black", mew=0.5)
+        ax.axhline(1.0, color="black", lw=0.8, ls="--")
+        ax.set_yscale("log")
+        ax.set_ylim(lo_lim, hi_lim)
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_plain))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        labels = []
+        for o in opts:
+            v = s.verdict(o) if hasattr(s, "verdict") else None
+            labels.append(o if v is None or v.verdict == "identified" else f"{o} ({v.verdict})")
+        ax.set_xticks(x, labels, rotation=40, ha="right")
+        word = "parameters" if name == "rho_N" else "tokens"
+        ax.set_title(f"{name}: {word} factor against {s.reference} (= 1), 95% CI")
+        ax.set_ylabel(f"{name} (log scale)")
     return _save(fig, out / "rho.png")
 
+
+def effective_rho(study: Study, out: Path) -> Path | None:
+    """Per optimizer: the data-only rho_D at each N beside the law's constant rho_D (band: 95% CI) and
+    the drift law's rho_D(N)."""
+    rc = study.document.get("rho_constancy")
+    if not rc or study.shared is None:
+        return None
+    s = study.shared
+    opts = [o for o, e in rc["optimizers"].items() if e.get("effective_rho_D_by_N")]
+    if not opts:
+        return None
+    style = _style(list(s.optimizers), s.reference)
+    fig, axes = _grid(len(opts), width=3.0, height=2.6)
+    test = rc["tests"].get("rho_D(N)") or {}
+    n_ref = test.get("reference_scale")
+    N_all = np.array([e["N"] for o in opts for e in rc["optimizers"][o]["effective_rho_D_by_N"]])
+    grid = np.geomspace(N_all.min() / 1.3, N_all.max() * 1.3, 40)
+    for ax, opt in zip(axes, opts):
+        e = rc["optimizers"][opt]
+        st = style[opt]
+        law = e.get("law_rho_D") or {}
+        if law.get("ci") and all(v is not None for v in law["ci"]):
+            ax.fill_between(grid, law["ci"][0], law["ci"][1], color=st["color"], alpha=0.18, lw=0,
+                            label="law's constant rho_D, 95% CI")
+        if law.get("rho_D") is not None:
+            ax.axhline(law["rho_D"], color=st["color"], lw=1.2, label="law's constant rho_D")
+        g, at_ref = e.get("rho_D_exponent_N"), e.get("rho_D_drift_law_at_reference_scale")
+        if g is not None and n_ref and at_ref is not None:
+            ax.plot(grid, at_ref * (grid / n_ref) ** g, color="black", lw=1.0, ls="--",
+                    label="drift law rho_D,o (N/N_ref)^gamma_o")
+        pts = e["effective_rho_D_by_N"]
+        Ns = [p["N"] for p in pts]
+        rs = [p["rho_D"] for p in pts]
+        ax.plot(Ns, rs, color=st["color"], marker=st["marker"], ms=6, lw=0.8, markeredgecolor="black", mew=0.5,
+                label="data only (reference's L(D) inverted)")
+        for p in pts:
+            if p["extrapolated"]:
+                ax.plot(p["N"], p["rho_D"], marker="o", ms=11, mfc="none", color="grey")
+        ax.axhline(1.0, color="grey", lw=0.6, ls=":")
+        _log_axis(ax)
+        _log_axis(ax, "y", labels=_plain)
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        p_o = e.get("rho_D_exponent_N_p_value")
+        ax.set_title(f"{opt}" + (f" (drift p = {p_o:.2g})" if p_o is not None else ""))
+        ax.set_xlabel("N (parameters)")
+    axes[0].set_ylabel(f"rho_D against {s.reference}")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2)
+    p = rc.get("p_value")
+    fig.suptitle("Is rho_D constant across N? Data-only multiplier per size against the law"
+                 + (f" (F test of constancy: p = {p:.2g})" if p is not None else ""))
+    return _save(fig, out / "effective_rho.png")
+
+
+# ----------------------------------------------------------------------------- compute
+
+def _budgets(study: Study, n: int = 4) -> np.ndarray:
+    s, t = study.shared, study.table
+    cost = np.concatenate([s.compute_cost(t.N[t.optimizer == o], t.D[t.optimizer == o], o) for o in s.optimizers])
+    return np.geomspace(cost.min(), cost.max(), n) if cost.min() < cost.max() else np.array([cost.min()])
+
+
+def isoflop(study: Study, out: Path) -> Path | None:
+    """Per optimizer: loss against N at a few fixed compute budgets (the law's curves), each curve's
+    minimum (N*), and the runs whose compute lies within 25% of a budget."""
+    if study.shared is None:
+        return None
+    s, t = study.shared, study.table
+    opts = list(s.optimizers)
+    budgets = _budgets(study)
+    cmap = plt.get_cmap("cividis")
+    colour = {C: cmap(0.9 * i / max(len(budgets) - 1, 1)) for i, C in enumerate(budgets)}
+    fig, axes = _grid(len(opts), width=3.2, height=2.8)
+    for ax, opt in zip(axes, opts):
+        m = t.optimizer == opt
+        k = s.cost_of(opt)
+        N_data = t.N[m]
+        N_stars = np.array([s.compute_optimal(C, opt)[0] for C in budgets], dtype=float)
+        # a degenerate law (A or B at zero) has no finite minimum: draw its curves on the data's range
+        shown = N_stars[np.isfinite(N_stars) & (N_stars > 0)]
+        N_lo = min(N_data.min() / 4, shown.min() / 2) if shown.size else N_data.min() / 4
+        N_hi = max(N_data.max() * 4, shown.max() * 2) if shown.size else N_data.max() * 4
+        for C in budgets:
+            N = np.geomspace(N_lo, N_hi, 160)
+            L = s.predict(N, C / (k * N), opt)
+            ax.plot(N, L, color=colour[C], lw=1.2)
+            N_opt, _, L_opt = s.compute_optimal(C, opt)
+            if np.isfinite(N_opt) and N_opt > 0 and np.isfinite(L_opt):
+                ax.plot(N_opt, L_opt, marker="*", ms=10, color=colour[C], markeredgecolor="black", mew=0.5, zorder=4)
+            near = m & (np.abs(np.log(s.compute_cost(t.N, t.D, opt) / C)) < np.log(1.25))
+            ax.scatter(t.N[near], t.loss[near], s=18, color=colour[C], edgecolor="black", linewidth=0.4, zorder=3)
+        _log_axis(ax)
+        ax.set_title(opt)
+        ax.set_xlabel("N (parameters)")
+        minima = [float(s.compute_optimal(C, opt)[2]) for C in budgets]
+        lo = min([t.loss[m].min()] + [v for v in minima if np.isfinite(v) and v > 0])
+        ax.set_ylim(lo * 0.97, t.loss[m].max() * 1.08)
+    axes[0].set_ylabel("loss")
+    handles = [plt.Line2D([], [], color=c, lw=1.2, label=f"C = {C:.2g}") for C, c in colour.items()]
+    handles += [plt.Line2D([], [], color="grey", marker="*", ls="", ms=9, label="law's minimum N*(C)"),
+                plt.Line2D([], [], color="grey", marker="o", ls="", label="runs within 25% of C")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=_legend_columns(len(handles), len(opts)))
+    unit = "FLOPs x step cost" if s.cost_per_ND is not None else "6ND"
+    fig.suptitle(f"IsoFLOP curves: loss against N at fixed compute C ({unit}), shared law")
+    return _save(fig, out / "isoflop.png")
+
+
+def frontier(study: Study, out: Path) -> Path | None:
+    """Compute-optimal loss L*(C) per optimizer with its 95% bootstrap band and the runs (cost, loss),
+    and N*(C)."""
+    if study.shared is None:
+        return None
+    s, t = study.shared, study.table
+    style = _style(list(s.optimizers), s.reference)
+    if not any(np.isfinite(s.compute_optimal(1.0, o)[0]) and s.compute_optimal(1.0, o)[0] > 0
+               for o in s.optimizers):
+        return None   # no optimizer's law has a finite compute optimum (A or B at zero): nothing to draw
+    cost = np.concatenate([s.compute_cost(t.N[t.optimizer == o], t.D[t.optimizer == o], o) for o in s.optimizers])
+    C = np.geomspace(cost.min() / 3, cost.max() * 3, 80)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
+    for opt in s.optimizers:
+        st = style[opt]
+        N_opt, _, L_opt = s.compute_optimal(C, opt)
+        axes[0].plot(C, L_opt, color=st["color"], label=opt, lw=1.3)
+        band = s.frontier_band(C, opt)
+        if band is not None:
+            axes[0].fill_between(C, band[0], band[1], color=st["color"], alpha=0.15, lw=0)
+        m = t.optimizer == opt
+        axes[0].scatter(s.compute_cost(t.N[m], t.D[m], opt), t.loss[m], s=10, color=st["color"], marker=st["marker"],
+                        alpha=0.7, edgecolor="none")
+        axes[1].plot(C, N_opt, color=st["color"], label=opt, lw=1.3)
+    for ax in axes:
+        _log_axis(ax, labels=lambda x, _p=None: f"{x:.0e}".replace("e+", "e") if x > 0 else "")
+        ax.axvspan(cost.min(), cost.max(), color="grey", alpha=0.08, lw=0)
+        ax.set_xlabel("compute C (FLOPs x step cost)" if s.cost_per_ND is not None else "compute C = 6ND")
+    _log_axis(axes[1], "y")
+    minima = np.concatenate([np.atleast_1d(s.compute_optimal(C, o)[2]) for o in s.optimizers])
+    minima = minima[np.isfinite(minima) & (minima > 0)]
+    lo = min(t.loss.min(), minima.min()) if minima.size else t.loss.min()
+    axes[0].set_ylim(lo * 0.97, max(np.percentile(t.loss, 95), t.loss.min() * 1.01) * 1.05)
+    axes[0].set_ylabel("loss; lines: compute-optimal L*(C)")
+    axes[1].set_ylabel("compute-optimal N*(C)")
+    axes[1].legend(ncol=2)
+    fig.suptitle("Compute-optimal frontier per optimizer: law (band: 95% bootstrap), runs as points; "
+                 "shaded: compute range of the data")
+    return _save(fig, out / "frontier.png")
+
+
+# ----------------------------------------------------------------------------- residuals and tuning
 
 def residuals(study: Study, out: Path) -> Path:
     """Relative residual (loss - fit) / loss against N, per optimizer, for shared and separate laws."""
     t = study.table
     fits = [(name, f) for name, f in (("shared", study.shared), ("separate", study.separate)) if f is not None]
-    fig, axes = plt.subplots(1, len(fits), figsize=(6 * len(fits), 3.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(fits), figsize=(6 * len(fits), 3.8), squeeze=False, sharey=True,
+                             layout="constrained")
     opts = sorted(set(t.optimizer.tolist()))
-    cmap = plt.get_cmap("tab20")
+    style = _style(opts, _reference(study))
     for ax, (name, fit) in zip(axes[0], fits):
         for j, opt in enumerate(opts):
             if opt not in fit.laws:
@@ -141,46 +397,20 @@ def residuals(study: Study, out: Path) -> Path:
             m = t.optimizer == opt
             rel = (t.loss[m] - fit.predict(t.N[m], t.D[m], opt)) / t.loss[m]
             jitter = np.exp(0.03 * (j - len(opts) / 2))  # separate overlapping optimizers a little
-            ax.scatter(t.N[m] * jitter, rel * 100, s=10, color=cmap(j % 20), label=opt)
+            ax.scatter(t.N[m] * jitter, rel * 100, s=12, color=style[opt]["color"], marker=style[opt]["marker"],
+                       label=opt)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xscale("log")
+        _log_axis(ax)
         ax.set_xlabel("N (parameters)")
-        ax.set_title(f"{name} law residuals", fontsize=10)
-        ax.grid(alpha=0.3)
+        ax.set_title(f"{name} law residuals")
     axes[0][0].set_ylabel("(loss - fit) / loss  [%]")
-    axes[0][-1].legend(fontsize=6, ncol=2)
+    axes[0][-1].legend(ncol=2)
     return _save(fig, out / "residuals.png")
 
 
-def frontier(study: Study, out: Path) -> Path | None:
-    """Compute-optimal loss L*(C) and N*(C) per optimizer under the shared law (cost = k_o N D)."""
-    if study.shared is None:
-        return None
-    s = study.shared
-    t = study.table
-    cost = np.concatenate([s.compute_cost(t.N[t.optimizer == o], t.D[t.optimizer == o], o) for o in s.optimizers])
-    C = np.geomspace(cost.min() / 3, cost.max() * 3, 80)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    cmap = plt.get_cmap("tab20")
-    for j, opt in enumerate(s.optimizers):
-        N_opt, D_opt, L_opt = s.compute_optimal(C, opt)
-        axes[0].plot(C, L_opt, color=cmap(j % 20), label=opt, lw=1.2)
-        axes[1].plot(C, N_opt, color=cmap(j % 20), label=opt, lw=1.2)
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.axvspan(cost.min(), cost.max(), color="grey", alpha=0.1, lw=0)
-        ax.set_xlabel("compute C (FLOPs x step cost)" if s.cost_per_ND is not None else "compute C = 6ND")
-        ax.grid(alpha=0.3, which="both")
-    axes[1].set_yscale("log")
-    axes[0].set_ylabel("compute-optimal loss L*(C)")
-    axes[1].set_ylabel("N*(C)")
-    axes[0].legend(fontsize=7, ncol=2)
-    fig.suptitle("Compute-optimal frontier per optimizer (shaded: compute range of the data)", fontsize=10)
-    return _save(fig, out / "frontier.png")
-
-
 def tuning(study: Study, out: Path) -> list[Path]:
-    """Loss against each swept hyperparameter, one line per cell, one figure per optimizer."""
+    """Per optimizer and swept hyperparameter: each cell's loss above its best against the value
+    (one line per cell, coloured by N; the minimum at 0 shows where the winner sits in the sweep)."""
     paths = []
     by_opt: dict[str, list[dict]] = {}
     for cell in study.table.tuning:
@@ -189,22 +419,23 @@ def tuning(study: Study, out: Path) -> list[Path]:
         names = sorted({n for c in cells for n in c["swept"]})
         if not names:
             continue
-        fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
+        fig, axes = plt.subplots(1, len(names), figsize=(6.0 * len(names), 4.2), squeeze=False, layout="constrained")
+        colour = _size_colours([c["N"] for c in cells])
         for ax, name in zip(axes[0], names):
             for cell in cells:
                 pts = [(p["hyperparameters"], p["loss"]) for p in cell["points"]]
-                xs = [(_lookup(hp, name), loss) for hp, loss in pts if _lookup(hp, name) is not None]
+                xs = sorted((_lookup(hp, name), loss) for hp, loss in pts if _lookup(hp, name) is not None)
                 if not xs:
                     continue
-                xs.sort()
-                ax.plot([a for a, _ in xs], [b for _, b in xs], marker="o", ms=3,
-                        label=f"N={cell['N']:.3g} D={cell['D']:.3g}")
-            ax.set_xscale("log")
+                best = min(b for _, b in xs)
+                ax.plot([a for a, _ in xs], [b - best for _, b in xs], marker="o", ms=3, lw=0.8, alpha=0.8,
+                        color=colour[float(cell["N"])])
+            _log_axis(ax, labels=_plain)
             ax.set_xlabel(name)
-            ax.set_ylabel("final loss")
-            ax.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=6)
-        fig.suptitle(f"{opt}: loss vs swept hyperparameters per cell", fontsize=10)
+            ax.set_ylabel("final loss above the cell's best")
+        handles = [plt.Line2D([], [], color=c, marker="o", label=f"N={si(n)}") for n, c in colour.items()]
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6))
+        fig.suptitle(f"{opt}: each cell's loss against the swept hyperparameter ({len(cells)} cells)")
         paths.append(_save(fig, out / f"tuning_{opt}.png"))
     return paths
 
@@ -219,6 +450,6 @@ def _lookup(hp: dict, dotted: str):
 
 
 def all_plots(study: Study, out: Path) -> list[Path]:
-    paths = [loss_vs_D(study, out), loss_vs_N(study, out), rhos(study, out), residuals(study, out),
-             frontier(study, out)] + tuning(study, out)
+    paths = [loss_vs_D(study, out), loss_vs_N(study, out), rhos(study, out), effective_rho(study, out),
+             isoflop(study, out), residuals(study, out), frontier(study, out)] + tuning(study, out)
     return [p for p in paths if p is not None]
