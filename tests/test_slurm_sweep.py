@@ -209,17 +209,95 @@ def test_options_the_cluster_rejects_show_sbatchs_message(slurm_cluster, user_co
 
 @pytest.mark.slow
 def test_sbatch_template_runs_the_manifest_points(slurm_cluster, user_configs, tmp_path, capsys):
+    # The dry run prints the plan with the exact submission parameters and #SBATCH lines, and
+    # fills the template from the launcher config: no hard-coded CPUs or time, logs in the sweep dir.
     sweep_dir = tmp_path / "sw"
-    main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"])
+    main_sweep(["sweep=tiny", "launcher=slurm_cpu", f"sweep_dir={sweep_dir}", "--dry-run"])
+    out = capsys.readouterr().out
+    assert "slurm array 1/1: 2 jobs; partition=(default) account=- qos=- nodes=1 gpus_per_node=0 cpus_per_task=1 " \
+           "mem=(default) time=00:05:00 array=0-1%2" in out
+    for line in ("#SBATCH --array=0-1%2", "#SBATCH --cpus-per-task=1", "#SBATCH --time=5", "#SBATCH --signal=USR1@30",
+                 f"#SBATCH --output={sweep_dir.resolve()}/slurm_logs/"):
+        assert line in out
+    script = sweep_dir.resolve() / "slurm" / "array-1.sbatch"
+    assert f"sbatch {script}" in out
+    text = script.read_text()
+    assert "#SBATCH --cpus-per-task=1" in text and "#SBATCH --time=00:05:00" in text and "#SBATCH --array=0-1%2" in text
+    assert f"#SBATCH --output={sweep_dir.resolve()}/slurm_logs/%x-%A_%a.out" in text
+    assert not list((sweep_dir / "claims").glob("*.json"))  # a dry run claims nothing
     env = dict(os.environ, OPTLAW_PYTHON=sys.executable)
-    submitted = subprocess.run(
-        ["sbatch", "--parsable", "--array=0-1%2", "--cpus-per-task=1", "--time=30", f"--chdir={tmp_path}",
-         str(REPO / "slurm" / "sweep_array.sbatch"), str(sweep_dir)],
-        capture_output=True, text=True, env=env, check=True,
-    )
+    submitted = subprocess.run(["sbatch", "--parsable", f"--chdir={tmp_path}", str(script)],
+                               capture_output=True, text=True, env=env, check=True)
     array_id = submitted.stdout.strip().split(";")[0]
     wait_until(lambda: not queued([array_id]), 300, "the sbatch array to finish")
     for point in read_manifest(sweep_dir)["points"]:
         assert records.read_record(sweep_dir / point["run_dir"]).status == "done"
+    assert list((sweep_dir / "slurm_logs").glob("*.out"))
     main_status([str(sweep_dir)])
     assert "2 points: 2 done" in capsys.readouterr().out
+
+
+TIMING_FIELDS = {"started_at", "updated_at", "wall_time_s", "tokens_per_s", "mean_fwd_bwd_s", "mean_optimizer_step_s",
+                 "mean_data_wait_s", "step_cost", "step_cost_ratio", "mfu", "train_time_s"}
+
+
+def comparable(run_dir: Path) -> dict:
+    record = json.loads((run_dir / "run.json").read_text())
+    record["config"].pop("run_dir")
+    return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
+
+
+def worker_pids(log: Path) -> set[str]:
+    return {line.rsplit("pid ", 1)[1].rstrip(")") for line in log.read_text().splitlines() if "in worker pid" in line}
+
+
+@pytest.mark.slow
+def test_packed_job_runs_its_points_in_one_worker_with_the_records_of_one_job_per_point(
+        slurm_cluster, user_configs, tmp_path, capsys):
+    packed, single = tmp_path / "packed", tmp_path / "single"
+    assert main_sweep(["sweep=tiny", "launcher=slurm_cpu", "launcher.pack_minutes=60", f"sweep_dir={packed}"]) == 0
+    assert "1 jobs (2 points packed)" in capsys.readouterr().out
+    assert main_sweep(["sweep=tiny", "launcher=slurm_cpu", f"sweep_dir={single}"]) == 0
+    capsys.readouterr()
+    packed_jobs, single_jobs = job_ids_of(packed), job_ids_of(single)
+    assert len(set(packed_jobs.values())) == 1 and len(set(single_jobs.values())) == 2
+    wait_until(lambda: not queued(list(packed_jobs.values()) + list(single_jobs.values())), 600, "both sweeps to finish")
+    points = read_manifest(packed)["points"]
+    pids = set()
+    for point in points:
+        a, b = comparable(packed / point["run_dir"]), comparable(single / point["run_dir"])
+        assert a["status"] == "done" and a["final_val_loss"] == b["final_val_loss"] and a == b
+        pids |= worker_pids(packed / "logs" / f"{point['run_id']}.log")
+    assert len(pids) == 1  # one worker process ran the whole pack
+    assert not list((packed / "claims").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_a_requeued_packed_job_resumes_the_rest_of_its_pack(slurm_cluster, user_configs, tmp_path, capsys):
+    sweep_dir = tmp_path / "sw"
+    main_sweep(["sweep=longer", f"sweep_dir={sweep_dir}", "--dry-run", *EVERY_STEP])
+    first, second = read_manifest(sweep_dir)["points"]
+    references = {}
+    for point in (first, second):
+        references[point["run_id"]] = tmp_path / f"ref-{point['run_id']}"
+    reference = subprocess.Popen(
+        [sys.executable, "-m", "optlaw", "train", *first["overrides"], f"run_dir={references[first['run_id']]}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    assert main_sweep(["sweep=longer", "launcher=slurm_cpu", "launcher.pack_minutes=60", f"sweep_dir={sweep_dir}",
+                       *EVERY_STEP]) == 0
+    capsys.readouterr()
+    jobs = job_ids_of(sweep_dir)
+    (job,) = set(jobs.values())
+    first_dir = sweep_dir / first["run_dir"]
+    wait_until(lambda: steps_logged(first_dir) >= 1, 240, "the pack's first point to train a step", poll_s=0.1)
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    release_requeued(job)
+    wait_until(lambda: not queued([job]), 600, "the requeued pack to finish")
+    for point in (first, second):
+        assert records.read_record(sweep_dir / point["run_dir"]).status == "done"
+    log = (sweep_dir / "logs" / f"{first['run_id']}.log").read_text()
+    assert "preempted by SIGTERM" in log and "resuming from step" in log
+    assert reference.wait(timeout=300) == 0
+    assert records.read_record(first_dir).final_val_loss == records.read_record(references[first["run_id"]]).final_val_loss
+    assert not list((sweep_dir / "claims").glob("*.json"))

@@ -1,10 +1,12 @@
-"""Run one grid point as an ``optlaw train`` subprocess, from any launcher.
+"""A grid point's command and child process, for every launcher; a SLURM job's pack of points.
 
-Used by the local launcher, by the SLURM jobs submitit starts, and by the plain
-sbatch template (``python -m optlaw.sweep.job SWEEP_DIR --index $SLURM_ARRAY_TASK_ID``).
-A subprocess isolates the point: a crash, OOM or divergence cannot take the
-launcher down. Signals meant for the point (SLURM's pre-timeout USR2/USR1, TERM)
-are forwarded so the trainer writes a checkpoint before the process ends.
+``train_args`` is what trains a point (``optlaw train ...``), run by a worker
+(optlaw.sweep.worker) or as its own process (``PointProcess``: torchrun points, and
+``launcher.in_process=false``). ``run_sweep_pack`` runs a SLURM job's points in one
+worker. One point by hand, as an sbatch task: ``python -m optlaw.sweep.job SWEEP_DIR
+--index $SLURM_ARRAY_TASK_ID``. Signals meant for the point (SLURM's pre-timeout USR1,
+which submitit and the sbatch template are set to send, and TERM; a USR2 is turned into
+USR1) are forwarded so the trainer writes a checkpoint before the process ends.
 """
 
 from __future__ import annotations

@@ -232,14 +232,18 @@ def die_with_parent(parent_pid: int, signum: int = signal.SIGTERM) -> Callable[[
     request pipe closes.
     """
 
-    def preexec() -> None:
-        if not sys.platform.startswith("linux"):
-            return
+    prctl = None
+    if sys.platform.startswith("linux"):
         import ctypes
 
-        pr_set_pdeathsig = 1
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, int(signum), 0, 0, 0)
+        # Looked up here, in the parent: the child between fork and exec should only make the call.
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        if prctl is None:
+            return
+        prctl(pr_set_pdeathsig, int(signum), 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os._exit(1)
 
