@@ -23,6 +23,7 @@ from optlaw.sweep.manifest import read_manifest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_sweep_grid import write_sweep  # noqa: E402  (shared tiny sweep definition)
+from test_sweep_worker import comparable, worker_pids  # noqa: E402  (records without timings; a log's worker pids)
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parent.parent
@@ -237,20 +238,6 @@ def test_sbatch_template_runs_the_manifest_points(slurm_cluster, user_configs, t
     assert "2 points: 2 done" in capsys.readouterr().out
 
 
-TIMING_FIELDS = {"started_at", "updated_at", "wall_time_s", "tokens_per_s", "mean_fwd_bwd_s", "mean_optimizer_step_s",
-                 "mean_data_wait_s", "step_cost", "step_cost_ratio", "mfu", "train_time_s"}
-
-
-def comparable(run_dir: Path) -> dict:
-    record = json.loads((run_dir / "run.json").read_text())
-    record["config"].pop("run_dir")
-    return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
-
-
-def worker_pids(log: Path) -> set[str]:
-    return {line.rsplit("pid ", 1)[1].rstrip(")") for line in log.read_text().splitlines() if "in worker pid" in line}
-
-
 @pytest.mark.slow
 def test_packed_job_runs_its_points_in_one_worker_with_the_records_of_one_job_per_point(
         slurm_cluster, user_configs, tmp_path, capsys):
@@ -301,3 +288,29 @@ def test_a_requeued_packed_job_resumes_the_rest_of_its_pack(slurm_cluster, user_
     assert reference.wait(timeout=300) == 0
     assert records.read_record(first_dir).final_val_loss == records.read_record(references[first["run_id"]]).final_val_loss
     assert not list((sweep_dir / "claims").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_multinode_command_trains_a_point_under_srun_with_a_torchrun_rendezvous(slurm_cluster, user_configs, tmp_path):
+    # The single-node cluster allows one node: the generated srun + torchrun command (c10d rendezvous
+    # on the first allocated node, its name from scontrol) runs there with 2 CPU ranks (gloo).
+    sweep_dir = tmp_path / "sw"
+    main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"])
+    point = read_manifest(sweep_dir)["points"][0]
+    runner = tmp_path / "node.py"
+    runner.write_text(
+        "import subprocess, sys\n"
+        "from optlaw.sweep.manifest import read_manifest, point_by_id\n"
+        "from optlaw.sweep.slurm import multinode_command\n"
+        f"manifest = read_manifest({str(sweep_dir)!r})\n"
+        f"argv = multinode_command({str(sweep_dir)!r}, point_by_id(manifest, {point['run_id']!r}), manifest, gpus=2, nodes=1)\n"
+        "argv.append('batch.micro_batch_size=2')  # 2 ranks x 2 x 128 tokens = the global batch of 512\n"
+        "print(' '.join(argv), flush=True)\n"
+        "sys.exit(subprocess.run(argv).returncode)\n"
+    )
+    done = subprocess.run(["srun", "-N1", "-n1", "--cpus-per-task=2", "--time=10", f"--chdir={tmp_path}",
+                           sys.executable, str(runner)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "--rdzv_backend=c10d" in done.stdout and "--nnodes=1" in done.stdout
+    record = records.read_record(sweep_dir / point["run_dir"])
+    assert record.status == "done" and record.budget["world_size"] == 2
