@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 # and from the stages below it.
 ORDER = ("shared", "models", "data", "optim", "train", "sweep", "fit", "report", "proxy", "entry")
 # optlaw/<name>.py or optlaw/<name>/ modules that every stage may use.
-SHARED = frozenset({"errors", "jsonio", "records", "config"})
+SHARED = frozenset({"errors", "jsonio", "records", "config", "machine"})
 # Stages that sit one above the other but never import each other (docs/design.md):
 # - report draws what it is given (a fit result, by duck typing): a fit never needs a
 #   report and a report never refits;

@@ -21,9 +21,10 @@ def test_demo_runs_fits_reports_and_reuses_finished_points(tmp_path, capsys):
     assert list((out / "fit").glob("*.png"))
     tail = first.strip().splitlines()[-4:]
     assert tail[0].startswith("report: ")
-    assert tail[1].startswith("shared law: L = ")
-    assert "muon rho_N" in tail[2]
-    assert tail[3].startswith("compute multiplier vs adamw")
+    assert tail[1].startswith("Shared law: L = ")
+    assert tail[2].startswith("Muon ") and "AdamW" in tail[2] and "tokens" in tail[2] and "compute" in tail[2]
+    assert tail[3].startswith("Checks: ") and "rho_D <= 2x wide" in tail[3]
+    assert "demo criteria (issue 13):" in first
 
     # Rerun: every point is reused, only the fit is redone.
     assert cli.main(args) == 0
@@ -71,7 +72,9 @@ def test_demo_chains_the_sweep_and_the_fit_as_functions_and_reads_no_files(tmp_p
     assert (fit.law, fit.bootstrap, fit.wandb) == ("compute", 20, "disabled")
     lines = capsys.readouterr().out.strip().splitlines()
     assert "some points did not finish" in "\n".join(lines) and "fit summary" in lines
-    assert lines[-3] == "shared law: L = 2.000 + 3/(rho_N N)^0.300 + 4/(rho_D D)^0.200  (12 runs, reference adamw)"
-    assert lines[-2] == "efficiency vs adamw: muon rho_N 1.50 [1.10, 2.00], rho_D 2.00 [1.50, 3.00]"
-    assert lines[-1].endswith("muon 1.20 [0.90, 1.60]")
+    assert lines[-3] == "Shared law: L = 2.000 + 3/(rho_N N)^0.300 + 4/(rho_D D)^0.200  (12 runs, reference AdamW)"
+    assert lines[-2] == ("Muon reaches AdamW's loss with 2.00x [1.50, 3.00] fewer tokens and 1.50x [1.10, 2.00] fewer "
+                         "parameters (not resolved from 1: compute 1.20x [0.90, 1.60]).")
+    assert lines[-1].startswith("Checks: shared law identified n/a, separate fits ill-conditioned n/a, rho_D <= 2x wide yes, "
+                                "rho_N <= 3x wide yes, exponents exclude 0.03 n/a")
     assert not out.exists()

@@ -49,6 +49,7 @@ DATA_TRAIN = (".venv/bin/optlaw train model=llama/20m data=text 'data.files=[cor
               "data.tokenizer_vocab_size=8192 ...")
 DATA_PARQUET = (".venv/bin/python -m optlaw data model=llama/20m data=text 'data.files=[shards/*.parquet]' "
                 "data.tokenizer=/path/to/tokenizer")
+DATA_FACTS_FIT = "optlaw fit --csv scripts/research/results/protocol_transfer.csv --law compute --bootstrap 300"
 # design.md
 SWEEP_POINT = "optlaw train <overrides> run_dir=<sweep_dir>/runs/<run_id>"
 PYTHON_M_OPTLAW = "python -m optlaw"
@@ -69,6 +70,7 @@ FIT_MARIN_DOCS = (
     "--n-basis non_embedding --law compute --out out/marin")
 # optimizers.md
 BENCH_OPTIM = ".venv/bin/python scripts/bench/bench_optim.py --rounds 5"
+BENCH_OPTIM_MUON = ".venv/bin/python scripts/bench/bench_optim.py --only Muon --rounds 7"
 # proxy.md
 PROXY_RF_USAGE = "optlaw proxy random_features --out DIR [key=value ...]"
 PROXY_QUADRATIC_USAGE = "optlaw proxy quadratic --out DIR [key=value ...]"
@@ -102,6 +104,7 @@ SLURM_SWEEP_TEST = SLURM_TESTS + "test_slurm_sweep_finishes_every_point_and_rela
 REGISTRY: dict[str, dict[str, tuple[str, ...]]] = {
     "benchmarks.md": {
         BENCH_ALL: (README_TESTS + "test_bench_run_all_on_a_shrunk_bench_fit",),
+        BENCH_OPTIM_MUON: ("test_bench_optim_muon_on_a_small_model",),  # the shared-machine run on machine C
     },
     "configuration.md": {
         TASK_QUADRATIC: ("test_proxy_points_through_train",),
@@ -113,6 +116,7 @@ REGISTRY: dict[str, dict[str, tuple[str, ...]]] = {
         # The README's train command on the same corpus, `...` being its budget.tokens_per_param=20.
         DATA_TRAIN: (README_TESTS + "test_text_corpus_data_then_train", "test_data_train_command_is_the_readmes"),
         DATA_PARQUET: ("test_data_module_tokenizes_jsonl_then_parquet_with_its_tokenizer",),
+        DATA_FACTS_FIT: ("test_facts_regime_fit_is_the_documented_law",),
     },
     "design.md": {
         PYTHON_M_OPTLAW: ("test_python_m_optlaw_is_the_console_script",),
@@ -268,6 +272,26 @@ def test_data_module_tokenizes_jsonl_then_parquet_with_its_tokenizer(tmp_path):
         assert given[key] == trained[key], key
 
 
+def test_facts_regime_fit_is_the_documented_law(tmp_path):
+    # data.md's fit of the measured facts-corpus grid (72 recorded cells, committed as a CSV), from
+    # the repository root as written; DIR -> tmp_path/fit, without plots. It must give the printed
+    # law and meet issue 13's width criteria on the rho intervals, and the printed verdicts: the
+    # shared law weak, constant rho rejected, the holdout won by the separate laws.
+    run_command(DATA_FACTS_FIT, REPO_ROOT, ["--out", str(tmp_path / "fit"), "--no-plots"])
+    doc = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    shared = doc["shared"]
+    assert (round(shared["E"], 3), round(shared["alpha"], 3), round(shared["beta"], 3)) == (1.263, 0.653, 0.676)
+    others = {k: v for k, v in doc["optimizers"].items() if k != "adamw"}
+    assert sorted(others) == ["muon", "shampoo", "soap"]
+    for name, o in others.items():
+        assert o["rho_D_ci"][1] / o["rho_D_ci"][0] <= 2.0, name
+        assert o["rho_N_ci"][1] / o["rho_N_ci"][0] <= 3.0, name
+    assert round(others["muon"]["rho_D"], 2) == 1.83
+    assert doc["holdout_error"]["shared"]["rmse_log"] > doc["holdout_error"]["separate"]["rmse_log"]
+    assert shared["identifiability"]["verdict"] == "weak"
+    assert doc["rho_constancy"]["p_value"] < 0.05
+
+
 def test_data_train_command_is_the_readmes():
     # data.md's train line is the README's (tests/test_readme_commands.py runs it on the same corpus)
     # with `optlaw` spelt .venv/bin/optlaw and its budget (budget.tokens_per_param=20) written `...`.
@@ -405,8 +429,22 @@ def test_bench_optim_on_a_small_model(tmp_path):
     out = run_command(BENCH_OPTIM, REPO_ROOT, shrink, env=cli_env(tmp_path)).stdout
     assert {p.name for p in REPO_ROOT.iterdir()} == before, "the benchmark wrote into the repository"
     assert out.startswith("model llama/100k") and "1 interleaved rounds x 10 steps" in out
+    # Ratios depend on the machine (bf16 native or emulated): the output names it.
+    assert re.search(r"^machine: CPU .+ flags .+; torch \S+ \(CPU capability \w+\), 1 threads; load average ", out, re.M), out
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "---" not in line]
     algorithms = {row[0].strip() for row in rows[1:]}
     assert algorithms == {"AdamW", "Shampoo"}
     optlaw_shampoo = next(row for row in rows if row[1].strip().startswith("optlaw (grafted"))
     assert float(optlaw_shampoo[-1]) > 0  # its step time relative to the fastest peer library
+
+
+def test_bench_optim_muon_on_a_small_model(tmp_path):
+    # The Muon-only run of docs/benchmarks.md, shrunk: llama/100k, a batch of 2, one round of 10 steps.
+    shrink = ["--model", "llama/100k", "--batch", "2", "--rounds", "1"]
+    out = run_command(BENCH_OPTIM_MUON, REPO_ROOT, shrink, env=cli_env(tmp_path)).stdout
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert {row[0].strip() for row in rows[1:]} == {"AdamW", "Muon"}
+    # The probe's pick is named in the row and explained above the table (with its times).
+    auto = next(row for row in rows if row[1].strip().startswith("optlaw (batched; ns_dtype auto = "))
+    assert float(auto[-1]) > 0
+    assert re.search(r"^muon\.ns_dtype: (float32|bfloat16) \(probe: float32 [\d.]+ ms, bfloat16 [\d.]+ ms", out, re.M), out

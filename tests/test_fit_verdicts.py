@@ -14,7 +14,7 @@ from optlaw.entry import cli
 from optlaw.fit import RunTable, fit_compute, fit_separate, fit_shared, run_study
 from optlaw.fit.study import summarize
 from optlaw.fit.synthetic import synthetic_table
-from optlaw.records import write_record
+from optlaw.records import RunRecord, write_record
 
 REPO = Path(__file__).resolve().parents[1]
 MARIN = ["--column", "optimizer=optimizer_canonical", "--column", "N=N_nonembed", "--column", "D=D_tokens",
@@ -257,10 +257,10 @@ def test_every_shipped_sweep_design_fits_without_exit_1(config, tmp_path, capsys
         lr = next(iter(p["hp"].values()), 1.0)
         loss = (2.0 + 60 / p["N"] ** 0.3 + 300 / p["D"] ** 0.3) * (1 + 0.02 * abs(np.log(lr))) \
             * np.exp(0.002 * rng.standard_normal())
-        write_record(tmp_path / "sweep" / "runs" / f"r{i:03d}", {
-            "run_id": f"r{i:03d}", "status": "done", "optimizer": p["optimizer"], "N": p["N"],
+        write_record(tmp_path / "sweep" / "runs" / f"r{i:03d}", RunRecord.from_json({
+            "run_id": f"r{i:03d}", "task": "llm", "status": "done", "optimizer": p["optimizer"], "N": p["N"],
             "N_non_embedding": p["N"], "D": p["D"], "final_val_loss": loss, "seed": 0,
-            "hyperparameters": p["hp"] or {"lr_mult": 1.0}, "sweep": config.stem})
+            "hyperparameters": p["hp"] or {"lr_mult": 1.0}, "sweep": config.stem}))
     optimizers = sorted({p["optimizer"] for p in points})
     reference = "adamw" if "adamw" in optimizers else optimizers[0]
     out = tmp_path / "fit"

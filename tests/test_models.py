@@ -9,9 +9,9 @@ from omegaconf import OmegaConf
 from optlaw.config import compose, config_dir
 from optlaw.errors import ConfigError
 from optlaw.models import build_model, model_stats
-from optlaw.models.ladder import CPU_SIZES, FAMILIES, REAL_SIZES, ladder_preset, preset_yaml
+from optlaw.models.ladder import CPU_SIZES, FAMILIES, REAL_SIZES, TINY_SIZES, ladder_preset, preset_yaml
 
-PRESETS = [(f, s) for f in FAMILIES for s in [*CPU_SIZES, *REAL_SIZES]]
+PRESETS = [(f, s) for f in FAMILIES for s in [*TINY_SIZES, *CPU_SIZES, *REAL_SIZES]]
 
 
 def _preset_cfg(family: str, size: str):
@@ -50,6 +50,17 @@ def test_cpu_presets_use_synthetic_vocab_and_short_context():
             cfg = _preset_cfg(family, size)
             assert cfg.vocab_size == synthetic.vocab_size
             assert cfg.seq_len <= 256
+
+
+def test_tiny_presets_use_facts_vocab_and_span_a_decade():
+    facts = compose("train", ["data=facts"]).data
+    sizes = []
+    for size in TINY_SIZES:
+        for family in FAMILIES:
+            cfg = _preset_cfg(family, size)
+            assert cfg.vocab_size == facts.vocab_size and cfg.seq_len == 64
+        sizes.append(model_stats(_preset_cfg("llama", size)).n_non_embedding)
+    assert sizes == sorted(sizes) and sizes[-1] / sizes[0] >= 10
 
 
 def test_olmo_has_qk_norm_and_post_norms_llama_has_pre_norms():

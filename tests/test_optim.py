@@ -350,9 +350,33 @@ def test_step_cost_reference_is_adamw_as_optlaw_builds_it():
     run_adamw = build_optimizer(model, optimizer_cfg("adamw"), tiny_model_cfg("llama")).optimizers["adamw"]
     reference = cost.reference_adamw(list(model.parameters()))
     assert isinstance(reference, torch.optim.AdamW)
-    for key in ("fused", "foreach"):  # one kernel choice (optlaw.optim.factory.adamw): foreach on this CPU
+    for key in ("fused", "foreach"):  # one kernel choice (optlaw.optim.factory.adamw): fused, on CPU too
         assert reference.defaults[key] == run_adamw.defaults[key], key
-    assert reference.defaults["foreach"] is True and not reference.defaults["fused"]
+    assert reference.defaults["fused"] is True
+
+
+def test_fused_adamw_computes_the_for_loop_update_up_to_rounding():
+    # optlaw.optim.factory.adamw uses torch's fused kernel on CPU for speed; it must not change the run's numerics.
+    from optlaw.optim.factory import adamw
+
+    torch.manual_seed(0)
+    shapes = [(64, 32), (32,), (1000, 16)]
+    fused_params = [torch.randn(s, requires_grad=True) for s in shapes]
+    loop_params = [p.detach().clone().requires_grad_() for p in fused_params]
+    initial = [p.detach().clone() for p in fused_params]
+    fused = adamw([{"params": fused_params, "lr": 1e-2, "weight_decay": 0.1}], betas=(0.9, 0.95), eps=1e-8)
+    loop = torch.optim.AdamW([{"params": loop_params, "lr": 1e-2, "weight_decay": 0.1}], betas=(0.9, 0.95), eps=1e-8,
+                             foreach=False)
+    assert fused.defaults["fused"] is True
+    for _ in range(20):
+        for p, q in zip(fused_params, loop_params):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        fused.step()
+        loop.step()
+    for p, q, p0 in zip(fused_params, loop_params, initial):
+        assert (p - p0).abs().max() > 1e-2  # the weights moved
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
 def test_step_cost_ratio_charges_forward_and_backward_once():

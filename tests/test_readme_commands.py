@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optlaw import records
+from optlaw import machine, records
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _commands import (  # noqa: E402  (tests/_commands.py: shared with tests/test_docs_commands.py)
@@ -56,6 +56,7 @@ SETUP = "bash scripts/setup.sh"
 SETUP_PEERS = "OPTLAW_EXTRAS=peers bash scripts/setup.sh"
 OPTLAW_HELP = ".venv/bin/optlaw --help"
 DEMO_OUT = "optlaw demo [--out DIR]"
+DEMO_CI = "optlaw demo --sweep demo_ci"
 TRAIN_1M = "optlaw train model=llama/1m optimizer=adamw budget.tokens=2000000"
 TRAIN_OLMO = "optlaw train model=olmo/3m optimizer=muon budget.tokens_per_param=20 run_dir=/tmp/r1"
 TORCHRUN = "torchrun --standalone --nproc_per_node 2 -m optlaw train model=llama/1m budget.tokens=2000000"
@@ -96,6 +97,7 @@ BENCH_HELP = ".venv/bin/python scripts/bench/bench_<name>.py --help"
 SLURM_TEST = "tests/test_slurm_sweep.py::test_slurm_sweep_finishes_every_point_and_relaunch_submits_nothing"
 SBATCH_TEST = "tests/test_slurm_sweep.py::test_sbatch_template_runs_the_manifest_points"
 DEMO_TEST = "tests/test_demo.py::test_demo_runs_fits_reports_and_reuses_finished_points"
+DEMO_CI_TEST = "tests/test_demo_criteria.py::test_reduced_demo_grid_meets_the_interval_and_identifiability_criteria"
 
 # README command -> how it is exercised: a test in this file, `tests/<file>.py::<test>`, or
 # "not runnable here: <reason>" (allowed only for the two commands in NOT_RUNNABLE_ALLOWED).
@@ -114,6 +116,7 @@ REGISTRY: dict[str, tuple[str, ...]] = {
     OPTLAW_HELP: ("test_optlaw_help_lists_every_subcommand_the_guide_uses",),
     # The sweep and its fits: test_demo.py (`optlaw demo --out DIR` on the demo_smoke sweep); DIR's default here.
     DEMO_OUT: (DEMO_TEST, "test_demo_out_defaults_to_optlaw_demo"),
+    DEMO_CI: (DEMO_CI_TEST,),  # the reduced demo grid, run as printed with --out in a temporary folder
     TRAIN_1M: ("test_train_llama_1m_writes_a_done_record_under_runs",),
     TRAIN_OLMO: ("test_train_olmo_3m_muon_into_a_given_run_dir",),
     TORCHRUN: ("test_torchrun_two_ranks_on_cpu",),
@@ -750,9 +753,20 @@ def test_bench_run_all_on_a_shrunk_bench_fit(tmp_path, monkeypatch, capsys):
     assert run_all.main() == 0
     capsys.readouterr()
     text = (tmp_path / "benchmarks.md").read_text()
-    assert re.search(r"^## bench_fit\.py \(ok, \d+ s\)$", text, re.M), text
+    assert re.search(r"^### bench_fit\.py \(ok, \d+ s\)$", text, re.M), text
     assert "optlaw variable projection + 20 bootstrap replicates" in text and "speed ratio (Hoffmann / optlaw)" in text
     assert "## bench_train.py" not in text
+    # Each figure carries its machine: a section per machine (CPU model, flags, torch build), dated.
+    cpu = machine.cpu_info()
+    assert re.search(rf"^## {re.escape(cpu.label())} \| {re.escape(' '.join(cpu.flags))} \| torch ", text, re.M), text
+    assert re.search(r"^Measured \d{4}-\d\d-\d\d \d\d:\d\d UTC", text, re.M) and "machine: CPU " in text
+    # A rerun on this machine replaces its own figures and keeps another machine's.
+    other = run_all.record(text, "another CPU | avx2 | torch 2.13.0+cpu", "bench_fit.py", "### bench_fit.py (ok, 1 s)\nfigures")
+    (tmp_path / "benchmarks.md").write_text(other)
+    assert run_all.main() == 0
+    capsys.readouterr()
+    again = (tmp_path / "benchmarks.md").read_text()
+    assert again.count("### bench_fit.py (ok,") == 2 and "another CPU | avx2" in again and "\nfigures\n" in again
 
 
 def test_bench_scripts_print_their_help():

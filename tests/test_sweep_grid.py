@@ -92,6 +92,22 @@ def test_generic_optimizer_classes_are_two_points_named_by_class():
                       "llama-1m-generic-torch_optimizer_Lamb-2p05ktok-s0"], labels
 
 
+def test_tokens_per_param_range_keeps_the_diagonal_band_and_branches_within_it():
+    tiny = {"device": "cpu", "batch.global_tokens": 1024, "batch.micro_batch_size": 16, "data": "facts"}
+    full = expand(definition(models=["llama/7k", "llama/75k"], tokens=[65536, 524288, 2097152], fixed=tiny))
+    band = expand(definition(models=["llama/7k", "llama/75k"], tokens=[65536, 524288, 2097152], fixed=tiny,
+                             tokens_per_param_range=[5, 80], branching={"enabled": True, "warmup_tokens": 8192}))
+    ratios = sorted(p.tokens / p.non_embedding_params for p in band)
+    assert len(full) == 6 and len(band) == 4 and 5 <= ratios[0] and ratios[-1] <= 80
+    # 7k keeps 65k (9.7) and 524k (78); 75k keeps 524k (7.1) and 2M (28): each pair branches off its own trunk
+    trunks = {p.label: p for p in band if p.extra.get("branch_trunk")}
+    assert sorted(int(p.tokens) for p in trunks.values()) == [524288, 2097152]
+    with pytest.raises(ConfigError, match="tokens_per_param_range must be"):
+        expand(definition(tokens_per_param_range=[80, 5]))
+    with pytest.raises(ConfigError, match="no point has tokens per parameter"):
+        expand(definition(tokens_per_param_range=[1e6, 2e6]))
+
+
 def test_empty_axis_is_an_empty_grid_error():
     with pytest.raises(ConfigError, match="axis 'seeds' is an empty list"):
         expand(definition(seeds=[]))

@@ -126,6 +126,9 @@ def main() -> int:
     plain, branched = rows["one run per budget"], rows["branching"]
     print(f"grid: models {args.models} x optimizers {args.optimizers} x tokens {args.tokens}; WSD decay "
           f"{args.decay_fraction}, warmup {args.warmup_tokens} tokens; synthetic corpus; work dir {work}")
+    from optlaw.machine import describe
+
+    print(f"machine: {describe()}")
     print("train wall s: sum of the records' wall_time_s; elapsed s: this run's wall clock (points run "
           f"{args.parallel} at a time); both are noisy on a shared machine, tokens are exact")
     print(f"{'':<22} {'points':>6} {'branches':>8} {'tokens trained':>15} {'train wall s':>12} {'elapsed s':>10}")

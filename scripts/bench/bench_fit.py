@@ -13,6 +13,7 @@ and the time is scaled by 4500 / K (printed as such); its objective is then the 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from pathlib import Path
@@ -23,6 +24,7 @@ from optlaw.fit import fit_shared, load_csv
 from optlaw.fit import solver
 from optlaw.fit.laws import _problem, _shared_structure
 from optlaw.fit.synthetic import synthetic_table
+from optlaw.machine import describe
 
 MARIN = Path(__file__).resolve().parents[3] / "shared" / "reference-data" / "marin_fantastic_optimizers_final_losses.csv"
 MARIN_COLUMNS = {"optimizer": "optimizer_canonical", "N": "N_nonembed", "D": "D_tokens", "loss": "loss_c4_en"}
@@ -44,6 +46,7 @@ def main() -> int:
     problem = _problem(table, _shared_structure(table, order, reference, "full"), "huber_log")
     n_params = 2 + problem.structure.n_coef
     print(f"data: {source}, {len(table)} points, {len(order)} optimizers, shared law with {n_params} parameters")
+    print(f"machine: {describe()}; numpy {np.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
 
     t0 = time.perf_counter()
     fit = fit_shared(table, reference=reference, bootstrap=args.bootstrap, seed=0)

@@ -2,6 +2,10 @@
 
 Usage: .venv/bin/python scripts/bench/bench_optim.py [--model llama/1m] [--rounds 5] [--threads 1]
 
+The machine matters (Muon's Newton-Schulz dtype is measured per machine; bf16 matmul is
+native on CPUs with avx512_bf16/AMX and emulated elsewhere), so the output names it: CPU
+model, the flags that matter, torch build and threads, and the load average.
+
 Every implementation steps its own copy of the same model with the same gradients
 (one real forward-backward on one batch). Peers replace only the hidden-matrix
 optimizer; embeddings, head and norms use the same AdamW everywhere, exactly as
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import time
@@ -23,6 +28,7 @@ import torch
 from omegaconf import OmegaConf
 
 from optlaw.config import compose
+from optlaw.machine import describe
 from optlaw.models import build_model
 from optlaw.optim import build_optimizer
 from optlaw.optim.factory import import_optimizer_class
@@ -60,10 +66,12 @@ def implementations(model: str) -> list[tuple[str, str, dict, dict]]:
     """(algorithm, implementation label, optimizer cfg, model cfg); optlaw's first per algorithm."""
     rows = []
     adamw, model_cfg = optlaw_cfg("adamw", model)
-    rows.append(("AdamW", "optlaw (torch.optim.AdamW foreach)", adamw, model_cfg))
+    rows.append(("AdamW", "optlaw (torch.optim.AdamW fused)", adamw, model_cfg))
     muon, _ = optlaw_cfg("muon", model)
     rows += [
-        ("Muon", "optlaw (torch Muon, fp32 Newton-Schulz)", muon, model_cfg),
+        ("Muon", "optlaw (batched; ns_dtype auto = {ns_dtype})", muon, model_cfg),
+        ("Muon", "optlaw, ns_dtype=float32", {**muon, "muon": {**muon["muon"], "ns_dtype": "float32"}}, model_cfg),
+        ("Muon", "optlaw, ns_dtype=bfloat16", {**muon, "muon": {**muon["muon"], "ns_dtype": "bfloat16"}}, model_cfg),
         ("Muon", "torch.optim.Muon (bf16 Newton-Schulz)", peer_cfg(muon, "torch.optim.Muon", adjust_lr_fn="match_rms_adamw"), model_cfg),
         ("Muon", "heavyball.Muon", peer_cfg(muon, "heavyball.Muon"), model_cfg),
         ("Muon", "pytorch_optimizer.Muon", peer_cfg(muon, "pytorch_optimizer.Muon", group_extra={"use_muon": True}, use_adjusted_lr=True), model_cfg),
@@ -95,6 +103,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
     rows = implementations(args.model)
     if args.only:
@@ -117,6 +126,7 @@ def main() -> int:
                 p.grad = grads[p].clone()
 
     live = []  # (algorithm, label, bundle)
+    choices: dict = {}  # how optlaw's measured defaults were chosen here
     failed = []
     for algorithm, label, opt_cfg, m_cfg in rows:
         model = copy.deepcopy(base)
@@ -131,6 +141,9 @@ def main() -> int:
         except Exception as exc:  # a peer library failing must not hide the others' numbers
             failed.append((algorithm, label, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"))
             continue
+        if "{ns_dtype}" in label:  # the dtype the probe chose on this machine
+            label = label.format(ns_dtype=bundle.resolved["hyperparameters"]["muon"]["ns_dtype"])
+            choices.update(bundle.choices())
         live.append((algorithm, label, bundle))
 
     times: dict[str, list[float]] = {label: [] for _, label, _ in live}
@@ -155,7 +168,12 @@ def main() -> int:
     n_params = sum(p.numel() for p in base.parameters())
     print(f"model {args.model} ({n_params/1e6:.2f}M params), batch {args.batch}x{model_cfg['seq_len']}, "
           f"torch threads {args.threads}, {args.rounds} interleaved rounds x {STEPS_PER_ROUND} steps")
+    print(f"machine: {describe()} (at the end; at the start {load_at_start})")
     print(f"forward+backward: {fb_s*1e3:.1f} ms (median)")
+    for name, choice in choices.items():
+        how = ", ".join(f"{k} {v:.2f} ms" for k, v in choice.get("times_ms", {}).items())
+        print(f"{name}: {choice['value']} ({choice['source']}{': ' + how if how else ''}; "
+              f"measured {choice.get('measured_at', '-')}, cache {choice.get('cache', '-')})")
     print()
     print("| algorithm | implementation | step ms | step / AdamW step | step / fwd+bwd | vs fastest peer |")
     print("|---|---|---:|---:|---:|---:|")

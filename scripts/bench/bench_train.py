@@ -32,6 +32,7 @@ from optlaw.config import compose
 from optlaw.data import build_corpus
 from optlaw.models import build_model
 from optlaw.entry.points import run_point
+from optlaw.machine import describe
 from optlaw.train.budget import plan_budget
 from optlaw.train.metrics import read_metrics
 
@@ -50,7 +51,7 @@ def bare_tokens_per_s(cfg, skip: int) -> float:
     corpus = build_corpus(cfg.data, cfg.data.get("cache_dir"))
     torch.manual_seed(int(cfg.seed))
     model = build_model(cfg.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, foreach=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, fused=True)  # the kernel optlaw uses
     accum, start = plan.grad_accum_steps, None
     for step in range(plan.total_steps):
         if step == skip:
@@ -90,6 +91,7 @@ def main() -> int:
     print(f"model {args.model}, {plan.total_steps} steps of {global_tokens} tokens "
           f"(micro-batch {plan.micro_batch_size} x {plan.grad_accum_steps}), timed after step {args.skip}, "
           f"{args.repeats} interleaved repeats, torch threads {torch.get_num_threads()}")
+    print(f"machine: {describe()}", flush=True)
     ours, bare = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):

@@ -168,6 +168,9 @@ class LLMRunRecord(RunRecord):
     mean_data_wait_s: float | None = None
     tokens_per_s: float | None = None
     step_cost: StepCost | None = None
+    # How each machine-dependent value was chosen ({"muon.ns_dtype": {"value", "source", ...}});
+    # the value itself is in hyperparameters (docs/optimizers.md, "Choices measured on the machine").
+    choices: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str | None] | None = None
     updated_at: str | None = None
 

@@ -1,4 +1,4 @@
-"""The ``data`` group: the embedded synthetic corpus or real text (optlaw.data; docs/data.md)."""
+"""The ``data`` group: the embedded synthetic and facts corpora or real text (optlaw.data; docs/data.md)."""
 
 import math
 from collections.abc import Mapping
@@ -18,7 +18,7 @@ class DataConfig:
     """What every corpus config has."""
 
     name: str = MISSING
-    """synthetic or text (chosen as data=<name>)."""
+    """synthetic, facts or text (chosen as data=<name>)."""
 
 
 @dataclass
@@ -68,6 +68,63 @@ class SyntheticDataConfig(DataConfig):
                 raise ConfigError(f"data.{key} must be >= 1")
 
 
+# Dense prefix-weight tables of the facts corpus up to 16M entries (128 MiB), else an error.
+FACTS_MAX_PREFIX_TABLE = 1 << 24
+
+
+@dataclass
+class FactsDataConfig(DataConfig):
+    """A Zipf-weighted table of key -> value facts inside bigram filler text, so the loss keeps falling with parameters (more facts stored) and tokens (more facts seen often enough); exact entropy floor (math and the measured regime in docs/data.md). The demo's corpus."""
+
+    name: str = "facts"
+    seed: int = 1234
+    """Structure seed: the fact table and filler rows. Data order comes from the run's seed."""
+    vocab_size: int = 128
+    """Tokens (4..65536): 0 BOS, 1 MARK (starts a record), 2.. content tokens."""
+    n_facts: int = 12000
+    """M facts; distinct keys need (vocab_size - 2)^key_len >= n_facts."""
+    fact_zipf: float = 1.3
+    """p(fact f) ~ (f+1)^-a (> 0): the tail beyond the k stored facts shrinks like k^(1-a)."""
+    key_len: int = 2
+    """Key tokens per record."""
+    value_len: int = 2
+    """Value tokens per record, fixed per fact."""
+    fact_rate: float = 0.5
+    """Probability (0..1, exclusive) that a free position starts a record."""
+    value_noise: float = 0.0
+    """Probability (0..1) that a value token is replaced by a uniform content token."""
+    filler_candidates: int = 8
+    """Successors per previous token in the filler bigram rows."""
+    candidate_exponent: float = 1.2
+    """Zipf exponent of the weights over a filler row's successors."""
+    zipf_exponent: float = 1.0
+    """Global Zipf law the filler successors are drawn from."""
+    seq_len: int = II("model.seq_len")
+    """Sequence length at which the entropy floor is computed (the model's context)."""
+    val_tokens: int = II("eval.tokens")
+    """Validation tokens over which the entropy floor is computed (the trainer's eval tokens)."""
+
+    def check(self) -> None:
+        if not 4 <= self.vocab_size <= 65536:
+            raise ConfigError(f"data.vocab_size={self.vocab_size} must be in 4..65536 (BOS, MARK and >= 2 content tokens)")
+        for key in ("n_facts", "key_len", "value_len", "filler_candidates"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"data.{key} must be >= 1")
+        content = self.vocab_size - 2
+        if self.n_facts > content ** self.key_len:
+            raise ConfigError(f"data.n_facts={self.n_facts} exceeds the {content ** self.key_len} distinct keys of "
+                              f"data.key_len={self.key_len} over {content} content tokens; raise key_len or vocab_size")
+        if content ** (self.key_len - 1) > FACTS_MAX_PREFIX_TABLE:
+            raise ConfigError(f"data.key_len={self.key_len} with {content} content tokens needs a prefix table of "
+                              f"{content ** (self.key_len - 1)} entries; lower key_len or vocab_size")
+        if not 0.0 < self.fact_rate < 1.0:
+            raise ConfigError(f"data.fact_rate={self.fact_rate} must be in (0, 1): records and filler both occur")
+        if not 0.0 <= self.value_noise <= 1.0:
+            raise ConfigError(f"data.value_noise={self.value_noise} must be in [0, 1]")
+        if self.fact_zipf <= 0:
+            raise ConfigError(f"data.fact_zipf={self.fact_zipf} must be > 0")
+
+
 @dataclass
 class TextDataConfig(DataConfig):
     """Real text, tokenized once per (corpus content, tokenizer) into memory-mapped uint16/uint32 shards under cache_dir; every run shares the same held-out validation split (docs/data.md)."""
@@ -109,7 +166,8 @@ class TextDataConfig(DataConfig):
             raise ConfigError("data=text needs data.files (local .txt/.jsonl/.parquet paths or globs) or data.dataset (a `datasets` name)")
 
 
-DATA_SCHEMAS: dict[str, type[DataConfig]] = {"synthetic": SyntheticDataConfig, "text": TextDataConfig}
+DATA_SCHEMAS: dict[str, type[DataConfig]] = {
+    "synthetic": SyntheticDataConfig, "facts": FactsDataConfig, "text": TextDataConfig}
 
 
 def data_config(value: Any) -> DataConfig:
@@ -120,6 +178,6 @@ def data_config(value: Any) -> DataConfig:
     schema = DATA_SCHEMAS.get(str(name))
     if schema is None:
         raise ConfigError(
-            f"unknown data.name={name!r}; choose one of: {', '.join(DATA_SCHEMAS)} (data=synthetic or data=text)"
+            f"unknown data.name={name!r}; choose one of: {', '.join(DATA_SCHEMAS)} (data=synthetic, data=facts or data=text)"
         )
     return as_config(schema, value, "data")

@@ -28,7 +28,7 @@ class ModelConfig:
     size: str = "custom"
     """Name of the size (the ladder's nominal N_non_embedding, e.g. 1m); part of the run label."""
     tier: Optional[str] = None
-    """Ladder tier of a preset: cpu (synthetic-corpus vocabulary, short context) or real; informational."""
+    """Ladder tier of a preset: tiny (facts-corpus vocabulary, 64-token context: the demo), cpu (synthetic-corpus vocabulary, short context) or real; informational."""
     nominal_params: Optional[int] = None
     """The ladder's nominal N_non_embedding for this size; informational."""
     n_layers: int = MISSING

@@ -115,7 +115,7 @@ class ScalingConfig:
 
 @dataclass
 class AdamWConfig:
-    """torch.optim.AdamW (Loshchilov & Hutter 2019): fused on CUDA, foreach on CPU."""
+    """torch.optim.AdamW (Loshchilov & Hutter 2019), torch's fused kernel on CPU and CUDA."""
 
     betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
     """(beta1, beta2): the Chinchilla / LLaMA (Touvron et al. 2023) pretraining betas."""
@@ -151,7 +151,7 @@ class MuonConfig:
     adjust_lr: MuonAdjustLr = MuonAdjustLr.match_rms_adamw
     """match_rms_adamw: update RMS matches AdamW's, so AdamW's lr and weight decay carry over (Liu et al. 2025, Moonshot); original: Keller Jordan's sqrt(max(1, A/B)), use lr ~0.02."""
     ns_dtype: NsDtype = NsDtype.auto
-    """Newton-Schulz precision; auto = bf16 on CUDA, fp32 on CPU (bf16 measured ~17x slower on CPU)."""
+    """Newton-Schulz precision. auto: on CPU a short probe times both dtypes on this machine (cached per machine and torch build; bf16 is 17-30x slower where emulated, 2-4x faster with avx512_bf16/AMX); on CUDA bf16 where the GPU has native bf16 matmul. The dtype in use goes to the run record and stays for the run's life; a value named here is part of the run id (docs/optimizers.md)."""
 
 
 class ShampooImpl(Choice):

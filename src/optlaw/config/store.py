@@ -15,7 +15,7 @@ them in the root schema.
 
 from hydra.core.config_store import ConfigStore
 
-from optlaw.config.data import SyntheticDataConfig, TextDataConfig
+from optlaw.config.data import FactsDataConfig, SyntheticDataConfig, TextDataConfig
 from optlaw.config.model import ModelConfig
 from optlaw.config.optim import (AdamWOptimizerConfig, GenericOptimizerConfig, MuonOptimizerConfig,
                                  ShampooOptimizerConfig, SoapOptimizerConfig)
@@ -35,6 +35,7 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("optimizer", "soap"): SoapOptimizerConfig,
     ("optimizer", "generic"): GenericOptimizerConfig,
     ("data", "synthetic"): SyntheticDataConfig,
+    ("data", "facts"): FactsDataConfig,
     ("data", "text"): TextDataConfig,
     ("launcher", "local"): LocalLauncherConfig,
     ("launcher", "slurm"): SlurmLauncherConfig,

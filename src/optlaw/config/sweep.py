@@ -40,6 +40,8 @@ class SweepConfig:
     """Axis budget.tokens_per_param=<value> (D = ratio x N); use this or tokens."""
     tokens: Optional[List[Number]] = None
     """Axis budget.tokens=<value> (absolute budgets); use this or tokens_per_param."""
+    tokens_per_param_range: Optional[List[Number]] = None
+    """[lo, hi]: keep only the points whose tokens / N_non_embedding lies in this band (a diagonal of a models x tokens grid); null = every point."""
     extra_axes: Dict[str, Any] = field(default_factory=dict)
     """Any other key -> list of values, e.g. {batch.global_tokens: [8192, 16384]}."""
     optimizer_axes: Dict[str, Any] = field(default_factory=dict)
@@ -61,6 +63,11 @@ class SweepConfig:
                 raise ConfigError(
                     f"sweep {self.name}: axis '{axis}' is an empty list, so the grid is empty; give it values or set it to null"
                 )
+        band = self.tokens_per_param_range
+        if band is not None and (len(band) != 2 or not 0 <= band[0] <= band[1]):
+            raise ConfigError(
+                f"sweep {self.name}: tokens_per_param_range must be [lo, hi] with 0 <= lo <= hi, got {list(band)}"
+            )
         for key, values in self.extra_axes.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"sweep {self.name}: extra_axes.{key} must be a non-empty list of values")
@@ -100,8 +107,8 @@ class LocalLauncherConfig(LauncherConfig):
     """Points at a time."""
     in_process: bool = True
     """Train points in max_parallel worker processes that import torch and optlaw once and run point after point (a failing point is caught; a worker that dies is replaced and its point resumed); false = a fresh `optlaw train` process per point."""
-    throughput_flops_per_s: float = 2.0e10
-    """A CPU core reaches ~2e10 FLOP/s of fp32 matmul in PyTorch on the 2-core CI machines (measured roughly, small models); set yours."""
+    throughput_flops_per_s: Optional[float] = None
+    """Training FLOP/s for the plan's hours. null: measured on this machine (the points train here) by a few fwd+bwd+AdamW steps of llama/1m at torch's thread count, cached per machine, torch build and threads (optlaw.sweep.throughput); a number overrides it."""
 
     def check(self) -> None:
         if self.max_parallel < 1:

@@ -1,7 +1,8 @@
 """Data stage: corpora whose batches are pure functions of (seed, step, micro, rank).
 
 ``build_corpus(data_cfg)`` returns a ``Corpus`` (see ``optlaw.data.corpus``):
-``data.name=synthetic`` is the embedded corpus with an exact entropy floor,
+``data.name=synthetic`` is the embedded topic/n-gram corpus with an exact entropy floor,
+``data.name=facts`` a Zipf-weighted fact table in bigram filler (exact floor too; the demo's corpus),
 ``data.name=text`` tokenizes local files or a ``datasets`` dataset into memory-mapped shards.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from optlaw.config.data import DATA_SCHEMAS, TextDataConfig, data_config
+from optlaw.config.data import DATA_SCHEMAS, FactsDataConfig, TextDataConfig, data_config
 from optlaw.data.corpus import Corpus
 from optlaw.errors import ConfigError
 from optlaw.jsonio import plain
@@ -28,18 +29,23 @@ def build_corpus(data_cfg: Any, cache_dir: str | None = None) -> Corpus:
         from optlaw.data.text import build_text_corpus
 
         return build_text_corpus(cfg, cache_dir)
-    from optlaw.data.synthetic import SyntheticCorpus
+    # A generated corpus (facts, synthetic) is a pure function of its config (its caches are
+    # memoisation), so a process that trains many points (the sweep's worker) builds its tables once.
+    key = json.dumps([type(cfg).__name__, plain(cfg)], sort_keys=True)
+    if key not in _GENERATED:
+        _GENERATED.clear()  # one corpus at a time: a sweep rarely has two, and tables can be large
+        if isinstance(cfg, FactsDataConfig):
+            from optlaw.data.facts import FactsCorpus
 
-    # A synthetic corpus is a pure function of its config (its caches are memoisation), so a
-    # process that trains many points (the sweep's worker) builds its tables once.
-    key = json.dumps(plain(cfg), sort_keys=True)
-    if key not in _SYNTHETIC:
-        _SYNTHETIC.clear()  # one corpus at a time: a sweep rarely has two, and tables can be large
-        _SYNTHETIC[key] = SyntheticCorpus(cfg)
-    return _SYNTHETIC[key]
+            _GENERATED[key] = FactsCorpus(cfg)
+        else:
+            from optlaw.data.synthetic import SyntheticCorpus
+
+            _GENERATED[key] = SyntheticCorpus(cfg)
+    return _GENERATED[key]
 
 
-_SYNTHETIC: dict[str, Corpus] = {}
+_GENERATED: dict[str, Corpus] = {}
 
 
 def check_vocab_fits(corpus_vocab_size: int, model_vocab_size: int) -> None:

@@ -20,22 +20,20 @@ that loss averaged over the validation split. See docs/data.md for the math.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import torch
 
 from optlaw.config import as_config
 from optlaw.config.data import SYNTHETIC_COMPONENTS, SyntheticDataConfig
-from optlaw.data.keys import train_block_keys, uniforms, val_sequence_keys
+from optlaw.data.keys import uniforms
+from optlaw.data.sampled import SampledCorpus
 
 BOS = 0
 _TRIGRAM_HASH = 2654435761  # Knuth's multiplicative hash constant, spreads (x2, x1) pairs over buckets
 # Independent random streams per sequence.
 _S_TOPIC, _S_COMPONENT, _S_UNIGRAM, _S_SHARED, _S_BIGRAM, _S_TRIGRAM = range(6)
 COMPONENTS = SYNTHETIC_COMPONENTS
-SEQUENCES_PER_BLOCK = 256  # measured: 0.3 ms CPU per [8, 129] batch amortised, vs 2 ms one batch at a time
 
 
 def _zipf(n: int, exponent: float) -> np.ndarray:
@@ -43,7 +41,7 @@ def _zipf(n: int, exponent: float) -> np.ndarray:
     return w / w.sum()
 
 
-class SyntheticCorpus:
+class SyntheticCorpus(SampledCorpus):
     """Seeded, deterministic topic/n-gram corpus with an exact entropy floor."""
 
     def __init__(self, data_cfg: Any):
@@ -64,9 +62,7 @@ class SyntheticCorpus:
         self.floor_tokens = cfg.val_tokens
         self.n_topics = self.n_genres * self.topics_per_genre
         self._build_tables()
-        self._floor: float | None = None
-        self._blocks_signature: tuple | None = None
-        self._blocks: dict[int, np.ndarray] = {}
+        self._init_cache()
 
     # ---- the generator's tables (depend only on the structure seed) ----
     def _build_tables(self) -> None:
@@ -136,33 +132,6 @@ class SyntheticCorpus:
         x = np.ascontiguousarray(x.T)
         return (x, z) if return_topics else x
 
-    def train_batch(self, seed: int, step: int, micro: int, rank: int, world_size: int, micro_batch_size: int, seq_len: int) -> torch.Tensor:
-        # Sampling loops over positions, so numpy's per-call overhead dominates a small batch.
-        # We sample ~SEQUENCES_PER_BLOCK sequences (several steps) of this (micro, rank) in one
-        # go and keep them, one block per micro-batch index so gradient accumulation does not
-        # evict them: memoisation only, the result is still a pure function of the arguments.
-        steps_per_block = max(1, SEQUENCES_PER_BLOCK // micro_batch_size)
-        block = step // steps_per_block
-        signature = (seed, block, rank, world_size, micro_batch_size, seq_len)
-        if self._blocks_signature != signature:
-            self._blocks, self._blocks_signature = {}, signature
-        if micro not in self._blocks:
-            steps = range(block * steps_per_block, (block + 1) * steps_per_block)
-            keys = train_block_keys(seed, steps, micro, rank, world_size, micro_batch_size).ravel()
-            tokens = self.sample(keys, seq_len + 1).astype(np.uint16)  # vocab <= 65536: 4x less memory
-            self._blocks[micro] = tokens.reshape(steps_per_block, micro_batch_size, seq_len + 1)
-        return torch.from_numpy(self._blocks[micro][step % steps_per_block].astype(np.int64))
-
-    def val_sequences(self, n_tokens: int, seq_len: int) -> np.ndarray:
-        n_seq = max(1, math.ceil(n_tokens / seq_len))
-        return self.sample(val_sequence_keys(0, n_seq), seq_len + 1)
-
-    def val_batches(self, n_tokens: int, batch_size: int, seq_len: int) -> Iterator[torch.Tensor]:
-        n_seq = max(1, math.ceil(n_tokens / seq_len))
-        for start in range(0, n_seq, batch_size):
-            keys = val_sequence_keys(start, min(batch_size, n_seq - start))
-            yield torch.from_numpy(self.sample(keys, seq_len + 1))
-
     # ---- exact Bayes-optimal loss ----
     def token_log_probs(self, docs: np.ndarray) -> np.ndarray:
         """log P(x_t | z, x_{t-1}, x_{t-2}) for every topic: [B, T-1, K] (targets t = 1..T-1)."""
@@ -194,22 +163,6 @@ class SyntheticCorpus:
         before = np.concatenate([np.zeros_like(cum[:, :1]), cum[:, :-1]], axis=1) + log_prior
         after = cum + log_prior
         return _logsumexp(before, -1) - _logsumexp(after, -1)
-
-    def bayes_loss_nats(self, n_tokens: int, seq_len: int) -> float:
-        """Bayes-optimal mean loss on the first ceil(n_tokens/seq_len) validation sequences."""
-        total, count = 0.0, 0
-        for batch in self.val_batches(n_tokens, 256, seq_len):
-            losses = self.bayes_token_losses(batch.numpy())
-            total += float(losses.sum())
-            count += losses.size
-        return total / count
-
-    @property
-    def entropy_floor_nats(self) -> float:
-        """Bayes-optimal loss on the validation split of ``data.val_tokens`` at ``data.seq_len``."""
-        if self._floor is None:
-            self._floor = self.bayes_loss_nats(self.floor_tokens, self.floor_seq_len)
-        return self._floor
 
 
 def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:

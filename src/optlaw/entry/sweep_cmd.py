@@ -165,7 +165,9 @@ def run_sweep(request: SweepRequest) -> SweepOutcome:
     to_run = tuple(s.run_id for s in states if needs_run(s, request.retry_diverged))
     print(format_plan(manifest, states, list(to_run), launcher_cfg, sweep_dir))
     if request.dry_run:
-        if launcher_cfg.get("name") == "slurm" and to_run:
+        if not to_run:
+            print("nothing to run: every point is finished or owned by a live launch")
+        elif launcher_cfg.get("name") == "slurm":
             from optlaw.sweep.slurm import dry_run_text, write_sbatch_scripts
 
             print(dry_run_text(sweep_dir, manifest, list(to_run), launcher_cfg))
@@ -207,7 +209,7 @@ def _local_outcome(sweep_dir: Path, manifest: dict, to_run: tuple[str, ...], res
 
 def format_plan(manifest: dict, states, to_run: list[str], launcher_cfg: dict, sweep_dir: Path) -> str:
     points = manifest["points"]
-    throughput = float(launcher_cfg.get("throughput_flops_per_s") or 0)
+    throughput, source = launcher_throughput(launcher_cfg)
     total_tokens = sum(p["tokens"] or 0 for p in points)
     total_flops = sum(p["flops"] or 0 for p in points)
     todo = set(to_run)
@@ -228,12 +230,23 @@ def format_plan(manifest: dict, states, to_run: list[str], launcher_cfg: dict, s
     hours_todo = todo_flops / throughput / 3600 if throughput else None
     lines.append(
         f"total: {_num(total_tokens)} tokens, {_num(total_flops)} FLOPs, ~{_num(hours_total, '.3g')} GPU-hours "
-        f"at {throughput:.3g} FLOP/s (launcher.throughput_flops_per_s); to run now: {len(to_run)} points, "
+        f"at {throughput:.3g} FLOP/s ({source}); to run now: {len(to_run)} points, "
         f"~{_num(hours_todo, '.3g')} GPU-hours"
     )
     done = [s.run_id for s in states if s.state in ("done", "diverged")]
     lines.append(f"already finished: {len(done)}" + (f" ({', '.join(done)})" if 0 < len(done) <= 8 else ""))
     return "\n".join(lines)
+
+
+def launcher_throughput(launcher_cfg: dict) -> tuple[float, str]:
+    """(FLOP/s for the plan's hours, where the number comes from): the config's, or measured here (local launcher)."""
+    given = launcher_cfg.get("throughput_flops_per_s")
+    if given is not None:
+        return float(given), "launcher.throughput_flops_per_s"
+    from optlaw.sweep.throughput import local_throughput
+
+    found = local_throughput()
+    return float(found["flops_per_s"]), f"measured on this machine {found['measured_at']}, {found['model']} training steps"
 
 
 def _extra_axes_text(point: dict) -> str:

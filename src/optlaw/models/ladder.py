@@ -3,11 +3,11 @@
 Size names refer to N_non_embedding (Kaplan et al. 2020 convention): all
 parameters except the input embedding and the untied output head.
 
-Rule, for a nominal size N and a tier (cpu | real):
+Rule, for a nominal size N and a tier (tiny | cpu | real):
   n_layers   = max(2, round((N / (12 * aspect^2)) ** (1/3)))   with d_model ~= aspect * n_layers
   d_model    = head_dim * round(sqrt(N / (12 * n_layers)) / head_dim)
   n_heads    = n_kv_heads = d_model / head_dim
-  ffn_hidden = ffn_multiple * round((8/3) * d_model / ffn_multiple)
+  ffn_hidden = ffn_multiple * round((8/3) * d_model / ffn_multiple)   (ffn_multiple per tier)
 Each block then holds ~12 * d_model^2 weights (4 d^2 attention + 3 * (8/3) d^2 SwiGLU),
 so N_non_embedding ~= 12 * n_layers * d_model^2 ~= N. Choosing n_layers first and
 then fitting the width keeps the rounding error small at every size.
@@ -25,7 +25,9 @@ from pathlib import Path
 from optlaw.config.model import FAMILY_RMS_NORM_EPS, Family, ModelConfig
 
 # Nominal non-embedding sizes, by tier.
-# 100k-400k are the demo's sizes (`optlaw demo` must finish in ~15 min on 2 CPU cores).
+# The tiny tier is the demo's ladder (`optlaw demo` must finish in ~15 min on 2 CPU cores):
+# a decade of N (6.7k-74k) on the facts corpus, where both N and D matter (docs/data.md).
+TINY_SIZES = {"7k": 7e3, "14k": 1.4e4, "24k": 2.4e4, "40k": 4e4, "75k": 7.5e4}
 CPU_SIZES = {"100k": 1e5, "250k": 2.5e5, "400k": 4e5, "1m": 1e6, "3m": 3e6, "10m": 10e6}
 REAL_SIZES = {
     "20m": 20e6, "60m": 60e6, "150m": 150e6, "300m": 300e6,
@@ -35,38 +37,43 @@ FAMILIES = tuple(Family.values())
 
 # Tier constants (numbers live here once; the YAMLs are generated from them).
 TIERS = {
+    # Tiny tier: the facts corpus's vocabulary (configs/data/facts.yaml) and a 64-token context
+    # (a record spans 5 tokens). head_dim 8 and an FFN multiple of 16 let widths step by 8 at
+    # d_model 16-56, so the five sizes land within 5% of their names.
+    "tiny": {"vocab_size": 128, "seq_len": 64, "head_dim": 8, "rope_theta": 10000.0, "ffn_multiple": 16},
     # CPU tier: the synthetic corpus's vocabulary (configs/data/synthetic.yaml) and a short
     # context, so embeddings do not dwarf a 1M-parameter body. head_dim 32 lets widths
     # step finely at d_model ~ 100-400.
-    "cpu": {"vocab_size": 1024, "seq_len": 128, "head_dim": 32, "rope_theta": 10000.0},
+    "cpu": {"vocab_size": 1024, "seq_len": 128, "head_dim": 32, "rope_theta": 10000.0, "ffn_multiple": 32},
     # Real tier: GPT-2/GPT-NeoX BPE vocabulary (50257) padded to a multiple of 128 as in
     # OLMo/Pythia (50304, fits uint16 shards); 2048 context and rope_theta 5e5 as OLMo-2.
-    "real": {"vocab_size": 50304, "seq_len": 2048, "head_dim": 64, "rope_theta": 500000.0},
+    "real": {"vocab_size": 50304, "seq_len": 2048, "head_dim": 64, "rope_theta": 500000.0, "ffn_multiple": 32},
 }
 # d_model / n_layers: ~64 sits in the flat optimum of Kaplan et al. 2020 (Fig. 5) and
 # matches the OLMo/Pythia ladders at small scale.
 ASPECT_RATIO = 64
 # SwiGLU at 8/3 * d keeps the MLP at 8 d^2 weights, like a 4d GELU MLP (Shazeer 2020).
 FFN_RATIO = 8.0 / 3.0
-FFN_MULTIPLE = 32
 
 
 def ladder_preset(family: str, size: str) -> dict:
     """The preset dict for one (family, size), from the formula above."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {FAMILIES}")
-    if size in CPU_SIZES:
+    if size in TINY_SIZES:
+        tier, n_nominal = "tiny", TINY_SIZES[size]
+    elif size in CPU_SIZES:
         tier, n_nominal = "cpu", CPU_SIZES[size]
     elif size in REAL_SIZES:
         tier, n_nominal = "real", REAL_SIZES[size]
     else:
-        raise ValueError(f"unknown size {size!r}; choose one of {list(CPU_SIZES) + list(REAL_SIZES)}")
+        raise ValueError(f"unknown size {size!r}; choose one of {list(TINY_SIZES) + list(CPU_SIZES) + list(REAL_SIZES)}")
     t = TIERS[tier]
     head_dim = t["head_dim"]
     n_layers = max(2, round((n_nominal / (12 * ASPECT_RATIO**2)) ** (1 / 3)))
     d_model = head_dim * max(1, round(math.sqrt(n_nominal / (12 * n_layers)) / head_dim))
     n_heads = d_model // head_dim
-    ffn_hidden = FFN_MULTIPLE * round(FFN_RATIO * d_model / FFN_MULTIPLE)
+    ffn_hidden = t["ffn_multiple"] * round(FFN_RATIO * d_model / t["ffn_multiple"])
     return {
         "family": family,
         "size": size,
@@ -86,7 +93,7 @@ def ladder_preset(family: str, size: str) -> dict:
 
 
 def all_presets() -> list[dict]:
-    return [ladder_preset(f, s) for f in FAMILIES for s in [*CPU_SIZES, *REAL_SIZES]]
+    return [ladder_preset(f, s) for f in FAMILIES for s in [*TINY_SIZES, *CPU_SIZES, *REAL_SIZES]]
 
 
 def preset_yaml(preset: dict) -> str:

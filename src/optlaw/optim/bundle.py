@@ -15,6 +15,11 @@ class OptimizerBundle:
     ``param_groups`` lists every torch param group of every inner optimizer; each
     carries ``name`` (the routing group), ``base_lr`` (after scaling rules) and
     ``lr``, which the trainer overwrites with ``base_lr * schedule(t)``.
+
+    An inner optimizer may decide some values itself, by measurement on this machine (Muon's
+    Newton-Schulz dtype): it then has ``resolved_hyperparameters()`` (the values in use, which
+    replace the config's ``auto`` in ``resolved["hyperparameters"]``), ``choices()`` (how they
+    were chosen) and ``adopt_choices()``.
     """
 
     def __init__(
@@ -26,6 +31,26 @@ class OptimizerBundle:
         self.optimizers = optimizers
         self.routing_table = routing_table
         self.resolved = resolved
+        self._refresh_resolved()
+
+    def _deciders(self) -> dict[str, torch.optim.Optimizer]:
+        return {name: opt for name, opt in self.optimizers.items() if hasattr(opt, "choices")}
+
+    def _refresh_resolved(self) -> None:
+        hyperparameters = self.resolved.setdefault("hyperparameters", {})
+        for name, opt in self._deciders().items():
+            hyperparameters.setdefault(name, {}).update(opt.resolved_hyperparameters())
+
+    def choices(self) -> dict[str, dict[str, Any]]:
+        """How each value decided at build time was chosen, keyed ``<algorithm>.<name>`` (run record ``choices``)."""
+        return {f"{name}.{key}": choice for name, opt in self._deciders().items() for key, choice in opt.choices().items()}
+
+    def adopt_choices(self, choices: dict[str, dict[str, Any]]) -> None:
+        """Use another bundle's ``choices()`` (DDP: every rank takes rank 0's, so all compute the same update)."""
+        for name, opt in self._deciders().items():
+            prefix = f"{name}."
+            opt.adopt_choices({k[len(prefix):]: v for k, v in choices.items() if k.startswith(prefix)})
+        self._refresh_resolved()
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
@@ -54,6 +79,7 @@ class OptimizerBundle:
             )
         for name, opt in self.optimizers.items():
             opt.load_state_dict(saved[name])
+        self._refresh_resolved()  # values pinned by the checkpoint (Muon's dtype) win over this build's
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={type(v).__name__}" for k, v in self.optimizers.items())

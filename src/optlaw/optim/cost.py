@@ -10,8 +10,8 @@ a run. Why it is taken the way it is:
 - each window spans one preconditioner refresh (Shampoo/SOAP recompute their bases every
   k steps), so the amortised cost is charged, not the cheap in-between step;
 - medians over the repeats: one hiccup from a neighbour process does not set the cost;
-- the reference is AdamW as optlaw builds it (``optlaw.optim.factory.adamw``: fused on
-  CUDA, foreach on CPU), on a copy of the same parameters and gradients.
+- the reference is AdamW as optlaw builds it (``optlaw.optim.factory.adamw``: torch's
+  fused kernel), on a copy of the same parameters and gradients.
 """
 
 from __future__ import annotations

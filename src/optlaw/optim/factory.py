@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from optlaw.jsonio import plain
-from optlaw.config.optim import (AdamWConfig, GenericOptimizerConfig, MuonConfig, NsDtype, OptimizerConfig, ShampooConfig,
+from optlaw.config.optim import (AdamWConfig, GenericOptimizerConfig, MuonConfig, OptimizerConfig, ShampooConfig,
                                  ShampooImpl, SoapConfig, optimizer_config)
 from optlaw.errors import ConfigError
 from optlaw.optim.bundle import OptimizerBundle
@@ -32,18 +32,22 @@ MATRIX_ONLY = {"muon", "shampoo", "soap"}
 
 
 def adamw(params: list[dict[str, Any]] | list[torch.nn.Parameter], **hyperparameters: Any) -> torch.optim.AdamW:
-    """torch.optim.AdamW with the kernel optlaw uses: fused on CUDA, foreach (one multi-tensor
-    op per step) on CPU. The run's AdamW and the step-cost reference (optlaw.optim.cost) both come from here."""
+    """torch.optim.AdamW with the kernel optlaw uses: torch's fused one on CPU and CUDA.
+
+    A rule, with a measurement behind it (docs/optimizers.md, "Choices measured on the machine"):
+    on CPU torch's foreach path is a loop of per-tensor ops, the fused kernel its one vectorised
+    path (llama/1m on machine C: fused about 2 ms a step, foreach 27-33 ms); it computes the same
+    update up to rounding (tests/test_optim.py). The run's AdamW and the step-cost reference
+    (optlaw.optim.cost) both come from here."""
     first = params[0]
-    on_cuda = (first["params"][0] if isinstance(first, dict) else first).device.type == "cuda"
-    return torch.optim.AdamW(params, fused=on_cuda, foreach=None if on_cuda else True, **hyperparameters)
+    device = (first["params"][0] if isinstance(first, dict) else first).device
+    if device.type in ("cpu", "cuda"):
+        return torch.optim.AdamW(params, fused=True, **hyperparameters)
+    return torch.optim.AdamW(params, **hyperparameters)  # elsewhere torch picks its default
 
 
 def _build_adamw(groups: list[dict[str, Any]], hp: AdamWConfig) -> torch.optim.Optimizer:
     return adamw(groups, betas=tuple(hp.betas), eps=hp.eps)
-
-
-_NS_DTYPES = {NsDtype.auto: None, NsDtype.float32: torch.float32, NsDtype.bfloat16: torch.bfloat16}
 
 
 def _build_muon(groups: list[dict[str, Any]], hp: MuonConfig) -> torch.optim.Optimizer:
@@ -51,7 +55,7 @@ def _build_muon(groups: list[dict[str, Any]], hp: MuonConfig) -> torch.optim.Opt
 
     return OptlawMuon(
         groups,
-        ns_dtype=_NS_DTYPES[hp.ns_dtype],
+        ns_dtype=hp.ns_dtype.value,  # auto: measured on this machine (optlaw.optim.muon.choose_ns_dtype)
         momentum=hp.momentum,
         nesterov=hp.nesterov,
         ns_steps=hp.ns_steps,

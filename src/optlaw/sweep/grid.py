@@ -164,11 +164,29 @@ def expand(definition: dict, extra_fixed: list[str] | None = None,
                 )
             seen.add(point.run_id)
             points.append(point)
+    points = _within_tokens_per_param_range(sweep, points)
     if not points:
         raise ConfigError(f"sweep {name}: the grid is empty; give every axis at least one value")
     if sweep.branching.enabled:
         plan_branches(points, [key for key, _ in base_axes if key.startswith("budget.")])
     return points
+
+
+def _within_tokens_per_param_range(sweep: SweepConfig, points: list[GridPoint]) -> list[GridPoint]:
+    """Keep the points whose D / N_non_embedding lies in ``tokens_per_param_range: [lo, hi]``.
+
+    Why: with an absolute ``tokens`` axis a model x tokens product puts the smallest model at
+    hundreds of tokens per parameter and the largest below one; a scaling-law grid wants a band
+    (e.g. 5-80) along the diagonal, which a product of axes cannot express."""
+    if sweep.tokens_per_param_range is None:
+        return points
+    lo, hi = (float(bound) for bound in sweep.tokens_per_param_range)  # SweepConfig.check: 0 <= lo <= hi
+    kept = [p for p in points if p.tokens is None or not p.non_embedding_params
+            or lo <= p.tokens / p.non_embedding_params <= hi]
+    if points and not kept:
+        raise ConfigError(f"sweep {sweep.name}: no point has tokens per parameter in [{lo:g}, {hi:g}]; widen "
+                          "tokens_per_param_range or change the tokens/models axes")
+    return kept
 
 
 def branching_schedule_overrides(sweep: SweepConfig) -> list[str]:

@@ -46,6 +46,7 @@ def new_record(
     plan: BudgetPlan,
     entropy_floor_nats: float | None,
     hyperparameters: dict[str, Any],
+    choices: dict[str, Any],
     branch: records.Branch | None,
     started_at: str | None,
 ) -> records.LLMRunRecord:
@@ -75,6 +76,7 @@ def new_record(
         entropy_floor_nats=entropy_floor_nats,
         wall_time_s=0.0,
         hyperparameters=plain(hyperparameters),
+        choices=plain(choices),
         branch=branch,
         versions=library_versions(),
         started_at=started_at or now(),

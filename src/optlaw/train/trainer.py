@@ -22,7 +22,7 @@ from optlaw.errors import UserError
 from optlaw.jsonio import plain
 from optlaw.train import checkpoint as ckpt
 from optlaw.train.budget import BudgetPlan, plan_budget
-from optlaw.train.distributed import DistInfo, init_distributed, shutdown_distributed
+from optlaw.train.distributed import DistInfo, from_main, init_distributed, shutdown_distributed
 from optlaw.train.identity import run_id as make_point_id
 from optlaw.train.loop import LoopState, TrainContext, TrainLoop
 from optlaw.train.metrics import peak_bf16_flops
@@ -75,6 +75,8 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
     from optlaw.optim import build_optimizer
 
     bundle = build_optimizer(raw_model, run_cfg.optimizer, run_cfg.model)
+    # Values measured on each rank's machine (Muon's Newton-Schulz dtype) must agree, or ranks step apart.
+    bundle.adopt_choices(from_main(bundle.choices(), info))
 
     state = LoopState()
     saved = ckpt.load_latest(run_dir, map_location=device)
@@ -105,6 +107,7 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
         plan=plan,
         entropy_floor_nats=getattr(corpus, "entropy_floor_nats", None),
         hyperparameters=bundle.resolved,
+        choices=bundle.choices(),
         branch=state.branch,
         started_at=state.started_at,
     )
