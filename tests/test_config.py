@@ -177,7 +177,9 @@ def test_a_section_given_as_a_plain_dict_gets_the_schema_defaults_and_checks():
     data = as_config(SyntheticDataConfig, {"mixture": {"topic": 1.0}, "seq_len": 32, "val_tokens": 64}, "data")
     assert data.mixture == {"topic": 1.0}
     with pytest.raises(ConfigError, match="exactly one of data.val_tokens and data.val_fraction"):
-        as_config(TextDataConfig, {"files": ["a.txt"], "val_fraction": 0.1}, "data")
+        as_config(TextDataConfig, {"files": ["a.txt"], "val_tokens": 1000, "val_fraction": 0.1}, "data")
+    with pytest.raises(ConfigError, match="data.val_tokens: an interpolation"):  # eval.tokens by default
+        as_config(TextDataConfig, {"files": ["a.txt"]}, "data")
     launcher = as_config(SlurmLauncherConfig, {"resources": [{"max_params": 1e6, "gpus_per_node": 2}]}, "launcher")
     assert launcher.resources[0].time_min == 60 and launcher.max_requeues == 20
 

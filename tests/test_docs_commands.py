@@ -118,6 +118,7 @@ REGISTRY: dict[str, dict[str, tuple[str, ...]]] = {
         DATA_PARQUET: ("test_data_module_tokenizes_jsonl_then_parquet_with_its_tokenizer",),
         DATA_FACTS_FIT: ("test_facts_regime_fit_is_the_documented_law",),
     },
+    "wandb.md": {},  # no commands: it describes what runs and fits log
     "design.md": {
         PYTHON_M_OPTLAW: ("test_python_m_optlaw_is_the_console_script",),
         SWEEP_POINT: ("test_sweep_points_by_hand_and_by_the_sbatch_task_command",

@@ -82,6 +82,9 @@ def test_quadratic_study_end_to_end_small(tmp_path):
     # Damped: ngd is rescaled GD, its fitted rho_D against gd is large and of the predicted size.
     assert rows["ngd"]["rho_D_pred"] == pytest.approx(11.0)
     assert 3.0 < rows["ngd"]["rho_D_fit"] < 30.0
+    damped = result["regimes"]["damped"]
+    assert damped["shared_law_exists"] is True and isinstance(damped["findings"], list)
+    assert "## Findings" in (tmp_path / "report.md").read_text()
     assert len(list((tmp_path / "runs" / "damped").rglob("run.json"))) == 3 * 25
     assert json.loads((tmp_path / "quadratic.json").read_text())["setting"]["s"] == 1.5
     assert (tmp_path / "quadratic_loss_vs_D.png").stat().st_size > 0

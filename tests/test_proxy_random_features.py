@@ -32,7 +32,13 @@ def test_ngd_steeper_than_gd_at_s1_on_reduced_grid(tmp_path):
     assert set(on_disk["alpha"]["ngd"]) == {"1.0", "1.5"}
     for name in ("report.md", "points.csv", "loss_vs_N.png", "alpha_vs_s.png"):
         assert (tmp_path / name).stat().st_size > 0
-    assert "steps=12" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "steps=12" in report
+    # every optimizer the paper names is checked, and the report says which meet the pattern
+    assert set(on_disk["pattern"]["optimizers"]) == {"diag", "kron", "sign", "ngd"}
+    # s in {1, 1.5} cannot show a peak near 1.5 falling off after it: said, not claimed
+    assert on_disk["pattern"]["checkable"] is False and on_disk["pattern"]["meet_pattern"] == []
+    assert "Not checkable on this s grid" in report and "| kron | " in report
 
 
 def test_loss_parts_of_a_random_feature_point_sum_and_shrink_with_N():
@@ -92,3 +98,24 @@ def test_many_samples_approach_the_population_loss():
     for p, m, f in zip(pop.solve(*args), many.solve(*args), few.solve(*args)):
         assert m.loss == pytest.approx(p.loss, rel=0.03)
         assert f.loss > m.loss  # estimation error with few samples
+
+
+def test_pattern_is_checked_for_every_optimizer_not_only_ngd():
+    from optlaw.proxy.rf_report import pattern_summary
+
+    # alpha by s as measured in docs/proxy.md: only ngd's shift peaks near 1.5 and stays large at 2
+    s_values = [0.5, 0.75, 1.0, 1.25, 1.5, 2.0]
+    alpha = {"gd": [0.246, 0.224, 0.130, 0.059, 0.026, 0.008], "diag": [0.246, 0.226, 0.135, 0.067, 0.032, 0.010],
+             "kron": [0.259, 0.276, 0.199, 0.112, 0.057, 0.015], "sign": [0.265, 0.316, 0.290, 0.213, 0.133, 0.046],
+             "ngd": [0.266, 0.327, 0.351, 0.364, 0.351, 0.212]}
+    table = {"alpha": {o: {s: {"alpha": a} for s, a in zip(s_values, v)} for o, v in alpha.items()},
+             "shift": {o: {s: {"shift": a - g} for s, a, g in zip(s_values, v, alpha["gd"])} for o, v in alpha.items()}}
+    p = pattern_summary(table, list(alpha), s_values)
+    assert p["checkable"] and p["meet_pattern"] == ["ngd"]
+    assert p["miss_pattern"] == ["diag", "kron", "sign"]
+    assert p["optimizers"]["kron"]["shift_peak_s"] == 1.0 and not p["optimizers"]["kron"]["still_large_at_max_s"]
+    assert p["optimizers"]["sign"]["shift_peak_s"] == 1.0 and p["optimizers"]["sign"]["steeper_than_gd_at_every_s"]
+    assert p["peak_in_window"] and p["still_large_at_max_s"] and p["matrix_preconditioners_always_steeper"]
+    # a shift whose interval at its peak reaches 0 is no shift
+    table["shift"]["ngd"][1.5]["ci"] = [-0.01, 0.6]
+    assert pattern_summary(table, list(alpha), s_values)["optimizers"]["ngd"]["meets_pattern"] is False

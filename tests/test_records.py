@@ -26,9 +26,10 @@ def test_atomic_write_and_iter(tmp_path):
     records.write_record(tmp_path / "b", records.ProxyRunRecord(run_id="b", task="quadratic", status=records.RUNNING))
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "run.json").write_text("{torn")
-    found = dict((p.name, r) for p, r in records.iter_records(tmp_path))
-    assert set(found) == {"a", "b"}
-    assert found["a"].schema_version == records.SCHEMA_VERSION
+    found = dict((p.name, r) for p, r in records.iter_json(tmp_path))
+    assert set(found) == {"a", "b", "c"}
+    assert records.RunRecord.from_json(found["a"]).schema_version == records.SCHEMA_VERSION
+    assert isinstance(found["c"], records.CorruptRecord) and str(tmp_path / "c" / "run.json") in str(found["c"])
     assert not list(tmp_path.glob("a/.run.json*"))
     assert json.loads((tmp_path / "a" / "run.json").read_text())["final_val_loss"] == 1.5
 
@@ -135,7 +136,7 @@ def test_what_is_not_a_record_is_a_one_line_error_and_the_fit_lists_it(tmp_path)
         records.RunRecord.from_json(wrong_type)
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "run.json").write_text(json.dumps({"status": "done", "loss": 1.0}))
-    with pytest.raises(records.RecordError, match=r"odd/run.json: not a run record: it lacks run_id, task; move it") as info:
+    with pytest.raises(records.RecordError, match=r"odd/run.json: corrupt, not a run record: it lacks run_id, task") as info:
         records.read_record(tmp_path / "odd")
     assert "\n" not in str(info.value)
     from optlaw.fit import load_runs
@@ -143,6 +144,13 @@ def test_what_is_not_a_record_is_a_one_line_error_and_the_fit_lists_it(tmp_path)
     shutil.copytree(V1 / "quadratic_done", tmp_path / "good")
     table = load_runs(tmp_path)
     assert len(table) == 1 and [r["reason"] for r in table.excluded] == ["not a run record: it lacks run_id, task"]
+    for name, content in DAMAGED.items():  # unreadable files are excluded by path, as corrupt
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_bytes(content)
+    table = load_runs(tmp_path)
+    corrupt = {r["run_id"]: r["reason"] for r in table.excluded if r["status"] == records.CORRUPT}
+    assert set(corrupt) == set(DAMAGED) - {"wrong_types"}
+    assert all(str(tmp_path / name / "run.json") in reason for name, reason in corrupt.items())
 
 
 # --- jsonio: the one plainer ---------------------------------------------------------------------------
@@ -184,3 +192,33 @@ def test_write_json_atomic_plains_first_and_leaves_no_temp_file(tmp_path):
         jsonio.write_json_atomic(tmp_path / "a.json", {"x": object()})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 2}  # the old file survives a failed write
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+# --- damaged files: listed as corrupt by path, never a traceback, never "missing" ----------------
+
+DAMAGED = {
+    "not_utf8": b'{"run_id": "x", "task": "llm", "status": "done\xff\xfe"}',
+    "json_list": b'[1, 2, 3]',
+    "truncated": b'{"run_id": "x", "task": "llm", "sta',
+    "empty": b"",
+    "wrong_types": b'{"run_id": "x", "task": "llm", "status": "done", "final_val_loss": "low"}',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGED))
+def test_a_damaged_record_is_corrupt_by_path(tmp_path, kind):
+    (tmp_path / "run.json").write_bytes(DAMAGED[kind])
+    with pytest.raises(records.CorruptRecord, match=str(tmp_path / "run.json")):
+        records.read_record(tmp_path)
+    assert records.read_status(tmp_path) == records.CORRUPT
+    kept = records.set_aside_corrupt(tmp_path)
+    assert kept.read_bytes() == DAMAGED[kind] and not (tmp_path / "run.json").exists()
+    assert records.read_status(tmp_path) == "missing"
+
+
+def test_a_newer_record_is_not_called_corrupt(tmp_path):
+    (tmp_path / "run.json").write_text('{"run_id": "x", "task": "llm", "status": "done", "schema_version": 99}')
+    with pytest.raises(records.RecordError, match="newer optlaw") as err:
+        records.read_record(tmp_path)
+    assert not isinstance(err.value, records.CorruptRecord)
+    assert records.set_aside_corrupt(tmp_path) is None

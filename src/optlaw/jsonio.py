@@ -67,21 +67,74 @@ def dumps(obj: Any, *, indent: int | None = None, sort_keys: bool = False, finit
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = False) -> None:
-    """Call ``write(fh)`` on a temp file beside ``path``, fsync, rename: readers see the old or the whole new file."""
+    """Call ``write(fh)`` on a temp file beside ``path``, fsync, rename: readers see the old or the whole new file.
+
+    The file gets the mode the umask gives a new file (mkstemp's 0600 would hide records
+    and checkpoints from colleagues on a shared project folder). An OS error (disk full,
+    read-only) is raised as ``OSError`` naming ``path``, also when the writer is a library
+    that wraps it in its own exception (torch.save reports a full disk as "enforce fail at
+    inline_container.cc").
+    """
     path = PurePath(path)
     folder = os.fspath(path.parent)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb" if binary else "w") as fh:
-            write(fh)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _naming(exc, path) from None
+    stream = None
+    try:
+        os.fchmod(fd, new_file_mode())
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
+            stream = _ErrorKeepingStream(fh)
+            write(stream)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        cause = stream.error if stream is not None and stream.error is not None else exc
+        if isinstance(cause, OSError):
+            raise _naming(cause, path) from None
         raise
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask: 0o666 minus the umask's bits."""
+    try:  # Linux shows the umask without changing it; os.umask can only set it
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _naming(exc: OSError, path: PurePath) -> OSError:
+    return exc if exc.filename else OSError(exc.errno, exc.strerror or str(exc), os.fspath(path))
+
+
+class _ErrorKeepingStream:
+    """A file object that remembers the OS error of a failed write before passing it on, so the
+    error survives writers that replace it with their own (torch.save)."""
+
+    def __init__(self, fh: IO) -> None:
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, finite_only: bool = False) -> None:

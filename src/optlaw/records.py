@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import time
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -44,12 +45,17 @@ class Status(StrEnum):
 
 
 RUNNING, DONE, DIVERGED, FAILED = Status.RUNNING, Status.DONE, Status.DIVERGED, Status.FAILED
+CORRUPT = "corrupt"  # not a status a record holds: what readers call a run.json they cannot read
 STATUSES = tuple(Status)
 FINISHED = (DONE, DIVERGED)  # a sweep never reruns these unless asked
 
 
 class RecordError(UserError):
     """A ``run.json`` (or W&B summary) that is not a run record this optlaw reads."""
+
+
+class NewerRecord(RecordError):
+    """A record of a schema version newer than this optlaw reads: not damaged, just too new."""
 
 
 class Eval(TypedDict):
@@ -172,6 +178,7 @@ class LLMRunRecord(RunRecord):
     # the value itself is in hyperparameters (docs/optimizers.md, "Choices measured on the machine").
     choices: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str | None] | None = None
+    wandb_id: str | None = None                 # this run directory's W&B run (one per directory)
     updated_at: str | None = None
 
 
@@ -280,7 +287,7 @@ def upgrade(data: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(version, int) or version < 1:
         raise RecordError(f"schema_version {version!r} is not a record version")
     if version > SCHEMA_VERSION:
-        raise RecordError(f"written by a newer optlaw (schema_version {version}; this one reads up to "
+        raise NewerRecord(f"written by a newer optlaw (schema_version {version}; this one reads up to "
                           f"{SCHEMA_VERSION}); upgrade optlaw to read it")
     if version == 1:
         optimizer = (out.get("config") or {}).get("optimizer")
@@ -293,58 +300,92 @@ def upgrade(data: Mapping[str, Any]) -> dict[str, Any]:
 # ----- files ------------------------------------------------------------------------------------
 
 
+class CorruptRecord(RecordError):
+    """A ``run.json`` that cannot be read as a run record: bytes that are not UTF-8, JSON that
+    is torn or not an object, or an object that is no record. Listed as ``corrupt`` by path."""
+
+
 def read_json(run_dir: str | os.PathLike) -> dict | None:
-    """The JSON object in ``run_dir/run.json`` as written, or None when there is none or it is torn."""
+    """The JSON object in ``run_dir/run.json`` as written, or None when there is none.
+
+    Records are written atomically, so a file that does not parse was damaged after the
+    fact (a disk, a copy, an editor): ``CorruptRecord`` naming the path, never treated as missing.
+    """
+    path = Path(run_dir) / RECORD_NAME
     try:
-        with open(Path(run_dir) / RECORD_NAME) as fh:
+        with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-    except (FileNotFoundError, json.JSONDecodeError):
+    except FileNotFoundError:
         return None
-    return data if isinstance(data, dict) else None
+    except UnicodeDecodeError as exc:
+        raise CorruptRecord(f"{path}: corrupt, not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise CorruptRecord(f"{path}: corrupt, not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except IsADirectoryError:
+        raise CorruptRecord(f"{path}: corrupt, a directory, not a file") from None
+    if not isinstance(data, dict):
+        raise CorruptRecord(f"{path}: corrupt, a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def read_record(run_dir: str | os.PathLike) -> RunRecord | None:
-    """The record in ``run_dir`` (upgraded to the current version), or None when there is none or it is torn.
+    """The record in ``run_dir`` (upgraded to the current version), or None when there is none.
 
-    A file that is JSON but no run record is a one-line ``RecordError`` naming it: it is not
-    overwritten, nor counted as missing.
+    A file that is not a run record is a one-line ``CorruptRecord`` naming it (a record of a
+    newer optlaw a ``RecordError``): it is not overwritten, nor counted as missing.
     """
     data = read_json(run_dir)
     if data is None:
         return None
     try:
         return RunRecord.from_json(data)
+    except NewerRecord as exc:
+        raise RecordError(f"{Path(run_dir) / RECORD_NAME}: {exc}") from None
     except RecordError as exc:
-        raise RecordError(f"{Path(run_dir) / RECORD_NAME}: {exc}; move it aside or delete it") from None
+        raise CorruptRecord(f"{Path(run_dir) / RECORD_NAME}: corrupt, {exc}") from None
 
 
 def read_status(run_dir: str | os.PathLike) -> str:
-    """The status of the record in ``run_dir`` as a string (``done``, ...), or ``missing``."""
-    record = read_record(run_dir)
+    """The status of the record in ``run_dir`` as a string (``done``, ...), ``missing``, or ``corrupt``."""
+    try:
+        record = read_record(run_dir)
+    except CorruptRecord:
+        return CORRUPT
     return str(record.status) if record is not None else "missing"
+
+
+def set_aside_corrupt(run_dir: str | os.PathLike) -> Path | None:
+    """Keep a damaged ``run.json`` as ``run.json.corrupt-<time>`` so a rerun can write a fresh one; its new path."""
+    path = Path(run_dir) / RECORD_NAME
+    try:
+        read_record(run_dir)
+        return None
+    except CorruptRecord:
+        pass
+    except RecordError:  # readable, only newer than this optlaw: not ours to move
+        return None
+    target = path.with_name(f"{RECORD_NAME}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    os.replace(path, target)
+    return target
 
 
 def write_record(run_dir: str | os.PathLike, record: RunRecord) -> None:
     write_json_atomic(Path(run_dir) / RECORD_NAME, record.to_json())
 
 
-def iter_json(root: str | os.PathLike) -> Iterator[tuple[Path, dict]]:
-    """Every (run_dir, JSON object as written) below ``root``, in sorted path order; torn files are skipped.
+def iter_json(root: str | os.PathLike) -> Iterator[tuple[Path, dict | CorruptRecord]]:
+    """Every (run_dir, JSON object as written) below ``root``, in sorted path order; an unreadable
+    file comes as its ``CorruptRecord`` in place of the object, so callers list it, never skip it.
 
     For readers that take each document on its own terms (the fit stage lists what is not a record).
     """
     for path in sorted(Path(root).rglob(RECORD_NAME)):
-        data = read_json(path.parent)
+        try:
+            data: dict | CorruptRecord | None = read_json(path.parent)
+        except CorruptRecord as exc:
+            data = exc
         if data is not None:
             yield path.parent, data
-
-
-def iter_records(root: str | os.PathLike) -> Iterator[tuple[Path, RunRecord]]:
-    """Every (run_dir, record) below ``root``, in sorted path order (``read_record`` for each)."""
-    for run_dir, _ in iter_json(root):
-        record = read_record(run_dir)
-        if record is not None:
-            yield run_dir, record
 
 
 # ----- run ids ----------------------------------------------------------------------------------

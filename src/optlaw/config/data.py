@@ -148,12 +148,14 @@ class TextDataConfig(DataConfig):
     """Vocabulary of the trained BPE (tokenizer=train); must not exceed model.vocab_size."""
     eos_token: Optional[str] = None
     """End-of-document token; null = the tokenizer's EOS (<|endoftext|>, </s>, ...)."""
-    val_tokens: Optional[int] = 1048576
-    """Held-out tokens (whole documents), >= eval.tokens; or null and set val_fraction."""
+    val_tokens: Optional[int] = II("eval.tokens")
+    """Held-out tokens: this many plus a margin (1/20 + 1025, for the last partial sequence), taken whole documents at a time; a warning when that exceeds 10% of the corpus. Default: the trainer's eval.tokens. Or null and set val_fraction."""
     val_fraction: Optional[float] = None
-    """Held-out fraction of the documents, instead of val_tokens."""
+    """Held-out fraction of the tokens, instead of val_tokens."""
     shard_tokens: int = 268435456
     """Tokens per train shard file (2^28: 512 MiB as uint16)."""
+    num_proc: Optional[int] = None
+    """Tokenizer processes; null = every core this process may use (os.sched_getaffinity), or 1 for a corpus under 16 MiB / 20k documents."""
     cache_dir: Optional[str] = None
     """Token cache; null = $OPTLAW_CACHE_DIR/data or ~/.cache/optlaw/data."""
 
@@ -164,10 +166,56 @@ class TextDataConfig(DataConfig):
             raise ConfigError(f"data.val_fraction={self.val_fraction} must be between 0 and 1")
         if not self.files and not self.dataset:
             raise ConfigError("data=text needs data.files (local .txt/.jsonl/.parquet paths or globs) or data.dataset (a `datasets` name)")
+        if self.val_tokens is not None and self.val_tokens < 1:
+            raise ConfigError(f"data.val_tokens={self.val_tokens} must be >= 1 (or null with data.val_fraction)")
+        if self.num_proc is not None and self.num_proc < 1:
+            raise ConfigError(f"data.num_proc={self.num_proc} must be >= 1, or null for every available core")
+        if self.shard_tokens < 1:
+            raise ConfigError(f"data.shard_tokens={self.shard_tokens} must be >= 1")
+
+
+TOKEN_FORMATS = ("auto", "nanogpt", "raw")
+
+
+@dataclass
+class TokensDataConfig(DataConfig):
+    """Pre-tokenized shards used as they are, memory-mapped, never re-tokenized: nanoGPT / modded-nanogpt / llm.c `.bin` files (256 int32 header, then uint16 or uint32 tokens) or plain uint16/uint32 `.bin` files of a stated dtype (docs/data.md)."""
+
+    name: str = "tokens"
+    files: List[str] = field(default_factory=list)
+    """Training shards: `.bin` paths, globs, or folders (every *.bin inside, sorted)."""
+    val_files: List[str] = field(default_factory=list)
+    """Validation shards (e.g. fineweb_val_*.bin); empty = the last val_tokens (+ margin) of the training shards are held out."""
+    format: str = "auto"
+    """auto (a nanoGPT header when the file starts with its magic number, else raw), nanogpt, or raw."""
+    dtype: Optional[str] = None
+    """uint16 or uint32: required for raw files; nanoGPT headers state their own."""
+    vocab_size: int = MISSING
+    """Vocabulary of the tokenizer that made the shards (50257 for GPT-2); checked against model.vocab_size before training."""
+    eos_id: Optional[int] = None
+    """End-of-document token (50256 for GPT-2); when set, a held-out tail starts at a document boundary."""
+    val_tokens: int = II("eval.tokens")
+    """Held-out tokens when val_files is empty (plus the same margin as data=text)."""
+    cache_dir: Optional[str] = None
+    """Where the shards' identity (size, mtime, SHA-256) is kept; null = $OPTLAW_CACHE_DIR/data or ~/.cache/optlaw/data."""
+
+    def check(self) -> None:
+        if not self.files:
+            raise ConfigError("data=tokens needs data.files: .bin shards, globs or folders of them")
+        if self.format not in TOKEN_FORMATS:
+            raise ConfigError(f"data.format={self.format!r} is not one of {', '.join(TOKEN_FORMATS)}")
+        if self.dtype is not None and self.dtype not in ("uint16", "uint32"):
+            raise ConfigError(f"data.dtype={self.dtype!r} must be uint16 or uint32")
+        if self.format == "raw" and self.dtype is None:
+            raise ConfigError("data.format=raw needs data.dtype=uint16 or data.dtype=uint32 (raw .bin files do not say)")
+        if self.vocab_size < 2:
+            raise ConfigError(f"data.vocab_size={self.vocab_size} must be the tokenizer's vocabulary (e.g. 50257 for GPT-2)")
+        if self.dtype == "uint16" and self.vocab_size > 1 << 16:
+            raise ConfigError(f"data.vocab_size={self.vocab_size} does not fit data.dtype=uint16; use uint32")
 
 
 DATA_SCHEMAS: dict[str, type[DataConfig]] = {
-    "synthetic": SyntheticDataConfig, "facts": FactsDataConfig, "text": TextDataConfig}
+    "synthetic": SyntheticDataConfig, "facts": FactsDataConfig, "text": TextDataConfig, "tokens": TokensDataConfig}
 
 
 def data_config(value: Any) -> DataConfig:
@@ -178,6 +226,6 @@ def data_config(value: Any) -> DataConfig:
     schema = DATA_SCHEMAS.get(str(name))
     if schema is None:
         raise ConfigError(
-            f"unknown data.name={name!r}; choose one of: {', '.join(DATA_SCHEMAS)} (data=synthetic, data=facts or data=text)"
+            f"unknown data.name={name!r}; choose one of: {', '.join(DATA_SCHEMAS)} (data=synthetic, data=facts, data=text or data=tokens)"
         )
     return as_config(schema, value, "data")

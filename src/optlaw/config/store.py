@@ -15,7 +15,7 @@ them in the root schema.
 
 from hydra.core.config_store import ConfigStore
 
-from optlaw.config.data import FactsDataConfig, SyntheticDataConfig, TextDataConfig
+from optlaw.config.data import FactsDataConfig, SyntheticDataConfig, TextDataConfig, TokensDataConfig
 from optlaw.config.model import ModelConfig
 from optlaw.config.optim import (AdamWOptimizerConfig, GenericOptimizerConfig, MuonOptimizerConfig,
                                  ShampooOptimizerConfig, SoapOptimizerConfig)
@@ -37,6 +37,7 @@ SCHEMAS: dict[tuple[str, str], type] = {
     ("data", "synthetic"): SyntheticDataConfig,
     ("data", "facts"): FactsDataConfig,
     ("data", "text"): TextDataConfig,
+    ("data", "tokens"): TokensDataConfig,
     ("launcher", "local"): LocalLauncherConfig,
     ("launcher", "slurm"): SlurmLauncherConfig,
     ("task", "quadratic"): QuadraticPointConfig,

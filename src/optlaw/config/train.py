@@ -159,7 +159,7 @@ class CheckpointConfig:
     """Checkpoints under <run_dir>/checkpoints/ (optlaw.train.checkpoint)."""
 
     every_steps: int = 200
-    """Also written at the end and on SIGTERM / SIGUSR1 (then exit status 75); 0 = only then."""
+    """Also written at the end, on SIGTERM / SIGUSR1 (then exit status 75) and Ctrl-C (exit 130); 0 = only then."""
     keep: int = 1
     """Newest rotating checkpoints kept (step_<n>.pt); at least 1."""
     keep_at_tokens: List[Number] = field(default_factory=list)

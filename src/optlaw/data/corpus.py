@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from optlaw.errors import ConfigError
+
 
 @runtime_checkable
 class Corpus(Protocol):
@@ -23,3 +25,12 @@ class Corpus(Protocol):
     def val_batches(self, n_tokens: int, batch_size: int, seq_len: int) -> Iterator[torch.Tensor]:
         """The fixed held-out split: ceil(n_tokens / seq_len) sequences of seq_len + 1 tokens."""
         ...
+
+
+def check_vocab_fits(corpus_vocab_size: int, model_vocab_size: int) -> None:
+    """Raise a one-line ConfigError when the corpus has token ids the model cannot embed."""
+    if corpus_vocab_size > model_vocab_size:
+        raise ConfigError(
+            f"the corpus vocabulary has {corpus_vocab_size} tokens but model.vocab_size={model_vocab_size}; "
+            f"set model.vocab_size={corpus_vocab_size} (or more), or use a smaller tokenizer (data.tokenizer_vocab_size)"
+        )

@@ -12,6 +12,7 @@ from typing import Any
 
 from optlaw.config import as_config
 from optlaw.config.data import TextDataConfig
+from optlaw.data.identity import files_identity
 from optlaw.errors import UserError
 
 TEXT_SUFFIXES = (".txt", ".text", ".md")
@@ -63,11 +64,13 @@ def iter_file_documents(path: Path, text_field: str) -> Iterator[str]:
         if paragraph:
             yield "".join(paragraph).rstrip("\n")
     elif fmt == "jsonl":
-        with open(path, encoding="utf-8") as fh:
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
+        # Bytes, decoded line by line: a bad line is named by its number (a text-mode reader
+        # decodes ahead in blocks and would blame an earlier line).
+        with open(path, "rb") as fh:
+            for line_no, raw in enumerate(fh, 1):
+                obj = _jsonl_object(path, line_no, raw, text_field)
+                if obj is None:
                     continue
-                obj = json.loads(line)
                 if text_field not in obj:
                     raise UserError(f"data.text_field={text_field!r} is not a key of {path.name} line {line_no}; set data.text_field to one of {sorted(obj)}")
                 yield str(obj[text_field])
@@ -83,21 +86,36 @@ def iter_file_documents(path: Path, text_field: str) -> Iterator[str]:
                     yield str(text)
 
 
-def hash_files(files: list[Path]) -> str:
-    """Content hash of the files in order (names and dates do not matter, bytes do)."""
-    h = hashlib.sha256()
-    for path in files:
-        h.update(b"\0file\0" + file_format(path).encode())
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+def _jsonl_object(path: Path, line_no: int, raw: bytes, text_field: str) -> dict | None:
+    """One line of a .jsonl as its object (None for a blank line), or a one-line error naming the line."""
+    where = f"data.files: {path} line {line_no}"
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{where} is not UTF-8 text (byte {exc.start} of the line); re-encode the file as UTF-8") from None
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where} is not JSON ({exc.msg} at column {exc.colno}); "
+                        "a .jsonl holds one JSON object per line: fix or remove the line") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{where} is a JSON {type(obj).__name__}, not an object; a .jsonl holds one object per line "
+                        f"with the text under {text_field!r} (data.text_field)")
+    return obj
+
+
+def hash_files(files: list[Path], cache_root: Path | None = None) -> str:
+    """Content hash of the files in order; per-file digests come from the identity cache under
+    ``cache_root`` when given (optlaw.data.identity), so an unchanged corpus is not re-read."""
+    return files_identity(files, [file_format(p) for p in files], cache_root)
 
 
 class DocumentSource:
     """The documents of a corpus config, and a hash that changes when they do."""
 
-    def __init__(self, data_cfg: Any):
+    def __init__(self, data_cfg: Any, cache_root: Path | None = None):
         cfg = as_config(TextDataConfig, data_cfg, "data")  # data.files or data.dataset is checked there
         self.text_field = cfg.text_field
         self.dataset = cfg.dataset
@@ -111,10 +129,10 @@ class DocumentSource:
             if self.text_field not in self._dataset.column_names:
                 raise UserError(f"data.text_field={self.text_field!r} is not a column of {self.dataset}; set it to one of {self._dataset.column_names}")
             self.content_hash = hashlib.sha256(
-                json.dumps([self.dataset, self.dataset_config, self.split, hash_files(self.files), self._dataset._fingerprint]).encode()
+                json.dumps([self.dataset, self.dataset_config, self.split, hash_files(self.files, cache_root), self._dataset._fingerprint]).encode()
             ).hexdigest()
         else:
-            self.content_hash = hash_files(self.files)
+            self.content_hash = hash_files(self.files, cache_root)
         self.content_hash = hashlib.sha256(f"{self.content_hash}|{self.text_field}|{self.max_documents}".encode()).hexdigest()
 
     def _load_dataset(self):
@@ -126,6 +144,11 @@ class DocumentSource:
         except Exception as exc:  # datasets raises many types; all mean the same to a user
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"data.dataset={self.dataset!r} could not be loaded ({first}); check the name, data.split and your network/HF cache") from None
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of the local files (a progress bar's total when documents are not counted up front)."""
+        return sum(p.stat().st_size for p in self.files)
 
     @property
     def n_documents(self) -> int | None:

@@ -76,12 +76,16 @@ def load_tokenizer(path_text: str, eos_token: str | None = None) -> TextTokenize
     return TextTokenizer(backend, max(len(backend), max(vocab.values()) + 1), eos, _hash_path(path), str(path))
 
 
+def check_bpe_vocab(vocab_size: int) -> None:
+    if vocab_size < 257 + 1:
+        raise ConfigError(f"data.tokenizer_vocab_size={vocab_size} is too small; byte-level BPE needs at least 258 (256 bytes + EOS + 1 merge)")
+
+
 def train_bpe(texts: Iterable[str], vocab_size: int, save_to: Path, length: int | None = None) -> TextTokenizer:
     """Train a byte-level BPE (GPT-2 style: no unknown tokens) and save its tokenizer.json."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    if vocab_size < 257 + 1:
-        raise ConfigError(f"data.tokenizer_vocab_size={vocab_size} is too small; byte-level BPE needs at least 258 (256 bytes + EOS + 1 merge)")
+    check_bpe_vocab(vocab_size)
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()

@@ -7,10 +7,13 @@ Every handler takes the remaining argv and returns an exit code.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
-from optlaw.errors import UserError
+from optlaw.errors import UserError, disk_error
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 # name -> ("module:function", one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -53,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # A full disk, a read-only folder or no permission is the user's to fix: one line, any command.
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        print(f"error: {disk_error(exc)}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

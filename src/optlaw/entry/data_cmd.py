@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from optlaw.config import compose
-from optlaw.data import build_corpus, check_vocab_fits
+from optlaw.data import build_corpus
 
 
 def main(argv: list[str]) -> int:
@@ -18,10 +18,12 @@ def main(argv: list[str]) -> int:
         print("Builds (or finds) the tokenized cache entry and prints its summary as JSON.")
         return 0
     cfg = compose("train", argv)
-    corpus = build_corpus(cfg.data, cfg.data.get("cache_dir"))
-    check_vocab_fits(corpus.vocab_size, int(cfg.model.vocab_size))
+    # The model's vocabulary is checked against the tokenizer's before any tokenizing.
+    corpus = build_corpus(cfg.data, cfg.data.get("cache_dir"), model_vocab_size=int(cfg.model.vocab_size))
     summary = {"name": corpus.name, "vocab_size": corpus.vocab_size, "entropy_floor_nats": corpus.entropy_floor_nats}
     if hasattr(corpus, "meta"):
-        summary.update(directory=str(corpus.directory), **corpus.meta)
+        summary.update(corpus.meta)
+    if hasattr(corpus, "directory"):
+        summary["directory"] = str(corpus.directory)
     print(json.dumps(summary, indent=2))
     return 0

@@ -164,6 +164,9 @@ def run_sweep(request: SweepRequest) -> SweepOutcome:
     states = all_states(sweep_dir, manifest)
     to_run = tuple(s.run_id for s in states if needs_run(s, request.retry_diverged))
     print(format_plan(manifest, states, list(to_run), launcher_cfg, sweep_dir))
+    for s in states:
+        if s.state == "corrupt":
+            print(f"corrupt: {s.note}; a launch keeps a copy and reruns the point (from its checkpoint when one loads)")
     if request.dry_run:
         if not to_run:
             print("nothing to run: every point is finished or owned by a live launch")
@@ -266,7 +269,8 @@ def summary_line(states) -> str:
     counts = {name: 0 for name in DISPLAY_STATES}
     for s in states:
         counts[s.state] += 1
-    return f"{len(states)} points: " + ", ".join(f"{counts[name]} {name}" for name in DISPLAY_STATES)
+    shown = [name for name in DISPLAY_STATES if name != "corrupt" or counts[name]]  # corrupt only when there is one
+    return f"{len(states)} points: " + ", ".join(f"{counts[name]} {name}" for name in shown)
 
 
 def main_status(argv: list[str]) -> int:

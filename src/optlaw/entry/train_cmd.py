@@ -10,7 +10,7 @@ from optlaw.config import compose
 from optlaw.entry.overrides import refuse_multirun, take_cfg_flag
 from optlaw.entry.points import root_config, run_point
 from optlaw.records import FINISHED
-from optlaw.train.signals import PREEMPTED_EXIT_CODE, Preempted
+from optlaw.train.signals import Preempted
 
 USAGE = """\
 usage: optlaw train [key=value ...]
@@ -38,7 +38,8 @@ keys (defaults in configs/train.yaml; see docs/configuration.md):
 A grid of points (Hydra's multirun, optimizer=adamw,muon) is a sweep: see `optlaw sweep --help`.
 
 exit status: 0 done or diverged (see run.json status), 2 bad input,
-75 preempted by SIGTERM/SIGUSR1 (checkpoint written; rerun to resume), 1 failed.
+75 preempted by SIGTERM/SIGUSR1, 130 interrupted by Ctrl-C (both: checkpoint written,
+record left running; rerun to resume), 1 failed.
 """
 
 
@@ -56,5 +57,5 @@ def main(argv: list[str]) -> int:
         record = run_point(cfg)
     except Preempted as exc:
         print(str(exc), file=sys.stderr, flush=True)
-        return PREEMPTED_EXIT_CODE
+        return exc.exit_code
     return 0 if record.status in FINISHED else 1

@@ -38,6 +38,13 @@ class NormalEquations:
         self.C = C = len(combos)
         self.sum_by_combo = np.zeros((n, C))
         self.sum_by_combo[np.arange(n), combo_of_point.ravel()] = 1.0
+        # Points already grouped by combo (tables come sorted by optimizer): contiguous sums
+        # (np.add.reduceat, ~15 adds a point) instead of the product with the (n, C) indicator
+        # (15 C multiply-adds a point); measured 5-10% of a Marin bootstrap.
+        combo_of_point = combo_of_point.ravel()
+        starts = np.flatnonzero(np.r_[True, np.diff(combo_of_point) != 0])
+        contiguous = len(starts) == C and np.array_equal(combo_of_point[starts], np.arange(C))
+        self.combo_starts = starts if contiguous and n > 0 else None
         # parameter index of each slot, per combo
         self.slot_param = np.stack([np.zeros(C, int), np.ones(C, int), np.full(C, 2), 3 + combos[:, 0],
                                     3 + n_a + combos[:, 1]], axis=1)
@@ -86,8 +93,10 @@ class NormalEquations:
         products = self._buffer[:size].reshape(15, R, n)
         for k, (a, b) in enumerate(zip(*_UPPER)):
             np.multiply(U5[a], J5[b], out=products[k])
-        sums = (products.reshape(15 * R, n) @ self.sum_by_combo).reshape(15, R, self.C)
         U5 *= r
+        if self.combo_starts is not None:
+            return np.add.reduceat(products, self.combo_starts, axis=2), np.add.reduceat(U5, self.combo_starts, axis=2)
+        sums = (products.reshape(15 * R, n) @ self.sum_by_combo).reshape(15, R, self.C)
         grads = (U5.reshape(5 * R, n) @ self.sum_by_combo).reshape(5, R, self.C)
         return sums, grads
 

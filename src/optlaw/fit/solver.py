@@ -87,6 +87,10 @@ class Problem:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}")
         self.logL = np.log(self.loss)
+        # Distinct sizes and budgets: N^-alpha is exponentiated once per distinct value and gathered
+        # (a sweep has a handful of N and D for 10^2 points; the same numbers, fewer exp calls).
+        self.uN, self.iN = np.unique(self.logN, return_inverse=True)
+        self.uD, self.iD = np.unique(self.logD, return_inverse=True)
 
     @property
     def n(self) -> int:
@@ -199,8 +203,8 @@ def _predict_batch(theta: np.ndarray, p: Problem) -> tuple[np.ndarray, np.ndarra
     s = p.structure
     alpha, beta, c = theta[:, 0], theta[:, 1], np.exp(theta[:, 2:])
     TE = np.broadcast_to(c[:, :1], (len(theta), p.n))
-    TA = c[:, 1 + s.a_group] * np.exp(-alpha[:, None] * p.logN[None, :])
-    TB = c[:, 1 + s.n_a + s.b_group] * np.exp(-beta[:, None] * p.logD[None, :])
+    TA = c[:, 1 + s.a_group] * np.exp(-alpha[:, None] * p.uN[None, :])[:, p.iN]
+    TB = c[:, 1 + s.n_a + s.b_group] * np.exp(-beta[:, None] * p.uD[None, :])[:, p.iD]
     return TE + TA + TB, TE, TA, TB
 
 
@@ -224,8 +228,14 @@ def gauss_newton_terms(theta: np.ndarray, p: Problem, w: np.ndarray) -> tuple[np
     u = np.where(outside, (w * k * p.delta) / np.maximum(np.abs(r), 1e-300), w)
     r = np.where(outside, r / k, r)
     inv = 1.0 / pred
-    TAs, TBs = TA * inv, TB * inv
-    return np.stack([-p.logN * TAs, -p.logD * TBs, TE * inv, TAs, TBs]), u, r
+    # Filled in place: five fresh (R, n) arrays and a stack copy cost more than the arithmetic.
+    J5 = np.empty((5,) + pred.shape)
+    np.multiply(TA, inv, out=J5[3])
+    np.multiply(TB, inv, out=J5[4])
+    np.multiply(TE, inv, out=J5[2])
+    np.multiply(J5[3], -p.logN, out=J5[0])
+    np.multiply(J5[4], -p.logD, out=J5[1])
+    return J5, u, r
 
 
 def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,

@@ -20,7 +20,7 @@ import numpy as np
 from optlaw.errors import UserError
 from optlaw.fit.result import FitWarning, WarningKind
 from optlaw.jsonio import dumps
-from optlaw.records import DONE, RecordError, RunRecord, iter_json
+from optlaw.records import CORRUPT, DONE, CorruptRecord, RecordError, RunRecord, iter_json
 
 REQUIRED_COLUMNS = ("optimizer", "N", "D", "loss")
 OPTIONAL_COLUMNS = ("seed", "flops", "step_cost", "family", "wallclock_s")
@@ -306,7 +306,7 @@ def load_wandb(path: str, group: str | None = None, n_basis: str = "non_embeddin
     return table_from_records(found, n_basis, seeds, source=f"wandb:{path}" + (f":{group}" if group else ""))
 
 
-def table_from_records(found: list[tuple[str, dict]], n_basis: str = "non_embedding", seeds: str = "all",
+def table_from_records(found: list[tuple[str, dict | CorruptRecord]], n_basis: str = "non_embedding", seeds: str = "all",
                        source: str = "") -> RunTable:
     """The fit table from (location, record document) pairs: run.json files or W&B summaries alike.
 
@@ -319,6 +319,10 @@ def table_from_records(found: list[tuple[str, dict]], n_basis: str = "non_embedd
         raise UserError(f"seeds must be one of {SEED_MODES}, got {seeds!r}")
     runs, excluded = [], []
     for location, doc in found:
+        if isinstance(doc, CorruptRecord):  # an unreadable run.json: listed by path, never dropped
+            excluded.append({"run_id": Path(location).name, "optimizer": None, "N": None,
+                             "D": None, "seed": None, "status": CORRUPT, "reason": str(doc), "hyperparameters": {}})
+            continue
         try:
             rec = RunRecord.from_json(doc)
         except RecordError as exc:
@@ -357,7 +361,7 @@ def table_from_records(found: list[tuple[str, dict]], n_basis: str = "non_embedd
     for note in tuning_notes:
         table.warn(note)
     if excluded:
-        table.warn(f"{len(excluded)} run(s) not fitted (diverged, failed, running or incomplete); "
+        table.warn(f"{len(excluded)} run(s) not fitted (diverged, failed, running, corrupt or incomplete); "
                    "listed in the report")
     table.seed_noise = seed_noise(table)
     if seeds == "mean":

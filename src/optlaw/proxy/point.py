@@ -125,6 +125,9 @@ def run(cfg: DictConfig | dict) -> records.ProxyRunRecord:
         n_samples=point.n_samples if isinstance(point, RandomFeaturesPointConfig) else None,
         run_dir=str(run_dir), config=plain, started_at=_now(),
     )
+    kept = records.set_aside_corrupt(run_dir)  # a damaged run.json is kept, not overwritten
+    if kept is not None:
+        print(f"warning: {run_dir / records.RECORD_NAME} was corrupt; kept as {kept}", flush=True)
     records.write_record(run_dir, record)
     start = time.perf_counter()
     try:

@@ -21,6 +21,14 @@ from optlaw.proxy import point
 from optlaw.proxy.optimizers import check_optimizers
 from optlaw.proxy.quadratic_theory import predicted_exponents
 
+# The exponents read off the exact loss parts "follow the closed form" within this share (the
+# finite D range alone puts them 4-10% above it: docs/proxy.md).
+PARTS_TOLERANCE = 0.15
+ADDITIVE_FORM_CAUSE = (
+    "the Chinchilla form adds the approximation and optimisation errors, while in this model they overlap "
+    "(a mode beyond N is counted once, in the approximation part), so near the N-D crossover the sum "
+    "overstates the reducible loss by up to 2x and the fitted exponents are biased")
+
 
 def check_study_config(cfg: dict) -> dict:
     """The study config checked against its schema (QuadraticStudyConfig) and the proxy optimizer keys;
@@ -89,7 +97,55 @@ def _fit_regime(folder: Path, cfg: dict, damping: float) -> dict:
     good_shared = _mean_rmse(shared.goodness)
     return {"rows": rows, "notes": notes, "separate": separate.to_json(), "shared": shared.to_json(),
             "shared_alpha": shared.params["alpha"], "shared_beta": shared.params["beta"],
+            "shared_law_exists": damping > 0, "findings": closed_form_findings(rows, damping, cfg["reference"]),
             "goodness_separate": good_sep, "goodness_shared": good_shared}
+
+
+def _covers(ci, value) -> bool | None:
+    if ci is None or value is None or ci[0] is None or ci[1] is None:
+        return None
+    return bool(ci[0] <= value <= ci[1])
+
+
+def closed_form_findings(rows: list[dict], damping: float, reference: str) -> list[str]:
+    """Fitted laws against the closed form, in words: every fitted interval that excludes its
+    closed-form value, with the cause (told apart by the exponents read off the exact parts),
+    and, undamped, that no shared law exists. Marks each row's ``*_matches`` (None: no interval)."""
+    findings = []
+    if damping == 0:
+        findings.append("No shared-exponent law exists in this regime: undamped preconditioners change the D "
+                        "exponent (beta = 2r/(1-q)), so no constant rho_D maps one optimizer onto another. The "
+                        "shared law's fit is reported only to measure how much worse it fits; its rho_D values "
+                        "are not factors of any law.")
+    for r in rows:
+        r["alpha_matches"] = _covers(r["alpha_ci"], r["alpha_pred"])
+        r["beta_matches"] = _covers(r["beta_ci"], r["beta_pred"])
+        r["rho_D_matches"] = (_covers(r["rho_D_ci"], r["rho_D_pred"])
+                              if damping > 0 and r["optimizer"] != reference else None)
+    for name in ("alpha", "beta", "rho_D"):
+        missed = [r for r in rows if r[f"{name}_matches"] is False]
+        if not missed:
+            continue
+        fits = ", ".join(f"{r['optimizer']} {r[f'{name}_fit']:.3f} [{r[f'{name}_ci'][0]:.3f}, "
+                         f"{r[f'{name}_ci'][1]:.3f}] vs {r[f'{name}_pred']:.3f}" for r in missed)
+        if name == "rho_D":
+            parts = [r.get("rho_D_part") for r in missed]
+        else:
+            parts = [r.get(f"{name}_part") for r in missed]
+        parts_follow = all(v is not None and abs(v - r[f"{name}_pred"]) <= PARTS_TOLERANCE * r[f"{name}_pred"]
+                           for v, r in zip(parts, missed))
+        cause = (f"The exact loss parts give {', '.join(f'{v:.3f}' for v in parts)}, within "
+                 f"{PARTS_TOLERANCE:.0%} of the closed form, so the theory holds and the cause is the fitted "
+                 f"form: {ADDITIVE_FORM_CAUSE}"
+                 + (" (rho_D = (B_ref/B_o)^(1/beta) inherits the bias of beta)." if name == "rho_D" else ".")
+                 if parts_follow else
+                 "The exact loss parts do not follow the closed form either (" +
+                 ", ".join("n/a" if v is None else f"{v:.3f}" for v in parts) +
+                 "): the grid is not in the asymptotic regime the closed form describes.")
+        findings.append(f"{name}: the fitted 95% interval excludes the closed form for "
+                        f"{len(missed)} of {sum(r[f'{name}_matches'] is not None for r in rows)} fits ({fits}). "
+                        + cause)
+    return findings
 
 
 def part_exponents(cfg: dict, optimizer: str, damping: float) -> dict:
@@ -180,11 +236,14 @@ def run_study(cfg: dict, out) -> dict:
     decomposition = _decomposition_example(cfg)
     summary = {name: {r["optimizer"]: {"alpha": [round(r["alpha_fit"], 3), r["alpha_pred"]],
                                        "beta": [round(r["beta_fit"], 3), r["beta_pred"]],
-                                       "rho_D": [None if r["rho_D_fit"] is None else round(r["rho_D_fit"], 3),
-                                                 r["rho_D_pred"]]}
+                                       "rho_D": ([None if r["rho_D_fit"] is None else round(r["rho_D_fit"], 3),
+                                                  r["rho_D_pred"]] if reg["shared_law_exists"] else
+                                                 "no shared law exists here (theory); not fitted as a conclusion")}
                       for r in reg["rows"]}
                for name, reg in regimes.items()}
-    result = {"summary": {"fitted_vs_predicted [fit, prediction]": summary}, "regimes": regimes,
+    findings = {name: reg["findings"] for name, reg in regimes.items()}
+    result = {"summary": {"fitted_vs_predicted [fit, prediction]": summary, "findings": findings},
+              "regimes": regimes,
               "decomposition": decomposition, "setting": {k: cfg[k] for k in (
                   "s", "source_r", "feature_dim", "irreducible_loss", "N_values", "D_values", "regimes",
                   "reference", "bootstrap")},
@@ -249,10 +308,16 @@ def _report(result: dict, cfg: dict) -> str:
              "'from parts' = log-log slopes of the exact approximation part (over N) and optimisation part "
              "(over D, at N = feature_dim/16), i.e. the exponents with no Chinchilla form in between. "
              f"Runtime {result['runtime_s']:.0f} s.", ""]
+    lines += ["## Findings", ""]
     for name, reg in result["regimes"].items():
+        lines += [f"- `{name}`: {f}" for f in reg["findings"]] or [f"- `{name}`: every fitted interval covers its "
+                                                                    "closed form."]
+    lines.append("")
+    for name, reg in result["regimes"].items():
+        rho_head = "rho_D fit (shared law)" if reg["shared_law_exists"] else "rho_D fit (no shared law exists here)"
         lines += [f"## Regime `{name}` (damping {reg['damping']:g})", "",
                   "| optimizer | alpha fit | alpha from parts | alpha predicted | beta fit | beta from parts | "
-                  "beta predicted | rho_D fit (shared law) | rho_D from parts (largest D) | rho_D predicted |",
+                  f"beta predicted | {rho_head} | rho_D from parts (largest D) | rho_D predicted |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in reg["rows"]:
             beta_pred = "one step (inf)" if r["beta_pred"] is None and reg["damping"] == 0 else _num(r["beta_pred"])
@@ -262,7 +327,8 @@ def _report(result: dict, cfg: dict) -> str:
                          f"{_num(r['rho_D_fit'])}{_ci(r['rho_D_ci'])} | {_num(r.get('rho_D_part'))} | "
                          f"{_num(r['rho_D_pred'])} |")
         gs, gh = reg["goodness_separate"], reg["goodness_shared"]
-        lines += ["", f"Shared-exponent law: alpha = {reg['shared_alpha']:.3f}, beta = {reg['shared_beta']:.3f}. "
+        lines += ["", ("" if reg["shared_law_exists"] else "Fitted although the theory says none exists: ")
+                  + f"Shared-exponent law: alpha = {reg['shared_alpha']:.3f}, beta = {reg['shared_beta']:.3f}. "
                   f"RMSE of the loss, separate laws vs shared law: {_num(gs, 5)} vs {_num(gh, 5)}."]
         lines += [f"- {n}" for n in reg["notes"]]
         lines.append("")

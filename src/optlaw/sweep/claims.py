@@ -5,7 +5,8 @@ on local filesystems and on NFSv3+), holding who owns the point: a host and proc
 (local launcher) or a SLURM job id (SLURM launcher). A claim whose owner is gone —
 process dead on this host, or SLURM job no longer queued or running — is stale and
 is taken over. We write this ourselves rather than use fcntl locks because fcntl
-locks die with the submitting process, while a SLURM claim must outlive it.
+locks die with the submitting process, while a SLURM claim must outlive it. Whether an
+owner is alive is judged as for a run directory's lock (optlaw.train.lock).
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import time
 from pathlib import Path
+
+from optlaw.train.lock import owner_alive, pid_alive, process_start_time
+
+__all__ = ["claim_path", "live_claim", "owner_alive", "process_start_time", "read_claim", "release_claim",
+           "try_claim", "update_claim", "clean_stale"]
 
 CLAIMS_DIR = "claims"
 
@@ -24,67 +29,9 @@ def claim_path(sweep_dir: str | Path, run_id: str) -> Path:
     return Path(sweep_dir) / CLAIMS_DIR / f"{run_id}.json"
 
 
-def process_start_time(pid: int) -> str | None:
-    """Kernel start time of a process (guards against a reused pid)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            # Field 22; the command name (field 2) may contain spaces, so split after ')'.
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def _owner_here(pid: int | None = None) -> dict:
     pid = pid or os.getpid()
     return {"host": socket.gethostname(), "pid": pid, "pid_start": process_start_time(pid), "created": time.time()}
-
-
-def _pid_alive(host: str | None, pid: int | None, start: str | None) -> bool | None:
-    """True/False on this host; None when the pid lives on another host (cannot tell)."""
-    if pid is None:
-        return False
-    if host != socket.gethostname():
-        return None
-    current = process_start_time(int(pid))
-    return current is not None and (start is None or current == start) and not _zombie(int(pid))
-
-
-def _zombie(pid: int) -> bool:
-    """An exited process its parent has not reaped yet (an orphan's new parent may be slow to)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
-def slurm_job_alive(job_id: str) -> bool | None:
-    """True when SLURM still has the job (pending, running, requeued); None when squeue is unavailable."""
-    try:
-        out = subprocess.run(
-            ["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0:
-        # squeue errors with "Invalid job id" once a job has left the queue.
-        return False if "Invalid job id" in out.stderr else None
-    states = {s.strip() for s in out.stdout.split()}
-    return bool(states - {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"})
-
-
-def owner_alive(claim: dict) -> bool:
-    """Whether the claim's owner may still run the point (unknown counts as alive: never run twice)."""
-    if claim.get("slurm_job_id"):
-        alive = slurm_job_alive(claim["slurm_job_id"])
-        if alive is not None:
-            return alive
-        return True
-    pids = [(claim.get("pid"), claim.get("pid_start")), (claim.get("child_pid"), claim.get("child_pid_start"))]
-    verdicts = [_pid_alive(claim.get("host"), pid, start) for pid, start in pids if pid]
-    if any(v is None for v in verdicts):
-        return True
-    return any(verdicts)
 
 
 def read_claim(sweep_dir: str | Path, run_id: str) -> dict | None:
@@ -196,6 +143,20 @@ def clean_stale(sweep_dir: str | Path, grace_s: float = 60.0, out=None) -> list[
         _remove_if_same(path, claim)
         removed.append(run_id)
     return removed
+
+
+def _pid_alive(host: str | None, pid: int | None, start: str | None) -> bool | None:
+    """pid_alive, with an exited but unreaped process (an orphan's new parent may be slow to reap) counted dead."""
+    alive = pid_alive(host, pid, start)
+    return False if alive and _zombie(int(pid)) else alive
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def _stop_orphan(host: str | None, pid: int, start: str | None, grace_s: float) -> None:

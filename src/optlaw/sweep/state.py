@@ -3,7 +3,8 @@
 States shown to users: ``done``, ``diverged``, ``failed``, ``running`` (a live
 owner holds the claim: a local process or a queued/running SLURM job) and
 ``pending`` (nothing yet, or a record left ``running`` by an owner that died,
-which is resumable from its last checkpoint).
+which is resumable from its last checkpoint). ``corrupt``: a run.json that cannot be
+read; a launch keeps a copy of it and reruns the point (resuming from its checkpoint).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from optlaw import records
 from optlaw.sweep import claims
 
-DISPLAY_STATES = ("done", "diverged", "failed", "running", "pending")
+DISPLAY_STATES = ("done", "diverged", "failed", "running", "pending", "corrupt")
 
 
 @dataclass
@@ -29,8 +30,12 @@ class PointState:
 
 def point_state(sweep_dir: str | Path, point: dict) -> PointState:
     run_dir = Path(sweep_dir) / point["run_dir"]
-    record = records.read_record(run_dir)
     claim = claims.live_claim(sweep_dir, point["run_id"])
+    try:
+        record = records.read_record(run_dir)
+    except records.CorruptRecord as exc:
+        state = "running" if claim is not None else records.CORRUPT
+        return PointState(point["run_id"], point.get("label", ""), state, str(exc), None, claim)
     status = record.status if record is not None else None
     note = ""
     if status in records.FINISHED:
@@ -55,7 +60,7 @@ def point_state(sweep_dir: str | Path, point: dict) -> PointState:
 
 def needs_run(state: PointState, retry_diverged: bool = False) -> bool:
     """Whether a launch should run this point: not finished, and nobody alive owns it."""
-    if state.state in ("pending", "failed"):
+    if state.state in ("pending", "failed", records.CORRUPT):
         return True
     return retry_diverged and state.state == "diverged"
 

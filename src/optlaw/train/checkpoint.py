@@ -104,11 +104,18 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
 
 def load_latest(run_dir: Path, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
     """Newest checkpoint of this run that loads; a torn or corrupt file is skipped, not fatal."""
+    found = latest(run_dir, map_location)
+    return None if found is None else found[1]
+
+
+def latest(run_dir: Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
+    """(path, state) of the newest rotating checkpoint that loads; unreadable ones are skipped with a warning."""
     for _, path in sorted(_rotating(run_dir), reverse=True):
         try:
-            return load(path, map_location)
+            return path, load(path, map_location)
         except Exception as exc:  # noqa: BLE001 - any unreadable file means "try the previous one"
-            print(f"warning: skipping unreadable checkpoint {path}: {type(exc).__name__}: {exc}", flush=True)
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            print(f"warning: skipping unreadable checkpoint {path}: {type(exc).__name__}: {first}", flush=True)
     return None
 
 

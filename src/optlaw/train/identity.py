@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from optlaw.errors import ConfigError
-from optlaw.records import make_run_id, optimizer_name
+from optlaw.errors import ConfigError, UserError
+from optlaw.records import make_run_id, optimizer_name, semantic_config
 
 
 def budget_label(budget: dict[str, Any]) -> str:
@@ -57,3 +57,45 @@ def _short_count(value: float) -> str:
         if value >= scale:
             return f"{value / scale:.3g}".replace(".", "p") + unit
     return f"{value:g}"
+
+
+def differing_keys(mine: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """The dotted semantic config keys (``records.semantic_config``) whose values differ, as
+    ``key=theirs->mine``, shallowest first; a section only one side has is one entry."""
+    out: list[tuple[int, str]] = []
+    _diff(semantic_config(theirs), semantic_config(mine), "", out)
+    return [text for _, text in sorted(out)]
+
+
+def _diff(theirs: Any, mine: Any, prefix: str, out: list[tuple[int, str]]) -> None:
+    if isinstance(theirs, dict) and isinstance(mine, dict):
+        for key in sorted(set(theirs) | set(mine)):
+            _diff(theirs.get(key, _UNSET), mine.get(key, _UNSET), f"{prefix}{key}.", out)
+    elif theirs != mine:
+        key = prefix[:-1]
+        out.append((key.count("."), f"{key}={_short(theirs)}->{_short(mine)}"))
+
+
+_UNSET = "<unset>"
+
+
+def _short(value: Any) -> str:
+    return "{...}" if isinstance(value, dict) else str(value)
+
+
+def check_run_dir_owner(run_dir: Any, run_id: str, config: dict[str, Any], found_id: str,
+                        found_config: dict[str, Any] | None, source: str) -> None:
+    """A run directory belongs to one run id: a record or checkpoint of another run there is a one-line error.
+
+    Resuming another run's checkpoint (or calling its finished record this run's) would
+    give a result labelled with this config but computed with that one.
+    """
+    if found_id == run_id:
+        return
+    keys = differing_keys(config, found_config) if isinstance(found_config, dict) else []
+    what = (f"its config differs in {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}" if keys
+            else "its config has the same keys but another run id (written by another optlaw version?)")
+    raise UserError(
+        f"run_dir={run_dir} belongs to run {found_id} ({source}), not to this run {run_id}: {what}; "
+        f"pass another run_dir (or drop run_dir= to get runs/{run_id}), or delete {run_dir} to start over"
+    )

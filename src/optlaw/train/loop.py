@@ -46,6 +46,7 @@ class LoopState:
     data_wait_s: float = 0.0
     started_at: str | None = None
     branch: dict[str, Any] | None = None
+    wandb_id: str | None = None        # this run directory's W&B run (train/wandb_mirror.py)
 
     def to_plain(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from optlaw.jsonio import dumps
+from optlaw.jsonio import dumps, write_atomic
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -36,17 +36,22 @@ class MetricsLog:
         if not self.path.exists():
             return
         kept = []
-        for line in self.path.read_text().splitlines():
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 if json.loads(line).get("step", 0) <= step:
                     kept.append(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, AttributeError):
                 continue  # a torn last line from the kill
-        self.path.write_text("".join(k + "\n" for k in kept))
+        text = "".join(k + "\n" for k in kept)
+        # Atomic: a kill during the rewrite leaves the old file, never a half-truncated one.
+        write_atomic(self.path, lambda fh: fh.write(text))
 
     def write(self, row: dict[str, Any]) -> None:
         if self._fh is not None:
-            self._fh.write(dumps(row) + "\n")
+            try:
+                self._fh.write(dumps(row) + "\n")
+            except OSError as exc:  # a plain file write's error names no file: name it
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def close(self) -> None:
         if self._fh is not None:

@@ -18,13 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from optlaw import records
 from optlaw.config.train import TrainConfig
-from optlaw.jsonio import write_json_atomic
+from optlaw.jsonio import write_atomic, write_json_atomic
 from optlaw.optim.cost import step_cost_ratio
 from optlaw.train.budget import BudgetPlan
 from optlaw.train.identity import budget_label
 from optlaw.train.metrics import MetricsLog, mfu, print_progress, progress_line
 from optlaw.train.record import now
-from optlaw.train.wandb_mirror import WandbMirror
+from optlaw.train.wandb_mirror import WandbMirror, new_wandb_id
 
 
 class RunOutputs:
@@ -41,14 +41,19 @@ class RunOutputs:
     def open(self, cfg: DictConfig, run_cfg: TrainConfig, routing: list[dict[str, Any]], resumed: bool) -> None:
         """Write config.yaml, routing.json and the record; start metrics.jsonl and the W&B run."""
         config = self.record.config
+        if self.state.wandb_id is None:  # a fresh start (a resume brings its own id from the checkpoint)
+            self.state.wandb_id = new_wandb_id(self.record.run_id)
+        self.record.wandb_id = self.state.wandb_id
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            text = OmegaConf.to_yaml(cfg, resolve=True)
+            write_atomic(self.run_dir / "config.yaml", lambda fh: fh.write(text))
             write_json_atomic(self.run_dir / "routing.json", routing)
         self._write()
         self.metrics = MetricsLog(self.run_dir, self.is_main, resume_step=self.state.step if resumed else None)
         self.mirror = WandbMirror(
-            run_cfg.wandb, run_id=self.record.run_id, run_dir=self.run_dir, config=config, group=run_cfg.sweep_name,
+            run_cfg.wandb, run_id=self.record.run_id, run_dir=self.run_dir, wandb_id=self.state.wandb_id, config=config,
+            group=run_cfg.sweep_name,
             tags=[str(run_cfg.model.family), run_cfg.model.size, str(self.record.optimizer), budget_label(config["budget"])],
             enabled=self.is_main,
         )
@@ -82,9 +87,7 @@ class RunOutputs:
             "wall_time_s": self.state.wall_time_s,
         }
         self.metrics.write(row)
-        flat = dict(row)
-        flat.update({f"lr/{k}": v for k, v in flat.pop("lr").items()})
-        self.mirror.log(flat, step=step)
+        self.mirror.log(row, step=step)
         if self.progress:
             remaining = (self.plan.total_steps - step) * self.plan.global_batch_tokens
             print_progress(progress_line(row, self.plan.total_steps, remaining / tokens_per_s if tokens_per_s else math.inf))
@@ -114,22 +117,34 @@ class RunOutputs:
         self.mirror.summary(self.record.fit_fields())
 
     def preempted(self, reason: str) -> None:
-        """Checkpoint written, the run leaves: the record stays ``running`` (resumable), saying why."""
+        """Checkpoint written (or not, on a second Ctrl-C), the run leaves: the record stays ``running`` (resumable), saying why."""
         self.record.status, self.record.reason = records.RUNNING, reason
-        self._write()
+        self._write_if_possible()
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, reason: str | None = None) -> None:
         self.record.status = records.FAILED
-        self.record.reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        self._write()
+        self.record.reason = (reason or f"{type(exc).__name__}: {exc}").splitlines()[0][:500]
+        self._write_if_possible()
 
     def close(self, exit_code: int) -> None:
-        if self.metrics is not None:
-            self.metrics.close()
+        try:
+            if self.metrics is not None:
+                self.metrics.close()
+        except OSError as exc:  # the disk that failed the run may fail the last flush too
+            print(f"warning: could not finish {self.metrics.path}: {exc}", flush=True)
         if self.mirror is not None:
             self.mirror.finish(exit_code=exit_code)
 
     # ----- the record -----
+    def _write_if_possible(self) -> None:
+        """An ending's record write, on its way out: a disk that refuses it is a warning, not a second error."""
+        try:
+            self._write()
+        except OSError as exc:
+            if self.is_main:
+                print(f"warning: could not write {self.run_dir / records.RECORD_NAME} ({exc.strerror or exc}); "
+                      f"it still says {self.record.status} as of its last write", flush=True)
+
     def _write(self) -> None:
         """Bring the record's progress fields up to the loop state, then write it (rank 0)."""
         state, plan, record = self.state, self.plan, self.record

@@ -8,7 +8,9 @@ one context, and every file a run writes besides checkpoints goes through its
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 from optlaw import records
 from optlaw.config import to_plain, validate
 from optlaw.config.train import TrainConfig
-from optlaw.errors import UserError
+from optlaw.errors import UserError, disk_error
 from optlaw.jsonio import plain
 from optlaw.train import checkpoint as ckpt
 from optlaw.train.budget import BudgetPlan, plan_budget
-from optlaw.train.distributed import DistInfo, from_main, init_distributed, shutdown_distributed
+from optlaw.train.distributed import DistInfo, any_rank, from_main, init_distributed, shutdown_distributed
+from optlaw.train.identity import check_run_dir_owner
 from optlaw.train.identity import run_id as make_point_id
+from optlaw.train.lock import RunLock
 from optlaw.train.loop import LoopState, TrainContext, TrainLoop
 from optlaw.train.metrics import peak_bf16_flops
 from optlaw.train.outputs import RunOutputs
@@ -47,8 +51,8 @@ def train(cfg: DictConfig) -> records.LLMRunRecord:
 
 
 def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLMRunRecord:
-    from optlaw.data import build_corpus, check_vocab_fits
-    from optlaw.models import build_model, model_stats
+    from optlaw.data import build_corpus
+    from optlaw.models import model_stats
 
     # --- everything that can reject the input, before any compute ---
     config = to_plain(cfg)
@@ -56,21 +60,43 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
     plan = plan_budget(run_cfg, stats.n_total, stats.n_non_embedding, info.world_size)
     point_id = make_point_id(config)
     run_dir = resolve_run_dir(run_cfg, point_id)
-    existing = records.read_record(run_dir)
-    if existing and existing.status in records.FINISHED:
+    existing = _existing_record(run_dir, point_id, config, info)
+    if existing is not None and existing.status in records.FINISHED:
         if info.is_main:
             print(f"{point_id}: already {existing.status} in {run_dir}; nothing to do", flush=True)
         return existing
-    corpus = build_corpus(run_cfg.data)
-    check_vocab_fits(corpus.vocab_size, run_cfg.model.vocab_size)
+    corpus = build_corpus(run_cfg.data, model_vocab_size=run_cfg.model.vocab_size)  # vocabulary checked before tokenizing
     branch_source = None
     if run_cfg.init.from_checkpoint:
         branch_source = ckpt.load_branch_source(run_cfg.init.from_checkpoint)
         _check_branch_compatible(run_cfg, config, branch_source, plan, stats)
+    # Handed over in a list the callee empties: a parent checkpoint must not stay in memory while the run trains.
+    handover = [branch_source]
+    del branch_source
+    with _locked(run_dir, info):  # bad input was refused above, without touching run_dir
+        return _train_locked(cfg, run_cfg, info, config, stats, plan, point_id, run_dir, corpus, handover)
+
+
+def _train_locked(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo, config: dict[str, Any], stats: Any,
+                  plan: BudgetPlan, point_id: str, run_dir: Path, corpus: Any,
+                  handover: list[dict[str, Any] | None]) -> records.LLMRunRecord:
+    from optlaw.models import build_model
+
+    branch_source = handover.pop()
+
+    existing = _existing_record(run_dir, point_id, config, info)  # again: it may have finished while we waited
+    if existing is not None and existing.status in records.FINISHED:
+        return existing
+    device = info.device
+    latest = ckpt.latest(run_dir, map_location=device)
+    if latest is not None:
+        path, saved = latest
+        check_run_dir_owner(run_dir, point_id, config, str(saved.get("run_id")), _saved_config(saved), str(path))
+    else:
+        path, saved = None, None
 
     # --- build ---
     torch.manual_seed(run_cfg.seed)
-    device = info.device
     raw_model = build_model(run_cfg.model).to(device)
     from optlaw.optim import build_optimizer
 
@@ -79,13 +105,12 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
     bundle.adopt_choices(from_main(bundle.choices(), info))
 
     state = LoopState()
-    saved = ckpt.load_latest(run_dir, map_location=device)
     if saved is not None:
-        _restore(saved, raw_model, bundle, state)
+        _restore(saved, raw_model, bundle, state, source=f"checkpoint {path}")
         if info.is_main:
             print(f"{point_id}: resuming from step {state.step} ({plan.tokens_at(state.step)} tokens)", flush=True)
     elif branch_source is not None:
-        _restore(branch_source, raw_model, bundle, state)
+        _restore(branch_source, raw_model, bundle, state, source=f"init.from_checkpoint={run_cfg.init.from_checkpoint}")
         _start_branch(state, branch_source["run_id"], plan, str(run_cfg.init.from_checkpoint))
         if info.is_main:
             print(f"{point_id}: branching from {branch_source['run_id']} at step {state.step}", flush=True)
@@ -119,7 +144,7 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
     # --- train ---
     outputs = RunOutputs(run_dir, info.is_main, record, state, plan, peak_bf16_flops(device, run_cfg.hardware.peak_bf16_tflops))
     try:
-        outputs.open(cfg, run_cfg, routing, resumed=bool(saved or state.branch))
+        outputs.open(cfg, run_cfg, routing, resumed=bool(saved is not None or state.branch))
         loop = TrainLoop(TrainContext(
             cfg=run_cfg, info=info, plan=plan, model=model, raw_model=raw_model, bundle=bundle, corpus=corpus,
             state=state, outputs=outputs, checkpoints=ckpt.CheckpointPolicy.from_config(run_cfg.checkpoint),
@@ -131,12 +156,64 @@ def _train(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo) -> records.LLM
         outputs.preempted(str(exc))
         outputs.close(exit_code=0)
         raise
+    except KeyboardInterrupt:
+        outputs.preempted("interrupted by a second Ctrl-C, without a checkpoint; rerun the same command "
+                          "to resume from the previous checkpoint")
+        outputs.close(exit_code=1)
+        raise
+    except OSError as exc:  # disk full, read-only, gone: the OS's words, in the record and on one line
+        error = disk_error(exc)
+        outputs.failed(error, reason=str(error))
+        outputs.close(exit_code=1)
+        raise error from None
     except BaseException as exc:
         outputs.failed(exc)
         outputs.close(exit_code=1)
         raise
     outputs.close(exit_code=0)
     return outputs.record
+
+
+def _existing_record(run_dir: Path, point_id: str, config: dict[str, Any], info: DistInfo) -> records.LLMRunRecord | None:
+    """The record already in ``run_dir``, checked to be this run's; a damaged one is kept aside (None)."""
+    try:
+        existing = records.read_record(run_dir)
+    except records.CorruptRecord as exc:
+        if info.is_main:
+            kept = records.set_aside_corrupt(run_dir)
+            print(f"warning: {exc}; kept as {kept}, writing a fresh record (resuming from a checkpoint if one loads)",
+                  flush=True)
+        return None
+    if existing is not None:
+        check_run_dir_owner(run_dir, point_id, config, existing.run_id, existing.config, str(run_dir / records.RECORD_NAME))
+    return existing
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path, info: DistInfo) -> Iterator[None]:
+    """Rank 0 holds ``run_dir``'s lock while the run trains; every rank stops when it cannot."""
+    lock = RunLock(run_dir)
+    refused: UserError | None = None
+    if info.is_main:
+        try:
+            lock.acquire()
+        except UserError as exc:
+            refused = exc
+        except OSError as exc:
+            refused = disk_error(exc)
+    if any_rank(refused is not None, info):
+        raise refused or UserError(f"run_dir={run_dir} is being trained by another process; see rank 0's message")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _saved_config(saved: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return ckpt.decode_config(saved["config"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _start_branch(state: LoopState, parent_run_id: str, plan: BudgetPlan, from_checkpoint: str) -> None:
@@ -150,15 +227,21 @@ def _start_branch(state: LoopState, parent_run_id: str, plan: BudgetPlan, from_c
     # Evaluations up to the branch step are of this very trajectory and stay; the
     # parent's timings and start time describe the parent's process, not this run.
     state.evals = [e for e in state.evals if e["step"] <= state.step]
-    state.started_at = None
+    state.started_at = state.wandb_id = None  # a branch is its own run directory: its own W&B run
     state.wall_time_s = state.train_time_s = 0.0
     state.timed_steps = 0
     state.fwd_bwd_s = state.optimizer_step_s = state.data_wait_s = 0.0
 
 
-def _restore(saved: dict[str, Any], raw_model: torch.nn.Module, bundle: Any, state: LoopState) -> None:
-    raw_model.load_state_dict(saved["model"])
-    bundle.load_state_dict(saved["optimizer"])
+def _restore(saved: dict[str, Any], raw_model: torch.nn.Module, bundle: Any, state: LoopState, source: str) -> None:
+    try:
+        raw_model.load_state_dict(saved["model"])
+        bundle.load_state_dict(saved["optimizer"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        # torch reports a shape mismatch as a page of size lines: one line names the file and the way out.
+        first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{source} does not fit this model and optimizer ({first[:200]}); "
+                        "it is another model's checkpoint: use another run_dir, or delete it") from None
     ckpt.restore_rng_state(saved["rng"])
     restored = LoopState.from_plain(saved["loop"])
     state.__dict__.update(restored.__dict__)
