@@ -26,8 +26,10 @@ TIMING_FIELDS = {"started_at", "updated_at", "wall_time_s", "tokens_per_s", "mea
 
 
 def comparable(run_dir: Path) -> dict:
+    """A record without what differs between any two run directories: timings, the directory, its own W&B run id."""
     record = json.loads((run_dir / "run.json").read_text())
     record["config"].pop("run_dir")
+    record.pop("wandb_id", None)  # one W&B run per run directory, by design
     return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
 
 
