@@ -93,12 +93,14 @@ SWEEP_USAGE = ("optlaw sweep sweep=NAME [launcher=local|slurm|slurm_cpu] [sweep_
 STATUS_USAGE = "optlaw status [SWEEP_DIR]"
 FIT_TUNING = "optlaw fit --runs SWEEP_DIR"
 SWEEP_JOB = "python -m optlaw.sweep.job SWEEP_DIR --index $SLURM_ARRAY_TASK_ID"
+# What each task of a filled sbatch script runs (the script of test_sbatch_template_runs_the_manifest_points).
+WORKER_PACK = "python -m optlaw.entry.worker_cmd pack SWEEP_DIR --packs FILE --index $SLURM_ARRAY_TASK_ID"
 SLURM_CLUSTER = "scripts/slurm_cluster.sh start"
 
 # Repeated from the README (run by tests/test_readme_commands.py).
 BENCH_ALL = ".venv/bin/python scripts/bench/run_all.py"
 LADDER = "python -m optlaw.models.ladder"
-SBATCH = "sbatch --array=0-<n-1>%32 slurm/sweep_array.sbatch SWEEP_DIR"
+SBATCH = "sbatch SWEEP_DIR/slurm/array-1.sbatch"
 PROXY_QUADRATIC = "optlaw proxy quadratic --out DIR"
 PROXY_POINT = "optlaw train task=quadratic proxy_optimizer=kron N=256 steps=256"
 
@@ -190,7 +192,8 @@ REGISTRY: dict[str, dict[str, tuple[str, ...]]] = {
                                   "test_slurm_resources_follow_model_size_and_several_gpus_use_torchrun",
                                   README_TESTS + "test_torchrun_two_ranks_on_cpu"),
         SBATCH: (SBATCH_TEST,),  # see the README's REGISTRY entry for the substitutions
-        SWEEP_JOB: ("test_sweep_points_by_hand_and_by_the_sbatch_task_command", SBATCH_TEST),
+        SWEEP_JOB: ("test_sweep_points_by_hand_and_by_the_sbatch_task_command",),
+        WORKER_PACK: (SBATCH_TEST,),
         # The SLURM tests' fixture runs `bash scripts/slurm_cluster.sh start` when no cluster is up
         # (and scripts/test.sh before pytest); where it cannot start they skip, or fail under CI=true.
         SLURM_CLUSTER: (SLURM_SWEEP_TEST, "test_slurm_cluster_script_runs_as_typed"),

@@ -70,7 +70,7 @@ GENERIC = "optimizer=generic optimizer.cls=torch_optimizer.Lamb optimizer.kwargs
 SWEEP_DRY = "optlaw sweep sweep=smoke sweep_dir=sweeps/smoke --dry-run"
 SWEEP_LOCAL = "optlaw sweep sweep=smoke sweep_dir=sweeps/smoke launcher=local launcher.max_parallel=2"
 SWEEP_SLURM = "optlaw sweep sweep=my_sweep sweep_dir=/scratch/my_sweep launcher=slurm launcher.partition=gpu"
-SBATCH = "sbatch --array=0-<n-1>%32 slurm/sweep_array.sbatch SWEEP_DIR"
+SBATCH = "sbatch SWEEP_DIR/slurm/array-1.sbatch"
 STATUS = "optlaw status sweeps/smoke"
 TUNE_SMOKE = "optlaw sweep sweep=tune_smoke launcher.max_parallel=2"
 TUNE_STATUS = "optlaw status sweeps/tune_smoke"

@@ -23,6 +23,7 @@ from optlaw.sweep.manifest import read_manifest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_sweep_grid import write_sweep  # noqa: E402  (shared tiny sweep definition)
+from test_sweep_worker import comparable, worker_pids  # noqa: E402  (records without timings; a log's worker pids)
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parent.parent
@@ -209,18 +210,30 @@ def test_options_the_cluster_rejects_show_sbatchs_message(slurm_cluster, user_co
 
 @pytest.mark.slow
 def test_sbatch_template_runs_the_manifest_points(slurm_cluster, user_configs, tmp_path, capsys):
+    # The dry run prints the plan with the exact submission parameters and #SBATCH lines, and
+    # fills the template from the launcher config: no hard-coded CPUs or time, logs in the sweep dir.
     sweep_dir = tmp_path / "sw"
-    main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"])
+    main_sweep(["sweep=tiny", "launcher=slurm_cpu", f"sweep_dir={sweep_dir}", "--dry-run"])
+    out = capsys.readouterr().out
+    assert "slurm array 1/1: 2 jobs; partition=(default) account=- qos=- nodes=1 gpus_per_node=0 cpus_per_task=1 " \
+           "mem=(default) time=00:05:00 array=0-1%2" in out
+    for line in ("#SBATCH --array=0-1%2", "#SBATCH --cpus-per-task=1", "#SBATCH --time=5", "#SBATCH --signal=USR1@30",
+                 f"#SBATCH --output={sweep_dir.resolve()}/slurm_logs/"):
+        assert line in out
+    script = sweep_dir.resolve() / "slurm" / "array-1.sbatch"
+    assert f"sbatch {script}" in out
+    text = script.read_text()
+    assert "#SBATCH --cpus-per-task=1" in text and "#SBATCH --time=00:05:00" in text and "#SBATCH --array=0-1%2" in text
+    assert f"#SBATCH --output={sweep_dir.resolve()}/slurm_logs/%x-%A_%a.out" in text
+    assert not list((sweep_dir / "claims").glob("*.json"))  # a dry run claims nothing
     env = dict(os.environ, OPTLAW_PYTHON=sys.executable)
-    submitted = subprocess.run(
-        ["sbatch", "--parsable", "--array=0-1%2", "--cpus-per-task=1", "--time=30", f"--chdir={tmp_path}",
-         str(REPO / "slurm" / "sweep_array.sbatch"), str(sweep_dir)],
-        capture_output=True, text=True, env=env, check=True,
-    )
+    submitted = subprocess.run(["sbatch", "--parsable", f"--chdir={tmp_path}", str(script)],
+                               capture_output=True, text=True, env=env, check=True)
     array_id = submitted.stdout.strip().split(";")[0]
     wait_until(lambda: not queued([array_id]), 300, "the sbatch array to finish")
     for point in read_manifest(sweep_dir)["points"]:
         assert records.read_record(sweep_dir / point["run_dir"]).status == "done"
+    assert list((sweep_dir / "slurm_logs").glob("*.out"))
     main_status([str(sweep_dir)])
     assert "2 points: 2 done" in capsys.readouterr().out
 
@@ -261,3 +274,81 @@ def test_a_two_round_tune_on_slurm_queues_each_round_from_the_records(slurm_clus
     main_status([str(sweep_dir)])
     status = capsys.readouterr().out
     assert "tuning: 2 cells" in status and "complete" in status
+
+
+@pytest.mark.slow
+def test_packed_job_runs_its_points_in_one_worker_with_the_records_of_one_job_per_point(
+        slurm_cluster, user_configs, tmp_path, capsys):
+    packed, single = tmp_path / "packed", tmp_path / "single"
+    assert main_sweep(["sweep=tiny", "launcher=slurm_cpu", "launcher.pack_minutes=60", f"sweep_dir={packed}"]) == 0
+    assert "1 jobs (2 points packed)" in capsys.readouterr().out
+    assert main_sweep(["sweep=tiny", "launcher=slurm_cpu", f"sweep_dir={single}"]) == 0
+    capsys.readouterr()
+    packed_jobs, single_jobs = job_ids_of(packed), job_ids_of(single)
+    assert len(set(packed_jobs.values())) == 1 and len(set(single_jobs.values())) == 2
+    wait_until(lambda: not queued(list(packed_jobs.values()) + list(single_jobs.values())), 600, "both sweeps to finish")
+    points = read_manifest(packed)["points"]
+    pids = set()
+    for point in points:
+        a, b = comparable(packed / point["run_dir"]), comparable(single / point["run_dir"])
+        assert a["status"] == "done" and a["final_val_loss"] == b["final_val_loss"] and a == b
+        pids |= worker_pids(packed / "logs" / f"{point['run_id']}.log")
+    assert len(pids) == 1  # one worker process ran the whole pack
+    assert not list((packed / "claims").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_a_requeued_packed_job_resumes_the_rest_of_its_pack(slurm_cluster, user_configs, tmp_path, capsys):
+    sweep_dir = tmp_path / "sw"
+    main_sweep(["sweep=longer", f"sweep_dir={sweep_dir}", "--dry-run", *EVERY_STEP])
+    first, second = read_manifest(sweep_dir)["points"]
+    references = {}
+    for point in (first, second):
+        references[point["run_id"]] = tmp_path / f"ref-{point['run_id']}"
+    reference = subprocess.Popen(
+        [sys.executable, "-m", "optlaw", "train", *first["overrides"], f"run_dir={references[first['run_id']]}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    assert main_sweep(["sweep=longer", "launcher=slurm_cpu", "launcher.pack_minutes=60", f"sweep_dir={sweep_dir}",
+                       *EVERY_STEP]) == 0
+    capsys.readouterr()
+    jobs = job_ids_of(sweep_dir)
+    (job,) = set(jobs.values())
+    first_dir = sweep_dir / first["run_dir"]
+    wait_until(lambda: steps_logged(first_dir) >= 1, 240, "the pack's first point to train a step", poll_s=0.1)
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    release_requeued(job)
+    wait_until(lambda: not queued([job]), 600, "the requeued pack to finish")
+    for point in (first, second):
+        assert records.read_record(sweep_dir / point["run_dir"]).status == "done"
+    log = (sweep_dir / "logs" / f"{first['run_id']}.log").read_text()
+    assert "preempted by SIGTERM" in log and "resuming from step" in log
+    assert reference.wait(timeout=300) == 0
+    assert records.read_record(first_dir).final_val_loss == records.read_record(references[first["run_id"]]).final_val_loss
+    assert not list((sweep_dir / "claims").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_multinode_command_trains_a_point_under_srun_with_a_torchrun_rendezvous(slurm_cluster, user_configs, tmp_path):
+    # The single-node cluster allows one node: the generated srun + torchrun command (c10d rendezvous
+    # on the first allocated node, its name from scontrol) runs there with 2 CPU ranks (gloo).
+    sweep_dir = tmp_path / "sw"
+    main_sweep(["sweep=tiny", f"sweep_dir={sweep_dir}", "--dry-run"])
+    point = read_manifest(sweep_dir)["points"][0]
+    runner = tmp_path / "node.py"
+    runner.write_text(
+        "import subprocess, sys\n"
+        "from optlaw.sweep.manifest import read_manifest, point_by_id\n"
+        "from optlaw.sweep.slurm import multinode_command\n"
+        f"manifest = read_manifest({str(sweep_dir)!r})\n"
+        f"argv = multinode_command({str(sweep_dir)!r}, point_by_id(manifest, {point['run_id']!r}), manifest, gpus=2, nodes=1)\n"
+        "argv.append('batch.micro_batch_size=2')  # 2 ranks x 2 x 128 tokens = the global batch of 512\n"
+        "print(' '.join(argv), flush=True)\n"
+        "sys.exit(subprocess.run(argv).returncode)\n"
+    )
+    done = subprocess.run(["srun", "-N1", "-n1", "--cpus-per-task=2", "--time=10", f"--chdir={tmp_path}",
+                           sys.executable, str(runner)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "--rdzv_backend=c10d" in done.stdout and "--nnodes=1" in done.stdout
+    record = records.read_record(sweep_dir / point["run_dir"])
+    assert record.status == "done" and record.budget["world_size"] == 2

@@ -142,11 +142,13 @@ class LauncherConfig:
 
 @dataclass
 class LocalLauncherConfig(LauncherConfig):
-    """Run grid points on this machine, each as an `optlaw train` subprocess (a crash or OOM in one point cannot take the others, or the launcher, down)."""
+    """Run grid points on this machine, in child processes (a crash or OOM in one point cannot take the others, or the launcher, down)."""
 
     name: str = "local"
     max_parallel: int = 1
     """Points at a time."""
+    in_process: bool = True
+    """Train points in max_parallel worker processes that import torch and optlaw once and run point after point (a failing point is caught; a worker that dies is replaced and its point resumed); false = a fresh `optlaw train` process per point."""
     throughput_flops_per_s: Optional[float] = None
     """Training FLOP/s for the plan's hours. null: measured on this machine (the points train here) by a few fwd+bwd+AdamW steps of llama/1m at torch's thread count, cached per machine, torch build and threads (optlaw.sweep.throughput); a number overrides it."""
 
@@ -162,28 +164,31 @@ class ResourceRow:
     max_params: Optional[float] = None
     """Largest N (non-embedding) this row covers; null = no upper bound."""
     gpus_per_node: int = 0
-    """GPUs per job; more than 1 runs the point under torchrun."""
+    """GPUs per node; more than 1 runs the point under torchrun."""
     cpus_per_task: int = 1
-    """CPUs per job."""
+    """CPUs per job (per node)."""
     mem_gb: Optional[int] = None
-    """Memory per job in GB; null = the partition's default."""
-    time_min: int = 60
-    """Time limit per job in minutes (a preempted or timed-out point requeues and resumes)."""
+    """Memory per node in GB; null = the partition's default."""
+    nodes: int = 1
+    """Nodes per point; more than 1 launches srun + torchrun with a rendezvous over the allocated nodes."""
+    time_min: Optional[int] = None
+    """Fixed time limit in minutes for this class; null = per point from its planned FLOPs (launcher.time_margin). A point out of time checkpoints, requeues and resumes."""
 
     def check(self) -> None:
-        if self.time_min < 1 or self.cpus_per_task < 1 or self.gpus_per_node < 0:
+        if (self.time_min is not None and self.time_min < 1) or self.cpus_per_task < 1 or self.gpus_per_node < 0 \
+                or self.nodes < 1:
             raise ConfigError(
-                f"launcher.resources row {self}: time_min and cpus_per_task must be >= 1, gpus_per_node >= 0"
+                f"launcher.resources row {self}: time_min (or null), cpus_per_task and nodes must be >= 1, gpus_per_node >= 0"
             )
 
 
 def _gpu_resources() -> list[ResourceRow]:
-    # Times assume throughput_flops_per_s below and 2x headroom; tune for your cluster.
+    # Time limits come from each point's FLOPs (SlurmLauncherConfig.time_margin); tune the rows for your cluster.
     return [
-        ResourceRow(max_params=2.0e7, gpus_per_node=1, cpus_per_task=8, mem_gb=32, time_min=60),
-        ResourceRow(max_params=2.0e8, gpus_per_node=1, cpus_per_task=8, mem_gb=64, time_min=360),
-        ResourceRow(max_params=1.0e9, gpus_per_node=4, cpus_per_task=32, mem_gb=256, time_min=1440),
-        ResourceRow(max_params=None, gpus_per_node=8, cpus_per_task=64, mem_gb=480, time_min=2880),
+        ResourceRow(max_params=2.0e7, gpus_per_node=1, cpus_per_task=8, mem_gb=32),
+        ResourceRow(max_params=2.0e8, gpus_per_node=1, cpus_per_task=8, mem_gb=64),
+        ResourceRow(max_params=1.0e9, gpus_per_node=4, cpus_per_task=32, mem_gb=256),
+        ResourceRow(max_params=None, gpus_per_node=8, cpus_per_task=64, mem_gb=480),
     ]
 
 
@@ -201,7 +206,7 @@ class SlurmLauncherConfig(LauncherConfig):
     array_parallelism: int = 64
     """At most this many points run at once (sbatch --array=...%N)."""
     signal_delay_s: int = 120
-    """SLURM signals the job this long before its time limit; the point checkpoints and requeues."""
+    """SLURM signals the job (USR1, which the trainer checkpoints on) this long before its time limit; the point checkpoints and requeues."""
     max_requeues: int = 20
     """Preemptions/timeouts a point may survive (submitit's max_num_timeout)."""
     setup: List[str] = field(default_factory=list)
@@ -215,7 +220,13 @@ class SlurmLauncherConfig(LauncherConfig):
     resources: List[ResourceRow] = field(default_factory=_gpu_resources)
     """Resources by model size: the first row whose max_params >= the point's N is used."""
     throughput_flops_per_s: float = 1.25e14
-    """A100 bf16 dense peak 312e12 FLOP/s (NVIDIA A100 datasheet) at ~40% MFU."""
+    """Per GPU (per job on CPU), for the plan and the time limits: A100 bf16 dense peak 312e12 FLOP/s (NVIDIA A100 datasheet) at ~40% MFU."""
+    time_margin: float = 2.0
+    """Time limit of a point = planned FLOPs / (throughput_flops_per_s x GPUs) x time_margin, rounded up to 5, 10, 15, 20, 30, 45, 60, 90 ... minutes."""
+    max_time_min: Optional[int] = None
+    """Cap on every time limit; null = the partition's limit as sinfo reports it (none when unlimited)."""
+    pack_minutes: Optional[float] = None
+    """Points whose estimated time is under this share jobs of up to this many minutes, run one after another in one worker process; null = one job per point."""
 
     def check(self) -> None:
         if not self.resources:
@@ -227,3 +238,7 @@ class SlurmLauncherConfig(LauncherConfig):
                 raise ConfigError(f"launcher.{key}={getattr(self, key)} must be >= 1")
         if self.max_requeues < 0:
             raise ConfigError(f"launcher.max_requeues={self.max_requeues} must be >= 0")
+        if self.time_margin <= 0 or self.throughput_flops_per_s <= 0:
+            raise ConfigError("launcher.time_margin and launcher.throughput_flops_per_s must be > 0")
+        if self.pack_minutes is not None and self.pack_minutes <= 0:
+            raise ConfigError(f"launcher.pack_minutes={self.pack_minutes} must be > 0, or null for one job per point")

@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from optlaw.config.data import DATA_SCHEMAS, FactsDataConfig, TextDataConfig, TokensDataConfig, data_config
 from optlaw.data.corpus import Corpus, check_vocab_fits
+from optlaw.jsonio import plain
 
 DATA_NAMES = tuple(DATA_SCHEMAS)
 
@@ -33,17 +35,25 @@ def build_corpus(data_cfg: Any, cache_dir: str | None = None, model_vocab_size: 
         from optlaw.data.shards import TokenShardCorpus
 
         return TokenShardCorpus(cfg, cache_dir, model_vocab_size)
-    if isinstance(cfg, FactsDataConfig):
-        from optlaw.data.facts import FactsCorpus
+    # A generated corpus (facts, synthetic) is a pure function of its config (its caches are
+    # memoisation), so a process that trains many points (the sweep's worker) builds its tables once.
+    key = json.dumps([type(cfg).__name__, plain(cfg)], sort_keys=True)
+    if key not in _GENERATED:
+        _GENERATED.clear()  # one corpus at a time: a sweep rarely has two, and tables can be large
+        if isinstance(cfg, FactsDataConfig):
+            from optlaw.data.facts import FactsCorpus
 
-        corpus: Corpus = FactsCorpus(cfg)
-    else:
-        from optlaw.data.synthetic import SyntheticCorpus
+            _GENERATED[key] = FactsCorpus(cfg)
+        else:
+            from optlaw.data.synthetic import SyntheticCorpus
 
-        corpus = SyntheticCorpus(cfg)
+            _GENERATED[key] = SyntheticCorpus(cfg)
+    corpus = _GENERATED[key]
     if model_vocab_size is not None:
         check_vocab_fits(corpus.vocab_size, model_vocab_size)
     return corpus
 
+
+_GENERATED: dict[str, Corpus] = {}
 
 __all__ = ["build_corpus", "check_vocab_fits", "Corpus", "DATA_NAMES"]

@@ -12,6 +12,7 @@ from optlaw.entry.overrides import refuse_multirun, take_cfg_flag
 from optlaw.entry.points import POINT_NAMING
 from optlaw.entry.tuning_view import format_tuning, progress_line
 from optlaw.errors import UserError
+from optlaw.sweep.claims import clean_stale
 from optlaw.sweep.grid import NAMED_AXES, definition_to_plain, expand
 from optlaw.sweep.manifest import check_same_definition, read_manifest, write_manifest
 from optlaw.sweep.rounds import plan_and_write, run_rounds
@@ -34,6 +35,11 @@ the plan, and run every point that has no finished record (done or diverged).
   --cfg job           print the resolved sweep definition and launcher; run nothing
 SWEEP_DIR defaults to sweeps/NAME. Rerunning the same command resumes the sweep; a tuning
 sweep (tuning.enabled) plans its next round from the finished records.
+
+exit status: 0 every point of the grid is finished (done or diverged), whoever ran it
+  (launcher=slurm: every point is finished or queued); 1 a point run here failed or
+  stopped unfinished (see SWEEP_DIR/logs/RUN_ID.log); 2 bad input; 75 the rest is
+  finished but points are still run by another live launch (wait, or rerun later).
 """
 
 STATUS_USAGE = """\
@@ -72,6 +78,12 @@ class SweepRequest:
         return config, point
 
 
+# Exit status of `optlaw sweep` (documented in SWEEP_USAGE and docs/sweeps.md).
+SWEEP_DONE = 0             # every point of the grid is finished (done or diverged), whoever ran it
+SWEEP_UNFINISHED = 1       # a point run here failed or stopped unfinished (its log says why)
+SWEEP_HELD_ELSEWHERE = 75  # EX_TEMPFAIL: the rest is finished, but points are still run by another live launch
+
+
 @dataclass(frozen=True)
 class SweepOutcome:
     """What one launch did: the points it found unfinished, and how those run here ended."""
@@ -80,11 +92,19 @@ class SweepOutcome:
     to_run: tuple[str, ...]              # points without a finished record when the launch started
     statuses: dict[str, str]             # run id -> record status, for points run here (local launcher)
     job_ids: tuple[str, ...] = ()        # SLURM jobs submitted for the points
-    finished: bool = True                # every point run here ended done or diverged
+    finished: bool = True                # every point of the grid ended done or diverged (or was queued, SLURM)
+    held: tuple[str, ...] = ()           # points still run by another live launch when this one ended
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.finished else 1
+        if self.finished:
+            return SWEEP_DONE
+        return SWEEP_HELD_ELSEWHERE if self.held and self.only_held_left else SWEEP_UNFINISHED
+
+    @property
+    def only_held_left(self) -> bool:
+        """Nothing run here ended unfinished: what is left is held by another launch."""
+        return all(status in ("done", "diverged") for status in self.statuses.values())
 
 
 def parse_sweep_args(argv: list[str]) -> SweepRequest:
@@ -149,16 +169,31 @@ def run_sweep(request: SweepRequest) -> SweepOutcome:
         return run_tuning_sweep(request, definition, launcher_cfg)
     points = expand(definition, point_overrides, naming=POINT_NAMING)
     manifest = write_manifest(sweep_dir, definition, points, point_overrides)
+    if not request.dry_run:
+        stale = clean_stale(sweep_dir)
+        if stale:
+            print(f"removed {len(stale)} stale claims of launches that died: {', '.join(stale)}")
     states = all_states(sweep_dir, manifest)
     to_run = tuple(s.run_id for s in states if needs_run(s, request.retry_diverged))
     print(format_plan(manifest, states, list(to_run), launcher_cfg, sweep_dir))
     for s in states:
         if s.state == "corrupt":
             print(f"corrupt: {s.note}; a launch keeps a copy and reruns the point (from its checkpoint when one loads)")
-    if request.dry_run or not to_run:
+    if request.dry_run:
         if not to_run:
             print("nothing to run: every point is finished or owned by a live launch")
+        elif launcher_cfg.get("name") == "slurm":
+            from optlaw.sweep.slurm import dry_run_text, write_sbatch_scripts
+
+            print(dry_run_text(sweep_dir, manifest, list(to_run), launcher_cfg))
+            for script in write_sbatch_scripts(sweep_dir, manifest, list(to_run), launcher_cfg):
+                print(f"plain sbatch alternative: sbatch {script}")
         return SweepOutcome(sweep_dir, to_run, {})
+    if not to_run:
+        print("nothing to run: every point is finished or owned by a live launch")
+        if launcher_cfg.get("name") == "slurm":  # queued or finished is all a submission can do
+            return SweepOutcome(sweep_dir, to_run, {})
+        return _local_outcome(sweep_dir, manifest, to_run, {})
     if launcher_cfg.get("name") == "slurm":
         from optlaw.sweep.slurm import submit
 
@@ -167,10 +202,24 @@ def run_sweep(request: SweepRequest) -> SweepOutcome:
         return SweepOutcome(sweep_dir, to_run, {}, tuple(str(j) for j in job_ids))
     from optlaw.sweep.local import run_local
 
-    results = run_local(sweep_dir, list(to_run), int(launcher_cfg.get("max_parallel") or 1), request.retry_diverged)
-    print(summary_line(all_states(sweep_dir, manifest)))
-    finished = all(status in ("done", "diverged") for status in results.values()) and len(results) == len(to_run)
-    return SweepOutcome(sweep_dir, to_run, dict(results), finished=finished)
+    results = run_local(sweep_dir, list(to_run), int(launcher_cfg.get("max_parallel") or 1), request.retry_diverged,
+                        in_process=bool(launcher_cfg.get("in_process", True)))
+    return _local_outcome(sweep_dir, manifest, to_run, results)
+
+
+def _local_outcome(sweep_dir: Path, manifest: dict, to_run: tuple[str, ...], results: dict[str, str]) -> SweepOutcome:
+    """The outcome judged on the whole grid as it stands now, whoever ran each point."""
+    states = all_states(sweep_dir, manifest)
+    print(summary_line(states))
+    held = tuple(s.run_id for s in states if s.state == "running")
+    finished = all(s.state in ("done", "diverged") for s in states)
+    outcome = SweepOutcome(sweep_dir, to_run, dict(results), finished=finished, held=held)
+    if outcome.exit_code == SWEEP_HELD_ELSEWHERE:
+        owners = sorted({next(s.note for s in states if s.run_id == r) for r in held})
+        print(f"{len(held)} points are still being run by another live launch ({', '.join(owners)}); "
+              f"wait for it (optlaw status {sweep_dir}), or run this command again: it resumes what is left "
+              f"(exit status {SWEEP_HELD_ELSEWHERE})")
+    return outcome
 
 
 def run_tuning_sweep(request: SweepRequest, definition: dict, launcher_cfg: dict) -> SweepOutcome:
@@ -201,7 +250,8 @@ def run_tuning_sweep(request: SweepRequest, definition: dict, launcher_cfg: dict
             return {}, [str(j) for j in job_ids]
         from optlaw.sweep.local import run_local
 
-        return run_local(sweep_dir, run_ids, int(launcher_cfg.get("max_parallel") or 1), request.retry_diverged), []
+        return run_local(sweep_dir, run_ids, int(launcher_cfg.get("max_parallel") or 1), request.retry_diverged,
+                         in_process=bool(launcher_cfg.get("in_process", True))), []
 
     outcome = run_rounds(sweep_dir, plan_and_write(planner), launch, blocking=not slurm, follow=request.follow,
                          retry_diverged=request.retry_diverged, dry_run=request.dry_run, on_plan=on_plan)

@@ -17,10 +17,10 @@ import socket
 import time
 from pathlib import Path
 
-from optlaw.train.lock import owner_alive, process_start_time
+from optlaw.train.lock import owner_alive, pid_alive, process_start_time
 
 __all__ = ["claim_path", "live_claim", "owner_alive", "process_start_time", "read_claim", "release_claim",
-           "try_claim", "update_claim"]
+           "try_claim", "update_claim", "clean_stale"]
 
 CLAIMS_DIR = "claims"
 
@@ -112,6 +112,68 @@ def update_claim(sweep_dir: str | Path, run_id: str, **fields) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def clean_stale(sweep_dir: str | Path, grace_s: float = 60.0, out=None) -> list[str]:
+    """Remove the claims whose owner is gone, at the start of a launch; returns their run ids.
+
+    A local launcher killed outright leaves its claims behind, and for a moment its
+    children: they got SIGTERM from the kernel (PR_SET_PDEATHSIG, optlaw.sweep.worker)
+    and are writing a checkpoint. We wait up to ``grace_s`` for such an orphan to leave,
+    then stop it ourselves (SIGTERM, then SIGKILL), so the relaunch never trains on top
+    of it and nothing trains unsupervised.
+    """
+    removed = []
+    for path in sorted(Path(sweep_dir, CLAIMS_DIR).glob("*.json")):
+        run_id = path.stem
+        claim = read_claim(sweep_dir, run_id)
+        if claim is None or claim.get("slurm_job_id") or claim.get("torn"):
+            if claim is not None and live_claim(sweep_dir, run_id) is None:
+                _remove_if_same(path, claim)
+                removed.append(run_id)
+            continue
+        launcher = _pid_alive(claim.get("host"), claim.get("pid"), claim.get("pid_start"))
+        child = claim.get("child_pid"), claim.get("child_pid_start")
+        if launcher is not False:
+            continue  # alive, or on another host: not ours to judge
+        if child[0] and _pid_alive(claim.get("host"), *child):
+            print(f"waiting for {run_id}'s orphaned process {child[0]} (its launcher died) to checkpoint and exit",
+                  file=out, flush=True)
+            _stop_orphan(claim.get("host"), int(child[0]), child[1], grace_s)
+        _remove_if_same(path, claim)
+        removed.append(run_id)
+    return removed
+
+
+def _pid_alive(host: str | None, pid: int | None, start: str | None) -> bool | None:
+    """pid_alive, with an exited but unreaped process (an orphan's new parent may be slow to reap) counted dead."""
+    alive = pid_alive(host, pid, start)
+    return False if alive and _zombie(int(pid)) else alive
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _stop_orphan(host: str | None, pid: int, start: str | None, grace_s: float) -> None:
+    import signal
+
+    deadline = time.time() + grace_s
+    for signum in (None, signal.SIGTERM, signal.SIGKILL):
+        if signum is not None and _pid_alive(host, pid, start):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                return
+            deadline = time.time() + (grace_s if signum == signal.SIGTERM else 10)
+        while time.time() < deadline and _pid_alive(host, pid, start):
+            time.sleep(0.1)
+        if not _pid_alive(host, pid, start):
+            return
 
 
 def release_claim(sweep_dir: str | Path, run_id: str) -> None:

@@ -1,10 +1,12 @@
-"""Run one grid point as an ``optlaw train`` subprocess, from any launcher.
+"""A grid point's command and child process, for every launcher; a SLURM job's pack of points.
 
-Used by the local launcher, by the SLURM jobs submitit starts, and by the plain
-sbatch template (``python -m optlaw.sweep.job SWEEP_DIR --index $SLURM_ARRAY_TASK_ID``).
-A subprocess isolates the point: a crash, OOM or divergence cannot take the
-launcher down. Signals meant for the point (SLURM's pre-timeout USR2/USR1, TERM)
-are forwarded so the trainer writes a checkpoint before the process ends.
+``train_args`` is what trains a point (``optlaw train ...``), run by a worker
+(optlaw.sweep.worker) or as its own process (``PointProcess``: torchrun points, and
+``launcher.in_process=false``). ``run_sweep_pack`` runs a SLURM job's points in one
+worker. One point by hand, as an sbatch task: ``python -m optlaw.sweep.job SWEEP_DIR
+--index $SLURM_ARRAY_TASK_ID``. Signals meant for the point (SLURM's pre-timeout USR1,
+which submitit and the sbatch template are set to send, and TERM; a USR2 is turned into
+USR1) are forwarded so the trainer writes a checkpoint before the process ends.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from optlaw import records
 from optlaw.sweep import claims
 from optlaw.sweep.manifest import point_by_id, read_manifest
+from optlaw.sweep.worker import RunCli, die_with_parent, run_pack
 
 
-def train_command(sweep_dir: str | Path, point: dict, manifest: dict, gpus: int = 0, python: str | None = None) -> list[str]:
-    """The argv that trains ``point``; torchrun when the point has several GPUs."""
-    python = python or sys.executable
+def train_args(sweep_dir: str | Path, point: dict, manifest: dict) -> list[str]:
+    """``optlaw`` arguments that train ``point`` (``["train", ...]``), in a process or a worker."""
     run_dir = (Path(sweep_dir) / point["run_dir"]).resolve()
     args = ["train", *point["overrides"], f"run_dir={run_dir}"]
     source = branch_source(sweep_dir, point)
@@ -33,6 +36,13 @@ def train_command(sweep_dir: str | Path, point: dict, manifest: dict, gpus: int 
         args.append(f"init.from_checkpoint={source}")
     if manifest.get("sweep"):
         args.append(f"sweep_name={manifest['sweep']}")
+    return args
+
+
+def train_command(sweep_dir: str | Path, point: dict, manifest: dict, gpus: int = 0, python: str | None = None) -> list[str]:
+    """The argv that trains ``point``; torchrun when the point has several GPUs."""
+    python = python or sys.executable
+    args = train_args(sweep_dir, point, manifest)
     if gpus > 1:
         return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}", "-m", "optlaw", *args]
     return [python, "-m", "optlaw", *args]
@@ -66,8 +76,10 @@ class PointProcess:
         self.log.write(f"\n# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {' '.join(argv)}\n".encode())
         self.log.flush()
         # Own session: a Ctrl-C in the launcher's terminal reaches the child only
-        # through forward(), so it always gets the chance to checkpoint.
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        # through forward(), so it always gets the chance to checkpoint. The child gets
+        # SIGTERM (checkpoint and leave) if this process dies without stopping it.
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=die_with_parent(os.getpid()))
 
     def forward(self, signum: int) -> None:
         if self.proc.poll() is None:
@@ -141,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{run_id}: already {status}; nothing to do")
         return 0
     job_id = slurm_task_id()
-    owner = {"host": os.uname().nodename, "pid": os.getpid(), "pid_start": claims.process_start_time(os.getpid()),
-             "slurm_job_id": job_id, "created": time.time()}
+    owner = job_owner()
     existing = claims.read_claim(args.sweep_dir, run_id)
     mine = existing is not None and job_id is not None and existing.get("slurm_job_id") == job_id
     if not mine and claims.try_claim(args.sweep_dir, run_id, owner) is None:
@@ -160,12 +171,61 @@ def main(argv: list[str] | None = None) -> int:
     return 3
 
 
+def job_owner() -> dict:
+    """A claim's owner for this process inside a SLURM job (the job id keeps the claim valid while SLURM holds it)."""
+    return {"host": os.uname().nodename, "pid": os.getpid(), "pid_start": claims.process_start_time(os.getpid()),
+            "slurm_job_id": slurm_task_id(), "created": time.time()}
+
+
 def slurm_task_id() -> str | None:
     """``<array job id>_<task id>`` (or the plain job id) of the SLURM job we run in."""
     array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     if array_job and task:
         return f"{array_job}_{task}"
     return os.environ.get("SLURM_JOB_ID")
+
+
+def run_sweep_pack(run_cli: RunCli, sweep_dir: str | Path, run_ids: list[str], retry_diverged: bool = False,
+                   out: TextIO | None = None) -> int:
+    """A SLURM job's pack: claim each point for this job, run the unfinished ones here, release each as it finishes.
+
+    Exit 0 when every point of the pack is finished; 3 when some stopped unfinished
+    (preempted or failed: a requeued job or the next launch resumes them).
+    """
+    sweep_dir = Path(sweep_dir).resolve()
+    manifest = read_manifest(sweep_dir)
+    job_id = slurm_task_id()
+    todo = []
+    for run_id in run_ids:
+        point = point_by_id(manifest, run_id)
+        run_dir = sweep_dir / point["run_dir"]
+        if retry_diverged:
+            set_aside_diverged(run_dir)
+        status = records.read_status(run_dir)
+        if status in records.FINISHED:
+            print(f"{run_id}: already {status}; nothing to do", file=out or sys.stdout, flush=True)
+            if _claimed_by(sweep_dir, run_id, job_id):
+                claims.release_claim(sweep_dir, run_id)
+            continue
+        if not _claimed_by(sweep_dir, run_id, job_id) and claims.try_claim(sweep_dir, run_id, job_owner()) is None:
+            print(f"{run_id}: claimed by another live owner; skipping", file=out or sys.stdout, flush=True)
+            continue
+        todo.append((run_id, train_args(sweep_dir, point, manifest), str(sweep_dir / "logs" / f"{run_id}.log")))
+
+    def release_finished(run_id: str, _code: int) -> bool:
+        if records.read_status(sweep_dir / point_by_id(manifest, run_id)["run_dir"]) in records.FINISHED:
+            claims.release_claim(sweep_dir, run_id)
+        return True
+
+    run_pack(run_cli, todo, on_end=release_finished, out=out)
+    unfinished = [r for r, _, _ in todo
+                  if records.read_status(sweep_dir / point_by_id(manifest, r)["run_dir"]) not in records.FINISHED]
+    return 3 if unfinished else 0
+
+
+def _claimed_by(sweep_dir: Path, run_id: str, job_id: str | None) -> bool:
+    claim = claims.read_claim(sweep_dir, run_id) or {}
+    return job_id is not None and claim.get("slurm_job_id") == job_id
 
 
 if __name__ == "__main__":

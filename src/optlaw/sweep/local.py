@@ -1,21 +1,157 @@
 """Local launcher: run the points of a sweep on this machine, N at a time.
 
-Each point is claimed before it starts and released when its process ends, so a
-second launcher on the same sweep skips it. Ctrl-C (or SIGTERM) is forwarded to
-the running points, which checkpoint and stay resumable.
+Points run in ``max_parallel`` worker processes that import torch and optlaw once and
+train point after point in-process (``optlaw.sweep.worker``); ``in_process=False``
+starts one ``optlaw train`` process per point instead. Each point is claimed before it
+starts and released when it ends, so a second launcher on the same sweep skips it.
+Ctrl-C (or SIGTERM) is forwarded to the running points, which checkpoint and stay
+resumable. Children get SIGTERM from the kernel if the launcher dies (SIGKILL
+included), so nothing trains on unsupervised.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import queue as queue_module
 import signal
+import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from optlaw import records
 from optlaw.sweep import claims
-from optlaw.sweep.job import PointProcess, branch_source, set_aside_diverged, train_command
+from optlaw.sweep.job import PointProcess, branch_source, set_aside_diverged, train_args
 from optlaw.sweep.manifest import read_manifest
+from optlaw.sweep.worker import WORKER_MODULE, die_with_parent
+
+# A point whose worker died under it (segfault, OOM kill) is rerun this many times in a
+# fresh worker, resuming from its checkpoint; after that it is left for the next launch.
+WORKER_CRASH_RETRIES = 1
+
+
+@dataclass(frozen=True)
+class Ended:
+    run_id: str
+    code: int | None   # exit code of the point; None when its worker died under it
+    how: str = ""      # how the worker died
+
+
+class _ProcessSlot:
+    """One fresh ``optlaw train`` process per point."""
+
+    def __init__(self, python: str):
+        self.python = python
+        self.child: PointProcess | None = None
+        self.run_id: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.proc.pid if self.child else None
+
+    def start(self, run_id: str, argv: list[str], log: Path) -> None:
+        self.run_id = run_id
+        self.child = PointProcess([self.python, "-m", "optlaw", *argv], log)
+
+    def poll(self) -> Ended | None:
+        if self.child is None or self.child.proc.poll() is None:
+            return None
+        ended = Ended(self.run_id, self.child.wait())
+        self.child, self.run_id = None, None
+        return ended
+
+    def forward(self, signum: int) -> None:
+        if self.child is not None:
+            self.child.forward(signum)
+
+    def close(self) -> None:
+        pass
+
+
+class _WorkerSlot:
+    """A worker process (optlaw.sweep.worker) that trains the points it is sent, one at a time."""
+
+    def __init__(self, python: str, log: Path):
+        self.python, self.log_path = python, log
+        self.proc: subprocess.Popen | None = None
+        self.replies: queue_module.Queue = queue_module.Queue()
+        self.run_id: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def _spawn(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.python, "-m", WORKER_MODULE, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=log, start_new_session=True, preexec_fn=die_with_parent(os.getpid()),
+            )
+        self.replies = queue_module.Queue()
+        # A thread per worker reads its replies, so the launcher's loop never blocks on a pipe.
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.replies), daemon=True).start()
+
+    @staticmethod
+    def _read(stream, replies: queue_module.Queue) -> None:
+        for line in stream:
+            try:
+                replies.put(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        replies.put(None)  # end of the pipe: the worker is gone
+
+    def start(self, run_id: str, argv: list[str], log: Path) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self._spawn()
+        self.run_id = run_id
+        request = {"run_id": run_id, "argv": argv, "log": str(log)}
+        try:
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # died already: poll() reports it
+
+    def poll(self) -> Ended | None:
+        if self.run_id is None:
+            return None
+        while True:
+            try:
+                reply = self.replies.get_nowait()
+            except queue_module.Empty:
+                return None
+            if reply is None:  # the worker died with our point in hand
+                code = self.proc.wait()
+                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                ended, self.run_id, self.proc = Ended(self.run_id, None, how), None, None
+                return ended
+            if reply.get("run_id") == self.run_id:
+                ended, self.run_id = Ended(self.run_id, int(reply["code"])), None
+                return ended
+
+    def forward(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        """Let an idle worker leave (end of its request pipe); a busy one was sent a stop signal."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.forward(signal.SIGKILL)
+            self.proc.wait()
 
 
 def run_local(
@@ -24,6 +160,7 @@ def run_local(
     max_parallel: int = 1,
     retry_diverged: bool = False,
     out=None,
+    in_process: bool = True,
 ) -> dict[str, str]:
     """Run ``run_ids`` (already filtered to those needing a run); returns run_id -> final record status."""
     sweep_dir = Path(sweep_dir)
@@ -31,67 +168,86 @@ def run_local(
     out = out or sys.stdout
     by_id = {p["run_id"]: p for p in manifest["points"]}
     queue = list(run_ids)
-    running: dict[str, PointProcess] = {}
+    python = sys.executable
+    logs = sweep_dir / "logs"
+    slots = [_WorkerSlot(python, logs / f"worker-{i}.log") if in_process else _ProcessSlot(python)
+             for i in range(max(1, max_parallel))]
     results: dict[str, str] = {}
-    skipped: list[str] = []
+    crashes: dict[str, int] = {}
     stop = {"signal": None}
     eta = _EtaClock(by_id, run_ids)
 
+    def running() -> list:
+        return [slot for slot in slots if slot.run_id is not None]
+
     def on_signal(signum, _frame):
         stop["signal"] = signum
-        for child in running.values():
-            child.forward(signal.SIGTERM)
+        for slot in running():
+            slot.forward(signal.SIGTERM)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while queue or running:
-            while queue and len(running) < max(1, max_parallel) and stop["signal"] is None:
+        while queue or running():
+            for slot in slots:
+                if slot.run_id is not None or stop["signal"] is not None:
+                    continue
                 ready = [r for r in queue if _trunk_ready(sweep_dir, by_id[r])]
-                if not ready:
+                while ready:
+                    run_id = ready.pop(0)
+                    queue.remove(run_id)
+                    if claims.try_claim(sweep_dir, run_id) is None:
+                        print(f"skip {run_id}: another live launcher holds it", file=out, flush=True)
+                        continue
+                    point = by_id[run_id]
+                    status = records.read_status(sweep_dir / point["run_dir"])
+                    if status == records.DONE or (status == records.DIVERGED and not retry_diverged):
+                        # Another launch finished it between our look at the records and the claim.
+                        claims.release_claim(sweep_dir, run_id)
+                        continue
+                    if retry_diverged:
+                        set_aside_diverged(sweep_dir / point["run_dir"])
+                    slot.start(run_id, train_args(sweep_dir, point, manifest), logs / f"{run_id}.log")
+                    claims.update_claim(sweep_dir, run_id, child_pid=slot.pid,
+                                        child_pid_start=claims.process_start_time(slot.pid))
+                    print(f"start {run_id}", file=out, flush=True)
                     break
-                run_id = ready[0]
-                queue.remove(run_id)
-                if claims.try_claim(sweep_dir, run_id) is None:
-                    skipped.append(run_id)
-                    print(f"skip {run_id}: another live launcher holds it", file=out, flush=True)
-                    continue
-                point = by_id[run_id]
-                status = records.read_status(sweep_dir / point["run_dir"])
-                if status == records.DONE or (status == records.DIVERGED and not retry_diverged):
-                    # Another launch finished it between our look at the records and the claim.
-                    claims.release_claim(sweep_dir, run_id)
-                    skipped.append(run_id)
-                    continue
-                if retry_diverged:
-                    set_aside_diverged(sweep_dir / point["run_dir"])
-                child = PointProcess(train_command(sweep_dir, point, manifest), sweep_dir / "logs" / f"{run_id}.log")
-                claims.update_claim(sweep_dir, run_id, child_pid=child.proc.pid,
-                                    child_pid_start=claims.process_start_time(child.proc.pid))
-                running[run_id] = child
-                print(f"start {run_id}", file=out, flush=True)
             if stop["signal"] is not None:
                 queue.clear()
-            if queue and not running and not any(_trunk_ready(sweep_dir, by_id[r]) for r in queue):
+            if queue and not running() and not any(_trunk_ready(sweep_dir, by_id[r]) for r in queue):
                 # Branches whose trunk checkpoint never appeared (trunk failed or run elsewhere).
                 for run_id in queue:
                     print(f"blocked {run_id}: trunk checkpoint {branch_source(sweep_dir, by_id[run_id])} is missing; "
                           "finish the trunk run first", file=out, flush=True)
                 queue.clear()
-            for run_id, child in list(running.items()):
-                if child.proc.poll() is None:
+            for slot in running():
+                ended = slot.poll()
+                if ended is None:
                     continue
-                code = child.wait()
-                del running[run_id]
+                run_id = ended.run_id
                 claims.release_claim(sweep_dir, run_id)
                 status = records.read_status(sweep_dir / by_id[run_id]["run_dir"])
+                log = logs / f"{run_id}.log"
+                if ended.code is None and status not in records.FINISHED and stop["signal"] is None \
+                        and crashes.get(run_id, 0) < WORKER_CRASH_RETRIES:
+                    crashes[run_id] = crashes.get(run_id, 0) + 1
+                    queue.insert(0, run_id)
+                    print(f"rerun {run_id}: its worker died ({ended.how}); resuming it in a fresh worker "
+                          f"(log: {log})", file=out, flush=True)
+                    continue
                 results[run_id] = status
                 eta.finished(run_id)
-                detail = "" if code == 0 else f" (exit code {code}; log: {sweep_dir / 'logs' / (run_id + '.log')})"
-                print(f"end   {run_id}: {status}{detail} | {_progress(results, running, queue)}{eta.text()}", file=out, flush=True)
-            time.sleep(0.2)
+                if ended.code is None:
+                    detail = f" (worker died: {ended.how}; log: {log})"
+                else:
+                    detail = "" if ended.code == 0 else f" (exit code {ended.code}; log: {log})"
+                print(f"end   {run_id}: {status}{detail} | {_progress(results, running(), queue)}{eta.text()}",
+                      file=out, flush=True)
+            time.sleep(0.05 if in_process else 0.2)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        for slot in slots:
+            slot.close()
     if stop["signal"] is not None:
         print("interrupted: running points checkpointed; launch again to resume", file=out, flush=True)
     return results
@@ -133,7 +289,7 @@ def _clock(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _progress(results: dict[str, str], running: dict, queue: list) -> str:
+def _progress(results: dict[str, str], running: list, queue: list) -> str:
     counts: dict[str, int] = {}
     for status in results.values():
         counts[status] = counts.get(status, 0) + 1

@@ -1,0 +1,100 @@
+"""Local launcher with in-process workers vs one `optlaw train` process per point, side by side.
+
+Usage: .venv/bin/python scripts/bench/bench_workers.py [--models llama/1m] [--optimizers adamw muon]
+       [--tokens 4096 8192 16384] [--seeds 0 1] [--parallel 2] [--repeats 1] [--work DIR]
+
+Runs the same grid of small CPU points with `optlaw sweep` twice per repeat, alternating
+the order: once with `launcher.in_process=false` (a fresh Python, torch, transformers
+and corpus per point) and once with workers (`launcher.in_process=true`: import once,
+train point after point). For each it prints the sweep's wall time, the sum of its
+points' training wall times (`wall_time_s` of the records) and their ratio: the
+overhead a launch adds on top of training (1.0 = none; with `--parallel P` the ideal is
+1/P). It also checks that both runs give the same final losses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SWEEP = """\
+name: bench_workers
+task: llm
+models: {models}
+optimizers: {optimizers}
+seeds: {seeds}
+tokens_per_param: null
+tokens: {tokens}
+extra_axes: {{}}
+optimizer_axes: {{}}
+fixed:
+  device: cpu
+  cpu_threads: 1
+  batch.global_tokens: 1024
+  eval.tokens: 4096
+  eval.fractions: []
+  progress: false
+branching: {{enabled: false, decay_fraction: 0.2, warmup_tokens: null}}
+"""
+
+
+def run_once(sweep_dir: Path, config_root: Path, parallel: int, in_process: bool) -> dict:
+    env = dict(os.environ, OPTLAW_EXTRA_CONFIGS=str(config_root), WANDB_MODE="disabled")
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "optlaw", "sweep", "sweep=bench_workers", f"sweep_dir={sweep_dir}",
+         f"launcher.max_parallel={parallel}", f"launcher.in_process={'true' if in_process else 'false'}"],
+        check=True, env=env, stdout=subprocess.DEVNULL,
+    )
+    wall = time.perf_counter() - started
+    records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("runs/*/run.json"))]
+    assert all(r["status"] == "done" for r in records), "a point did not finish"
+    return {"wall": wall, "train": sum(r["wall_time_s"] for r in records), "points": len(records),
+            "losses": {r["run_id"]: r["final_val_loss"] for r in records}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["llama/1m"])
+    parser.add_argument("--optimizers", nargs="+", default=["adamw", "muon"])
+    parser.add_argument("--tokens", nargs="+", type=int, default=[4096, 8192, 16384])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--parallel", type=int, default=2, help="launcher.max_parallel (default 2: one per core)")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=None, help="folder for the sweeps (default: a temporary one)")
+    args = parser.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_workers_"))
+    config_root = work / "configs"
+    (config_root / "sweep").mkdir(parents=True, exist_ok=True)
+    (config_root / "sweep" / "bench_workers.yaml").write_text(SWEEP.format(
+        models=json.dumps(args.models), optimizers=json.dumps(args.optimizers), seeds=json.dumps(args.seeds),
+        tokens=json.dumps(args.tokens)))
+    results: dict[bool, list[dict]] = {False: [], True: []}
+    for repeat in range(args.repeats):
+        order = (False, True) if repeat % 2 == 0 else (True, False)
+        for in_process in order:
+            name = f"{'workers' if in_process else 'processes'}-{repeat}"
+            results[in_process].append(run_once(work / name, config_root, args.parallel, in_process))
+    print(f"grid: {results[False][0]['points']} points ({' '.join(args.models)} x {' '.join(args.optimizers)} x "
+          f"{args.tokens} tokens x seeds {args.seeds}), max_parallel={args.parallel}, {args.repeats} repeat(s), "
+          f"cpu_count={os.cpu_count()}")
+    print(f"{'launcher':<28} {'sweep wall s':>12} {'sum of training s':>18} {'wall / training':>16}")
+    for in_process, label in ((False, "one process per point"), (True, "in-process workers")):
+        for r in results[in_process]:
+            print(f"{label:<28} {r['wall']:>12.1f} {r['train']:>18.1f} {r['wall'] / r['train']:>16.3f}")
+    process_wall = sum(r["wall"] for r in results[False])
+    worker_wall = sum(r["wall"] for r in results[True])
+    print(f"sweep wall time, workers / processes: {worker_wall / process_wall:.3f}")
+    same = all(a["losses"] == b["losses"] for a, b in zip(results[False], results[True]))
+    print(f"final losses identical per run id: {same}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
