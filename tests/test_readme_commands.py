@@ -507,8 +507,8 @@ def test_tune_smoke_tunes_in_rounds_and_status_shows_each_cell(tmp_path):
     manifest = json.loads((tmp_path / "sweeps" / "tune_smoke" / "manifest.json").read_text())
     for point in manifest["points"]:
         record = records.read_record(tmp_path / "sweeps" / "tune_smoke" / point["run_dir"])
-        assert record["status"] == "done" and record["tuning"]["source"] == "tuned"
-        assert record["tuning"]["cell"] == "llama/100k adamw tokens=8192"
+        assert record.status == "done" and record.tuning["source"] == "tuned"
+        assert record.tuning["cell"] == "llama/100k adamw tokens=8192"
 
 
 @pytest.mark.slow
@@ -779,7 +779,7 @@ def test_bench_run_all_on_a_shrunk_bench_fit(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     text = (tmp_path / "benchmarks.md").read_text()
     assert re.search(r"^### bench_fit\.py \(ok, \d+ s\)$", text, re.M), text
-    assert "optlaw variable projection + 20 bootstrap replicates" in text and "speed ratio (Hoffmann / optlaw)" in text
+    assert "optlaw global solve + 20 honest bootstrap replicates" in text and "speed ratio (Hoffmann / optlaw)" in text
     assert "## bench_train.py" not in text
     # Each figure carries its machine: a section per machine (CPU model, flags, torch build), dated.
     cpu = machine.cpu_info()
