@@ -40,6 +40,12 @@ class RunFile:
         self.artifacts = [r["artifact"] for r in self.records if r["type"] == "artifact"]
         self.exit = next((r["exit"] for r in self.records if r["type"] == "exit"), None)
 
+    @property
+    def exit_code(self) -> int | None:
+        """The run's exit code; None when the file holds no exit record (the run never finished).
+        Protobuf's JSON leaves out fields at their zero value (a runtime of 0 s, an exit code of 0)."""
+        return None if self.exit is None else int(self.exit.get("exit_code", 0))
+
     def metric_definition(self, name: str) -> dict | None:
         """The define_metric record of a name or glob."""
         return next((m for m in self.metrics if m.get("name") == name or m.get("glob_name") == name), None)

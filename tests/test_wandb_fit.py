@@ -23,7 +23,7 @@ def test_fit_run_is_named_grouped_and_carries_headline_tables_plots_and_artifact
     (path,) = run_files(tmp_path / "wandb")
     run = RunFile(path)
     assert run.run["display_name"] == "fit-group-from-records" and run.run["job_type"] == "fit"
-    assert run.run["run_group"] == "group-from-records" and run.exit["exit_code"] == 0
+    assert run.run["run_group"] == "group-from-records" and run.exit_code == 0
 
     # Headline numbers: exponents, each rho and compute multiplier with its interval.
     s = run.summary
