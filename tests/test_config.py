@@ -181,7 +181,7 @@ def test_a_section_given_as_a_plain_dict_gets_the_schema_defaults_and_checks():
     with pytest.raises(ConfigError, match="data.val_tokens: an interpolation"):  # eval.tokens by default
         as_config(TextDataConfig, {"files": ["a.txt"]}, "data")
     launcher = as_config(SlurmLauncherConfig, {"resources": [{"max_params": 1e6, "gpus_per_node": 2}]}, "launcher")
-    assert launcher.resources[0].time_min == 60 and launcher.max_requeues == 20
+    assert launcher.resources[0].time_min is None and launcher.resources[0].nodes == 1 and launcher.max_requeues == 20
 
 
 # --- the schemas: registered, documented, and the YAML files on top of them ----------------------
