@@ -112,6 +112,12 @@ def run_point_blocking(
     child = PointProcess(train_command(sweep_dir, point, manifest, gpus, python), sweep_dir / "logs" / f"{run_id}.log")
     if on_start is not None:
         on_start(child)
+    wait_as_current_child(child)
+    return records.read_status(run_dir)
+
+
+def wait_as_current_child(child: PointProcess) -> None:
+    """Wait for ``child`` while a signal handler can find it (to forward a preemption to it)."""
     _CURRENT_CHILD[0] = child
     try:
         # Poll instead of a blocking wait: submitit's signal handler (SlurmPointJob.checkpoint)
@@ -121,7 +127,6 @@ def run_point_blocking(
         child.wait()
     finally:
         _CURRENT_CHILD[0] = None
-    return records.read_status(run_dir)
 
 
 # The child of this process, so a signal handler can forward to it.

@@ -38,7 +38,14 @@ from optlaw.config import as_config
 from optlaw.config.sweep import SlurmLauncherConfig
 from optlaw.errors import UserError
 from optlaw.sweep import claims
-from optlaw.sweep.job import _CURRENT_CHILD, PointProcess, slurm_task_id, train_args, train_command
+from optlaw.sweep.job import (
+    _CURRENT_CHILD,
+    PointProcess,
+    slurm_task_id,
+    train_args,
+    train_command,
+    wait_as_current_child,
+)
 from optlaw.sweep.manifest import point_by_id, read_manifest
 from optlaw.sweep.slurm_plan import (JobGroup, format_minutes, partition_limit_minutes, plan_jobs,
                                      resources_for)
@@ -111,16 +118,7 @@ class SlurmPointJob:
             if self.retry_diverged:
                 argv.append("--retry-diverged")
             log = sweep_dir / "logs" / f"job-{slurm_task_id() or 'local'}.log"
-        child = PointProcess(argv, log)
-        _CURRENT_CHILD[0] = child
-        try:
-            # Poll instead of a blocking wait: submitit's signal handler (checkpoint below)
-            # waits on the same child, and Popen.wait holds a lock a handler cannot re-take.
-            while child.proc.poll() is None:
-                time.sleep(0.5)
-            child.wait()
-        finally:
-            _CURRENT_CHILD[0] = None
+        wait_as_current_child(PointProcess(argv, log))
         return {r: records.read_status(sweep_dir / point_by_id(manifest, r)["run_dir"]) for r in run_ids}
 
     def checkpoint(self, pack):
