@@ -113,6 +113,33 @@ def test_block_elimination_solves_the_same_system_as_dense_lu(variant):
     assert np.all(block[~free] == 0.0)
 
 
+@pytest.mark.parametrize("objective", ["huber_log", "squared"])
+@pytest.mark.parametrize("variant", ["full", "rho_D", "rho_N", "nested"])
+def test_sums_from_shares_equal_the_slot_products(objective, variant):
+    # The polish sums its normal equations from the (E, A, B) shares with per-point factors
+    # (log N, log D, ...); they must equal the plain sums of u J_a J_b and u J_a r.
+    from optlaw.fit.normal_equations import NormalEquations
+
+    rng = np.random.default_rng(2)
+    n, groups = 48, 4
+    g, zeros = np.arange(n) % groups, np.zeros(n, int)
+    a, b, n_a, n_b = {"full": (g, g, groups, groups), "rho_D": (zeros, g, 1, groups),
+                      "rho_N": (g, zeros, groups, 1), "nested": (g, g // 2, groups, 2)}[variant]
+    N, D = np.exp(rng.uniform(17, 21, n)), np.exp(rng.uniform(19, 24, n))
+    loss = 2.0 + 300 / N ** 0.3 + 900 / D ** 0.28
+    p = solver.Problem(np.log(N), np.log(D), loss * np.exp(0.01 * rng.standard_normal(n)),
+                       solver.Structure(a, b, n_a, n_b), objective)
+    eq = NormalEquations(n, a, b, n_a, n_b, p.logN, p.logD)
+    R = 5
+    theta = np.column_stack([rng.uniform(0.2, 0.4, (R, 2)), np.log(rng.uniform(0.5, 2, (R, 1))),
+                             np.log(rng.uniform(100, 1000, (R, n_a + n_b)))])
+    w = rng.integers(0, 3, (R, n)).astype(float)
+    plain = eq.combo_sums(*solver.gauss_newton_terms(theta, p, w))
+    shares = eq.share_sums(*solver.gauss_newton_shares(theta, p, w))
+    for x, y in zip(plain, shares):
+        np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-12 * np.abs(x).max())
+
+
 def test_bootstrap_refits_reach_the_optimum_of_a_fresh_solve():
     # Warm-started batched refits must end where an independent global fit of the same
     # resampled data ends (same objective up to solver tolerance), not just near the start.

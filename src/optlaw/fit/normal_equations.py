@@ -16,6 +16,13 @@ Two ways to solve, chosen once per problem:
   numpy's batched LU.
 
 Coordinates marked not free (a coefficient held at zero) get a zero step.
+
+Sums from shares (``assemble_shares``): in every law a point's exponent derivatives are its
+A and B derivatives times -log N and -log D, so the 15 slot products are 6 products of the
+shares (E, A, B) times fixed per-point factors (1, log N, log N^2, ...). Their per-combo sums
+are then 9 matrix products with constant (points x combos*factors) matrices, one BLAS call
+each, instead of 15 + 5 elementwise products and a segmented sum over points (measured on
+the Marin bootstrap: about half of every polish step's time before).
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ LEVENBERG_FLOOR = 1e-10                 # relative damping always added: flat di
 class NormalEquations:
     """Per-problem constants; ``assemble`` turns per-point derivatives into a solvable system."""
 
-    def __init__(self, n_points: int, a_group: np.ndarray, b_group: np.ndarray, n_a: int, n_b: int):
+    def __init__(self, n_points: int, a_group: np.ndarray, b_group: np.ndarray, n_a: int, n_b: int,
+                 log_n: np.ndarray | None = None, log_d: np.ndarray | None = None):
         n = n_points
         self.P = 2 + 1 + n_a + n_b
         combos, combo_of_point = np.unique(np.stack([a_group, b_group], axis=1), axis=0, return_inverse=True)
@@ -53,6 +61,26 @@ class NormalEquations:
         self._buffer: np.ndarray | None = None
         if not self.block:
             self._dense_maps()
+        self._factor_maps = None if log_n is None else self._share_maps(np.asarray(log_n), np.asarray(log_d))
+
+    def _share_maps(self, log_n: np.ndarray, log_d: np.ndarray) -> list:
+        """Per share product: the (points, factors*combos) matrix summing it into slot pairs."""
+        pair = {ab: k for k, ab in enumerate(zip(*_UPPER))}
+        one = np.ones_like(log_n)
+        # slots: 0 alpha, 1 beta, 2 E, 3 A, 4 B; shares: 0 E, 1 A, 2 B (dJ/d alpha = -log N dJ/dA, ...)
+        hessian = {(1, 1): [((3, 3), one), ((0, 3), -log_n), ((0, 0), log_n ** 2)],
+                   (2, 2): [((4, 4), one), ((1, 4), -log_d), ((1, 1), log_d ** 2)],
+                   (1, 2): [((3, 4), one), ((0, 4), -log_n), ((1, 3), -log_d), ((0, 1), log_n * log_d)],
+                   (0, 0): [((2, 2), one)],
+                   (0, 1): [((2, 3), one), ((0, 2), -log_n)],
+                   (0, 2): [((2, 4), one), ((1, 2), -log_d)]}
+        gradient = {0: [(2, one)], 1: [(3, one), (0, -log_n)], 2: [(4, one), (1, -log_d)]}
+        maps = []
+        for key, entries in list(hessian.items()) + list(gradient.items()):
+            matrix = np.concatenate([factor[:, None] * self.sum_by_combo for _, factor in entries], axis=1)
+            targets = [pair[t] if isinstance(t, tuple) else t for t, _ in entries]
+            maps.append((key, matrix, targets))
+        return maps
 
     @staticmethod
     def _split_slots(combos: np.ndarray, n_a: int, n_b: int) -> tuple[list[int], list[int]]:
@@ -100,8 +128,30 @@ class NormalEquations:
         grads = (U5.reshape(5 * R, n) @ self.sum_by_combo).reshape(5, R, self.C)
         return sums, grads
 
+    def share_sums(self, S: np.ndarray, u: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``combo_sums`` from the shares S (3, R, n) = dr/dlog(E, A, B): J5 is
+        (-log N S_A, -log D S_B, S_E, S_A, S_B). Needs log_n and log_d at construction."""
+        R, C = u.shape[0], self.C
+        sums, grads = np.empty((15, R, C)), np.empty((5, R, C))
+        uS = [u * S[0], u * S[1], u * S[2]]
+        ur = u * r
+        for key, matrix, targets in self._factor_maps:
+            if isinstance(key, tuple):
+                q, out = uS[key[0]] * S[key[1]], sums
+            else:
+                q, out = ur * S[key], grads
+            block = (q @ matrix).reshape(R, len(targets), C)
+            for j, t in enumerate(targets):
+                out[t] = block[:, j]
+        return sums, grads
+
+    def assemble_shares(self, S: np.ndarray, u: np.ndarray, r: np.ndarray, free: np.ndarray) -> "System":
+        return self._system(*self.share_sums(S, u, r), free)
+
     def assemble(self, J5: np.ndarray, u: np.ndarray, r: np.ndarray, free: np.ndarray) -> "System":
-        sums, grads = self.combo_sums(J5, u, r)
+        return self._system(*self.combo_sums(J5, u, r), free)
+
+    def _system(self, sums: np.ndarray, grads: np.ndarray, free: np.ndarray) -> "System":
         if self.block:
             return BlockSystem(self, sums, grads, free)
         return DenseSystem(self, sums, grads, free)

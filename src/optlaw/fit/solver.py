@@ -211,6 +211,15 @@ def _predict_batch(theta: np.ndarray, p: Problem) -> tuple[np.ndarray, np.ndarra
 def gauss_newton_terms(theta: np.ndarray, p: Problem, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Slot derivatives J5 (5, R, n) of the residual in theta = (alpha, beta, log c), weights u
     and residuals r (R, n) of the damped Gauss-Newton model, with u * r = w * psi(residual).
+    J5 = (-log N S_A, -log D S_B, S_E, S_A, S_B) from ``gauss_newton_shares``'s shares S."""
+    S, u, r = gauss_newton_shares(theta, p, w)
+    return np.stack([-p.logN * S[1], -p.logD * S[2], S[0], S[1], S[2]]), u, r
+
+
+def gauss_newton_shares(theta: np.ndarray, p: Problem, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The residual's derivatives in (log E, log A, log B), S (3, R, n), and the damped
+    Gauss-Newton model's weights u and residuals r (R, n), with u * r = w * psi(residual).
+    (Its derivative in alpha is -log N times that in log A, in beta -log D times that in log B.)
 
     Huber curvature: a point inside delta counts fully; a point outside (where Huber is
     linear and has no curvature) counts with HUBER_OUTSIDE_CURVATURE times the IRLS weight
@@ -221,21 +230,25 @@ def gauss_newton_terms(theta: np.ndarray, p: Problem, w: np.ndarray) -> tuple[np
     """
     pred, TE, TA, TB = _predict_batch(theta, p)
     if p.objective == "squared":
-        return np.stack([-p.logN * TA, -p.logD * TB, TE, TA, TB]), w, pred - p.loss
-    r = np.log(pred) - p.logL
-    outside = np.abs(r) >= p.delta
+        return np.stack([np.broadcast_to(TE, pred.shape), TA, TB]), w, pred - p.loss
+    r = np.log(pred)
+    r -= p.logL
     k = HUBER_OUTSIDE_CURVATURE
-    u = np.where(outside, (w * k * p.delta) / np.maximum(np.abs(r), 1e-300), w)
-    r = np.where(outside, r / k, r)
-    inv = 1.0 / pred
-    # Filled in place: five fresh (R, n) arrays and a stack copy cost more than the arithmetic.
-    J5 = np.empty((5,) + pred.shape)
-    np.multiply(TA, inv, out=J5[3])
-    np.multiply(TB, inv, out=J5[4])
-    np.multiply(TE, inv, out=J5[2])
-    np.multiply(J5[3], -p.logN, out=J5[0])
-    np.multiply(J5[4], -p.logD, out=J5[1])
-    return J5, u, r
+    # u = w * min(1, k delta / |r|) outside delta and w inside; r scaled by 1/k outside.
+    scale = np.abs(r)
+    outside = scale >= p.delta
+    np.maximum(scale, 1e-300, out=scale)
+    np.divide(k * p.delta, scale, out=scale)
+    scale[~outside] = 1.0
+    u = scale
+    u *= w
+    r[outside] /= k
+    S = np.empty((3,) + pred.shape)
+    inv = np.divide(1.0, pred, out=pred)
+    np.multiply(TE, inv, out=S[0])
+    np.multiply(TA, inv, out=S[1])
+    np.multiply(TB, inv, out=S[2])
+    return S, u, r
 
 
 def polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndarray,
@@ -262,7 +275,7 @@ def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndar
     or bootstrap replicates). ``active`` (n_coef,) or (R, n_coef) marks the coefficients that are free; the others
     stay at their value (a coefficient at zero has log c = -inf and is held there).
     Returns theta (R, .), objective values (R,), iterations used, rows still gaining at the limit.
-    The Gauss-Newton model (and its Huber curvature) is ``gauss_newton_terms``'s.
+    The Gauss-Newton model (and its Huber curvature) is ``gauss_newton_shares``'s.
     """
     theta = np.array(theta0, dtype=float)
     R, P = theta.shape
@@ -270,7 +283,7 @@ def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndar
     free_all = np.concatenate([np.ones((R, 2), dtype=bool), active], axis=1)
     lo, hi = p.exponent_bounds
     s = p.structure
-    normal_equations = NormalEquations(p.n, s.a_group, s.b_group, s.n_a, s.n_b)
+    normal_equations = NormalEquations(p.n, s.a_group, s.b_group, s.n_a, s.n_b, p.logN, p.logD)
 
     f = loss_terms(_predict_batch(theta, p)[0], p, weights).sum(axis=1)
     running = np.ones(R, dtype=bool)
@@ -283,8 +296,8 @@ def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndar
             break
         th, w, free = theta[idx], weights[idx], free_all[idx]
         ROW_ITERATIONS[0] += idx.size
-        J5, u, r = gauss_newton_terms(th, p, w)
-        system = normal_equations.assemble(J5, u, r, free)
+        S, u, r = gauss_newton_shares(th, p, w)
+        system = normal_equations.assemble_shares(S, u, r, free)
         f_old = f[idx]
         accepted = np.zeros(len(idx), dtype=bool)
         new_theta, new_f = th.copy(), f_old.copy()
