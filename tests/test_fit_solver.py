@@ -128,16 +128,27 @@ def test_sums_from_shares_equal_the_slot_products(objective, variant):
     N, D = np.exp(rng.uniform(17, 21, n)), np.exp(rng.uniform(19, 24, n))
     loss = 2.0 + 300 / N ** 0.3 + 900 / D ** 0.28
     p = solver.Problem(np.log(N), np.log(D), loss * np.exp(0.01 * rng.standard_normal(n)),
-                       solver.Structure(a, b, n_a, n_b), objective)
+                       solver.Structure(a, b, n_a, n_b), objective, delta=0.01)
     eq = NormalEquations(n, a, b, n_a, n_b, p.logN, p.logD)
     R = 5
-    theta = np.column_stack([rng.uniform(0.2, 0.4, (R, 2)), np.log(rng.uniform(0.5, 2, (R, 1))),
-                             np.log(rng.uniform(100, 1000, (R, n_a + n_b)))])
+    truth = np.r_[0.3, 0.28, np.log(2.0), np.full(n_a, np.log(300.0)), np.full(n_b, np.log(900.0))]
+    theta = truth + 0.01 * rng.standard_normal((R, truth.size))
     w = rng.integers(0, 3, (R, n)).astype(float)
     plain = eq.combo_sums(*solver.gauss_newton_terms(theta, p, w))
     shares = eq.share_sums(*solver.gauss_newton_shares(theta, p, w))
     for x, y in zip(plain, shares):
         np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-12 * np.abs(x).max())
+    # the model itself: u r is w psi(residual); u is w inside delta, k delta / |residual| times w outside
+    S, u, r = solver.gauss_newton_shares(theta, p, w)
+    pred = np.stack([solver.predict(t[0], t[1], np.exp(t[2:]), p) for t in theta])
+    if objective == "huber_log":
+        res, k = np.log(pred) - p.logL, solver.HUBER_OUTSIDE_CURVATURE
+        assert 0 < np.mean(np.abs(res) < p.delta) < 1
+        np.testing.assert_allclose(u * r, w * np.clip(res, -p.delta, p.delta), rtol=1e-12, atol=1e-18)
+        np.testing.assert_allclose(u, w * np.where(np.abs(res) < p.delta, 1.0, k * p.delta / np.abs(res)), rtol=1e-12)
+        np.testing.assert_allclose(S[1], np.exp(theta[:, 3:3 + n_a])[:, a] * N ** -theta[:, :1] / pred, rtol=1e-12)
+    else:
+        np.testing.assert_allclose(r, pred - p.loss, rtol=1e-12, atol=1e-15)
 
 
 def test_bootstrap_refits_reach_the_optimum_of_a_fresh_solve():
