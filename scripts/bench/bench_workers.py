@@ -36,7 +36,8 @@ optimizer_axes: {{}}
 fixed:
   device: cpu
   cpu_threads: 1
-  batch.global_tokens: 1024
+  batch.global_tokens: 1024   # 8 sequences of 128 tokens
+  batch.micro_batch_size: 8
   eval.tokens: 4096
   eval.fractions: []
   progress: false
