@@ -238,8 +238,14 @@ def rhos(study: Study, out: Path) -> Path | None:
 
 
 def effective_rho(study: Study, out: Path) -> Path | None:
-    """Per optimizer: the data-only rho_D at each N beside the law's constant rho_D (band: 95% CI) and
-    the drift law's rho_D(N)."""
+    """Per optimizer: the data-only rho_D at each N, against what each law says that same number is.
+
+    The data-only number (the reference's L(D) at that N inverted at the optimizer's losses) is
+    not the law's rho_D parameter: at fixed N it also carries rho_N. So the lines are the same
+    inversion applied to each law's predicted losses at the same cells: the headline constant-rho
+    law (solid) and the drift law (dashed). The constant law's rho_D parameter and its 95% interval
+    are the band; each panel's note gives both laws' parameters (the drift law is its own
+    least-squares fit, so its rho_D at N_ref need not equal the headline's constant)."""
     rc = study.document.get("rho_constancy")
     if not rc or study.shared is None:
         return None
@@ -248,46 +254,93 @@ def effective_rho(study: Study, out: Path) -> Path | None:
     if not opts:
         return None
     style = _style(list(s.optimizers), s.reference)
-    fig, axes = _grid(len(opts), width=3.0, height=2.6)
+    fig, axes = _grid(len(opts), width=3.3, height=2.9)
     test = rc["tests"].get("rho_D(N)") or {}
     n_ref = test.get("reference_scale")
     N_all = np.array([e["N"] for o in opts for e in rc["optimizers"][o]["effective_rho_D_by_N"]])
-    grid = np.geomspace(N_all.min() / 1.3, N_all.max() * 1.3, 40)
+    span = (N_all.min() / 1.3, N_all.max() * 1.3)
     for ax, opt in zip(axes, opts):
         e = rc["optimizers"][opt]
         st = style[opt]
         law = e.get("law_rho_D") or {}
         if law.get("ci") and all(v is not None for v in law["ci"]):
-            ax.fill_between(grid, law["ci"][0], law["ci"][1], color=st["color"], alpha=0.18, lw=0,
-                            label="law's constant rho_D, 95% CI")
+            ax.axhspan(law["ci"][0], law["ci"][1], color=st["color"], alpha=0.15, lw=0,
+                       label="constant law's rho_D parameter, 95% CI")
         if law.get("rho_D") is not None:
-            ax.axhline(law["rho_D"], color=st["color"], lw=1.2, label="law's constant rho_D")
-        g, at_ref = e.get("rho_D_exponent_N"), e.get("rho_D_drift_law_at_reference_scale")
-        if g is not None and n_ref and at_ref is not None:
-            ax.plot(grid, at_ref * (grid / n_ref) ** g, color="black", lw=1.0, ls="--",
-                    label="drift law rho_D,o (N/N_ref)^gamma_o")
+            ax.axhline(law["rho_D"], color=st["color"], lw=0.8, ls=":")
+        for key, kw, label in (
+                ("law_effective_rho_D_by_N", {"color": st["color"], "lw": 1.6, "ls": "-"},
+                 "constant-rho law (headline fit), same inversion"),
+                ("drift_law_effective_rho_D_by_N", {"color": "black", "lw": 1.1, "ls": "--"},
+                 "drift law (own least-squares fit), same inversion")):
+            line = e.get(key) or []
+            if line:
+                ax.plot([p["N"] for p in line], [p["rho_D"] for p in line], label=label, zorder=2, **kw)
         pts = e["effective_rho_D_by_N"]
-        Ns = [p["N"] for p in pts]
-        rs = [p["rho_D"] for p in pts]
-        ax.plot(Ns, rs, color=st["color"], marker=st["marker"], ms=6, lw=0.8, markeredgecolor="black", mew=0.5,
-                label="data only (reference's L(D) inverted)")
+        ax.plot([p["N"] for p in pts], [p["rho_D"] for p in pts], color=st["color"], marker=st["marker"], ms=6,
+                ls="", markeredgecolor="black", mew=0.5, zorder=3, label="data only (reference's L(D) inverted)")
         for p in pts:
             if p["extrapolated"]:
                 ax.plot(p["N"], p["rho_D"], marker="o", ms=11, mfc="none", color="grey")
         ax.axhline(1.0, color="grey", lw=0.6, ls=":")
+        ax.set_xlim(*span)
         _log_axis(ax)
         _log_axis(ax, "y", labels=_plain)
-        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        note = _parameters_note(e, study.document.get("optimizers", {}).get(opt, {}))
+        if note:
+            ax.text(0.02, 0.03, note, transform=ax.transAxes, fontsize=6.3, va="bottom", ha="left",
+                    bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1.5}, zorder=5)
         p_o = e.get("rho_D_exponent_N_p_value")
         ax.set_title(f"{opt}" + (f" (drift p = {p_o:.2g})" if p_o is not None else ""))
         ax.set_xlabel("N (parameters)")
-    axes[0].set_ylabel(f"rho_D against {s.reference}")
+    for row_start in range(0, len(opts), 4):
+        axes[row_start].set_ylabel(f"rho_D against {s.reference}")
+    _expand_to_notes(axes[:len(opts)])
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=2)
+    if any(p["extrapolated"] for o in opts for p in rc["optimizers"][o]["effective_rho_D_by_N"]):
+        handles.append(plt.Line2D([], [], marker="o", ms=11, mfc="none", color="grey", ls=""))
+        labels.append("outside the reference's D range (extrapolated)")
+    legend = fig.legend(handles, labels, loc="outside lower center", ncol=2)
     p = rc.get("p_value")
-    fig.suptitle("Is rho_D constant across N? Data-only multiplier per size against the law"
+    fig.suptitle("Is rho_D constant across N? The data-only token factor per size against what each law says it is"
                  + (f" (F test of constancy: p = {p:.2g})" if p is not None else ""))
+    ref = f"N_ref = {si(n_ref)}" if n_ref else "N_ref"
+    _caption(fig, legend, "Lines: each law's predicted losses put through the same inversion as the data (at fixed N "
+             "the data-only factor also carries rho_N, so it equals the law's rho_D parameter only when rho_N = 1).\n"
+             f"The drift law rho_D(N) = rho_D,o (N/N_ref)^gamma_o ({ref}) refits alpha, beta, E, A and B by least "
+             "squares on log loss; its rho_D at N_ref need not equal the headline (Huber) fit's constant.")
     return _save(fig, out / "effective_rho.png")
+
+
+def _caption(fig, legend, text: str) -> None:
+    """A caption with the figure's bottom legend, as its title: the layout then keeps both clear of the panels
+    and of each other (a free fig.text is moved over by constrained layout at save time)."""
+    legend.set_title(text, prop={"size": 7})
+    legend.get_frame().set_linewidth(0)
+
+
+def _parameters_note(entry: dict, optimizer: dict) -> str:
+    """Both laws' parameters for one optimizer, for a panel's corner."""
+    lines = []
+    law = entry.get("law_rho_D") or {}
+    if law.get("rho_D") is not None:
+        ci = law.get("ci")
+        ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci and all(v is not None for v in ci) else ""
+        rho_N = optimizer.get("rho_N")
+        lines.append(f"constant: rho_D {law['rho_D']:.2f}{ci_text}" + (f", rho_N {rho_N:.2f}" if rho_N else ""))
+    g, at_ref = entry.get("rho_D_exponent_N"), entry.get("rho_D_drift_law_at_reference_scale")
+    if g is not None and at_ref is not None:
+        gci = entry.get("rho_D_exponent_N_ci")
+        gci_text = f" [{gci[0]:.2f}, {gci[1]:.2f}]" if gci and all(v is not None for v in gci) else ""
+        lines.append(f"drift: rho_D(N_ref) {at_ref:.2f}, gamma {g:.2f}{gci_text}")
+    return "\n".join(lines)
+
+
+def _expand_to_notes(axes) -> None:
+    """Leave room under the data for the parameter note: widen each (shared) y range downwards by a third."""
+    lo, hi = axes[0].get_ylim()
+    axes[0].set_ylim(lo / (hi / lo) ** 0.3, hi)
 
 
 # ----------------------------------------------------------------------------- compute
