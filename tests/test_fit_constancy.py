@@ -122,3 +122,7 @@ def test_effective_rho_plot_draws_the_recorded_series(tmp_path, monkeypatch):
         assert list(line.get_ydata()) == pytest.approx([row["rho_D"] for row in entry[key]])
     caption = figures[0].legends[0].get_title().get_text()
     assert "need not equal the headline" in caption and "carries rho_N" in caption
+    # the conclusions hold the data-only factor against the law's own, not against its rho_D parameter
+    sentence = next(c for c in study.document["conclusions"]["supported"] if c.startswith("muon's token factor"))
+    law = entry["law_effective_rho_D_by_N"]
+    assert f"where the constant law gives {law[0]['rho_D']:.3g}" in sentence
