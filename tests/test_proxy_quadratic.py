@@ -151,3 +151,13 @@ def test_refit_where_the_additive_law_holds_matches_the_closed_form():
     # a grid without long horizons says so instead of fitting
     short = additive_regime_refit(dict(cfg, D_values=[4, 16, 64, 256]), 0.1, ["gd", "kron"])
     assert short["rows"] == [] and "skipped" in short["finding"]
+
+
+def test_refit_without_bootstrap_reports_values_only():
+    from optlaw.proxy.quadratic_study import _refit_finding
+
+    rows = [{"optimizer": "gd", "alpha_fit": 0.737, "alpha_ci": None, "alpha_pred": 0.75, "alpha_matches": None,
+             "beta_fit": 0.5001, "beta_ci": None, "beta_pred": 0.5, "beta_matches": None,
+             "rho_D_fit": 1.0, "rho_D_ci": None, "rho_D_pred": 1.0, "rho_D_matches": None}]
+    text = _refit_finding(rows, {"min_steps": 256, "N_values": [16]}, 0.1)
+    assert text.endswith("without intervals (bootstrap = 0): gd beta 0.500 vs 0.500.")

@@ -176,9 +176,13 @@ def _refit_finding(rows: list[dict], setting: dict, damping: float) -> str:
         missed += [f"{r['optimizer']} {key} {r[f'{key}_fit']:.3f} [{r[f'{key}_ci'][0]:.3f}, "
                    f"{r[f'{key}_ci'][1]:.3f}] vs {r[f'{key}_pred']:.3f}"
                    for r in judged if not r[f"{key}_matches"]]
-    text = (f"Refitted where the additive law holds (the exact parts recombined additively, D >= "
-            f"{setting['min_steps']}: long horizon{', frontier below the damping scale' if damping > 0 else ''}): "
-            f"the 95% interval holds the closed form for {', '.join(counts)}.")
+    where = (f"Refitted where the additive law holds (the exact parts recombined additively, D >= "
+             f"{setting['min_steps']}: long horizon{', frontier below the damping scale' if damping > 0 else ''})")
+    if not counts:   # no bootstrap: values only, nothing to cover
+        fitted = ", ".join(f"{r['optimizer']} beta {r['beta_fit']:.3f} vs {r['beta_pred']:.3f}" for r in rows
+                           if r.get("beta_pred") is not None)
+        return f"{where}, without intervals (bootstrap = 0): {fitted}."
+    text = f"{where}: the 95% interval holds the closed form for {', '.join(counts)}."
     if missed:
         text += f" Outside: {'; '.join(missed)}."
         if any(" alpha " in m for m in missed):
