@@ -41,6 +41,8 @@ class TunedHyperparameterConfig:
     """A train-config key holding a positive number: optimizer.lr_mult, optimizer.groups.hidden_matrix.weight_decay, schedule.warmup_fraction, an optimizer's own key such as optimizer.muon.momentum."""
     start: Optional[float] = None
     """Centre of the first grid; null = the value the cell's composed config has (optimizer.lr_mult: 1.0)."""
+    optimizer_starts: Optional[Dict[str, float]] = None
+    """Per-optimizer centres of the first grid, e.g. {muon: 16}; an optimizer not named starts at start."""
     step_log2: float = 1.0
     """Grid spacing in log2 units: 1 = factors of 2, 0.5 = factors of sqrt(2)."""
     width: int = 1
@@ -58,6 +60,9 @@ class TunedHyperparameterConfig:
         where = f"tuning.hyperparameters[{self.key}]"
         if self.start is not None and not self.start > 0:
             raise ConfigError(f"{where}.start={self.start} must be > 0 (the grid is in log2 steps), or null for the configured value")
+        for name, value in (self.optimizer_starts or {}).items():
+            if not value > 0:
+                raise ConfigError(f"{where}.optimizer_starts.{name}={value} must be > 0 (the grid is in log2 steps)")
         if not self.step_log2 > 0:
             raise ConfigError(f"{where}.step_log2={self.step_log2} must be > 0, e.g. 1 for factors of 2")
         if self.width < 1:

@@ -63,13 +63,15 @@ class CellSpec:
     D: float | None
     group: str                        # the law group: the optimizer, plus any axis other than size, budget, seed
     source: str | None = None         # reused: the tuned cell's label
+    predict_D: float | None = None    # predicted: the D the law is evaluated at (with budget branching the
+                                      # size's longest budget, so all its budgets share one trunk); None: D
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
 
     @classmethod
     def from_json(cls, data: dict) -> CellSpec:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})  # older manifests lack later fields
 
 
 @dataclass
