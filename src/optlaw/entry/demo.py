@@ -1,14 +1,15 @@
 """``optlaw demo``: the whole value of optlaw in one command, on a CPU.
 
 It runs a real sweep on the embedded facts corpus (configs/sweep/demo.yaml: the tiny
-ladder, 6.7k-74k parameters, x 131k-2.1M tokens at 5-80 tokens per parameter x AdamW,
+ladder, 6.7k-74k parameters, x 262k-2.1M tokens at 5-80 tokens per parameter x AdamW,
 Muon, Shampoo and SOAP; a regime where loss falls as a power law in both N and D,
-docs/data.md), then fits the per-optimizer and shared-exponent laws and their
+docs/data.md; lr_mult tuned by the sweep's protocol on the two smallest sizes and
+predicted for the others by the fitted law), then fits the per-optimizer and shared-exponent laws and their
 compute-based variant, writes the report, and ends with where the report is and a
 summary in plain lines: the shared law, per optimizer how many fewer tokens and
 parameters it needs to reach the reference's loss, and the demo's criteria (issue 13:
 interval widths, exponents away from 0, the holdout at the largest N, identifiability
-and rho constancy where the fit reports them).
+and rho constancy where the fit reports them, and where every learning rate came from).
 
 Run again with the same --out, it reuses every finished point (the sweep skips
 points whose run record is done) and only refits.
