@@ -91,6 +91,8 @@ class TuningConfig:
     """per_size: the budget tuned (with budget branching it must be largest: the WSD trunk)."""
     tune_models: Optional[List[str]] = None
     """transfer: the model sizes tuned (at least two); the sweep's other sizes get predicted values."""
+    law_terms: Optional[List[str]] = None
+    """Terms of the law log h* = c + a log N + b log D that may be fitted: null = all three (dropping what the cells cannot identify); [c, b] when the parametrization already carries the size dependence (muP, Muon's spectral scaling), so the tuned sizes' narrow N range is not extrapolated."""
     law_bootstrap: int = 1000
     """Bootstrap replicates (cells resampled) for the intervals of the hyperparameter laws (fitted in every scope; transfer predicts from them)."""
 
@@ -107,6 +109,9 @@ class TuningConfig:
             raise ConfigError(f"tuning.passes={self.passes} must be >= 1")
         if self.tolerance is not None and self.tolerance < 0:
             raise ConfigError(f"tuning.tolerance={self.tolerance} must be >= 0 (nats), or null for the seed noise")
+        if self.law_terms is not None and (not set(self.law_terms) <= {"c", "a", "b"} or "c" not in self.law_terms):
+            raise ConfigError(f"tuning.law_terms={list(self.law_terms)} must include c and name only c, a, b "
+                              "(e.g. [c, b]), or be null for all three")
         if self.law_bootstrap < 0:
             raise ConfigError(f"tuning.law_bootstrap={self.law_bootstrap} must be >= 0")
         if self.scope == TuningScope.transfer and not self.tune_models:

@@ -142,10 +142,13 @@ class HyperparameterLaw:
                 f"resamples{caveat})")
 
 
-def identifiable_terms(N: np.ndarray, D: np.ndarray) -> tuple[str, ...]:
-    """The terms the cells' (N, D) design identifies: D drops first (one budget, or D in proportion to N)."""
+def identifiable_terms(N: np.ndarray, D: np.ndarray, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The terms the cells' (N, D) design identifies: D drops first (one budget, or D in proportion to N).
+    ``allowed`` (tuning.law_terms) limits the candidates, e.g. (c, b) when the parametrization carries N."""
     columns = {"c": np.ones(len(N)), "a": np.log(N), "b": np.log(D)}
     for terms in (TERMS, ("c", "a"), ("c", "b"), ("c",)):
+        if allowed is not None and not set(terms) <= set(allowed):
+            continue
         X = np.column_stack([columns[t] for t in terms])
         if len(N) >= len(terms) and np.linalg.matrix_rank(X) == len(terms):
             return terms
@@ -153,14 +156,14 @@ def identifiable_terms(N: np.ndarray, D: np.ndarray) -> tuple[str, ...]:
 
 
 def fit_law(cells: Sequence[LawCell], key: str, group: str, bootstrap: int = 1000, level: float = 0.95,
-            seed: int = 0) -> HyperparameterLaw:
+            seed: int = 0, allowed_terms: Sequence[str] | None = None) -> HyperparameterLaw:
     """Fit the law to the cells' optima; ValueError when there are no cells."""
     if not cells:
         raise ValueError(f"no tuned cells to fit the {key} law of {group}")
     N = np.array([c.N for c in cells], dtype=float)
     D = np.array([c.D for c in cells], dtype=float)
     y = np.log(np.array([c.value for c in cells], dtype=float))
-    terms = identifiable_terms(N, D)
+    terms = identifiable_terms(N, D, allowed_terms)
     columns = {"c": np.ones(len(cells)), "a": np.log(N), "b": np.log(D)}
     X = np.column_stack([columns[t] for t in terms])
     estimate = _solve(X, y)

@@ -51,7 +51,7 @@ def replay(tuning: TuningConfig, cells: list[CellSpec], ids_for: IdsFor, result_
     # Laws of every group whose tuned cells have all finished: transfer predicts from them, and
     # the fitting stage reports them for any scope.
     laws = fit_laws([states[s.label] for s in cells if s.role == TUNED], tuning.law_bootstrap, law_seed,
-                    only_finished_groups=True)
+                    only_finished_groups=True, terms=tuning.law_terms)
     for spec in cells:
         if spec.role == PREDICTED:
             group_tuned = [states[s.label] for s in cells if s.role == TUNED and s.group == spec.group]
