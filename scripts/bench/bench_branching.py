@@ -14,62 +14,38 @@ shared-exponent law (optlaw.fit.fit_shared) fitted from each grid's records.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from local_sweep import run_sweep, sweep_definition, write_sweep
 
-SWEEP = """\
-name: {name}
-task: llm
-models: {models}
-optimizers: {optimizers}
-seeds: [0]
-tokens_per_param: null
-tokens: {tokens}
-extra_axes: {{}}
-optimizer_axes: {{}}
-fixed:
-  device: cpu
-  batch.global_tokens: 2048
-  eval.tokens: 16384
-  eval.fractions: []
-  progress: false
-  schedule.name: wsd
-  schedule.decay_fraction: {decay}
-  schedule.warmup_tokens: {warmup}
-branching: {{enabled: {branching}, decay_fraction: {decay}, warmup_tokens: {warmup}}}
-"""
+def grid_definition(name: str, args, branching: bool) -> dict:
+    """One grid, with or without branching; the same WSD schedule either way (the same run ids)."""
+    wsd = {"decay_fraction": args.decay_fraction, "warmup_tokens": args.warmup_tokens}
+    fixed = {"batch.global_tokens": 2048, "eval.tokens": 16384, "eval.fractions": [], "progress": False,
+             "schedule.name": "wsd", "schedule.decay_fraction": wsd["decay_fraction"],
+             "schedule.warmup_tokens": wsd["warmup_tokens"]}
+    return sweep_definition(name, models=args.models, optimizers=args.optimizers, tokens=args.tokens,
+                            fixed=fixed, branching={"enabled": branching, **wsd})
 
 
 def run_grid(name: str, sweep_dir: Path, config_root: Path, args, branching: bool) -> float:
-    (config_root / "sweep").mkdir(parents=True, exist_ok=True)
-    (config_root / "sweep" / f"{name}.yaml").write_text(SWEEP.format(
-        name=name, models=json.dumps(args.models), optimizers=json.dumps(args.optimizers),
-        tokens=json.dumps(args.tokens), decay=args.decay_fraction, warmup=args.warmup_tokens,
-        branching="true" if branching else "false",
-    ))
-    env = dict(os.environ, OPTLAW_EXTRA_CONFIGS=str(config_root), WANDB_MODE="disabled")
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "optlaw", "sweep", f"sweep={name}", f"sweep_dir={sweep_dir}",
-         f"launcher.max_parallel={args.parallel}"],
-        check=True, env=env, stdout=subprocess.DEVNULL,
-    )
-    return time.perf_counter() - started
+    write_sweep(config_root, grid_definition(name, args, branching))
+    return run_sweep(name, sweep_dir, config_root, [f"launcher.max_parallel={args.parallel}"])
+
+
+def finished_records(sweep_dir: Path) -> list[dict]:
+    """The readable run records of a sweep (a corrupt one is left out: this grid is rerun, not repaired)."""
+    from optlaw.records import iter_json
+
+    return [record for _, record in iter_json(sweep_dir / "runs") if isinstance(record, dict)]
 
 
 def grid_cost(sweep_dir: Path) -> dict:
-    from optlaw.records import iter_records
-
     tokens = wall = 0.0
     points = branches = 0
-    for _, record in iter_records(sweep_dir / "runs"):
+    for record in finished_records(sweep_dir):
         if record.get("status") != "done":
             continue
         branch = record.get("branch") or {}
@@ -82,10 +58,8 @@ def grid_cost(sweep_dir: Path) -> dict:
 
 def max_loss_difference(plain_dir: Path, branched_dir: Path) -> float | str:
     """Branches are the same computation as training from scratch, so the losses should agree exactly."""
-    from optlaw.records import iter_records
-
-    plain = {r["run_id"]: r.get("final_val_loss") for _, r in iter_records(plain_dir / "runs")}
-    branched = {r["run_id"]: r.get("final_val_loss") for _, r in iter_records(branched_dir / "runs")}
+    plain = {r["run_id"]: r.get("final_val_loss") for r in finished_records(plain_dir)}
+    branched = {r["run_id"]: r.get("final_val_loss") for r in finished_records(branched_dir)}
     common = [k for k in plain if k in branched and plain[k] is not None and branched[k] is not None]
     if not common:
         return "no common finished points"
@@ -104,7 +78,7 @@ def shared_fit(sweep_dir: Path, reference: str) -> dict | str:
     return {str(key): value for key, value in result.params.items()}  # labels such as rho_N/muon
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["llama/1m", "llama/3m"])
     parser.add_argument("--optimizers", nargs="+", default=["adamw", "muon"])
@@ -113,8 +87,11 @@ def main() -> int:
     parser.add_argument("--warmup-tokens", type=int, default=2048)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--work", default=None, help="keep the sweeps here (default: a temporary folder)")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def main() -> int:
+    args = parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_branching_"))
     config_root = work / "configs"
     rows = {}

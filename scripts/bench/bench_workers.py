@@ -17,49 +17,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-SWEEP = """\
-name: bench_workers
-task: llm
-models: {models}
-optimizers: {optimizers}
-seeds: {seeds}
-tokens_per_param: null
-tokens: {tokens}
-extra_axes: {{}}
-optimizer_axes: {{}}
-fixed:
-  device: cpu
-  cpu_threads: 1
-  batch.global_tokens: 1024
-  eval.tokens: 4096
-  eval.fractions: []
-  progress: false
-branching: {{enabled: false, decay_fraction: 0.2, warmup_tokens: null}}
-"""
+from local_sweep import run_sweep, sweep_definition, write_sweep
+
+# 1024 tokens a step = 8 sequences of 128 in one forward pass (the default micro batch of 16
+# would not divide it: the sweep refused every point).
+FIXED = {"cpu_threads": 1, "batch.global_tokens": 1024, "batch.micro_batch_size": 8, "eval.tokens": 4096,
+         "eval.fractions": [], "progress": False}
+NO_BRANCHING = {"enabled": False, "decay_fraction": 0.2, "warmup_tokens": None}
+
+
+def grid_definition(args: argparse.Namespace) -> dict:
+    return sweep_definition("bench_workers", models=args.models, optimizers=args.optimizers, tokens=args.tokens,
+                            seeds=args.seeds, fixed=FIXED, branching=NO_BRANCHING)
 
 
 def run_once(sweep_dir: Path, config_root: Path, parallel: int, in_process: bool) -> dict:
-    env = dict(os.environ, OPTLAW_EXTRA_CONFIGS=str(config_root), WANDB_MODE="disabled")
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "optlaw", "sweep", "sweep=bench_workers", f"sweep_dir={sweep_dir}",
-         f"launcher.max_parallel={parallel}", f"launcher.in_process={'true' if in_process else 'false'}"],
-        check=True, env=env, stdout=subprocess.DEVNULL,
-    )
-    wall = time.perf_counter() - started
+    wall = run_sweep("bench_workers", sweep_dir, config_root, [
+        f"launcher.max_parallel={parallel}", f"launcher.in_process={'true' if in_process else 'false'}"])
     records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("runs/*/run.json"))]
     assert all(r["status"] == "done" for r in records), "a point did not finish"
     return {"wall": wall, "train": sum(r["wall_time_s"] for r in records), "points": len(records),
             "losses": {r["run_id"]: r["final_val_loss"] for r in records}}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["llama/1m"])
     parser.add_argument("--optimizers", nargs="+", default=["adamw", "muon"])
@@ -68,13 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=2, help="launcher.max_parallel (default 2: one per core)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None, help="folder for the sweeps (default: a temporary one)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_workers_"))
     config_root = work / "configs"
-    (config_root / "sweep").mkdir(parents=True, exist_ok=True)
-    (config_root / "sweep" / "bench_workers.yaml").write_text(SWEEP.format(
-        models=json.dumps(args.models), optimizers=json.dumps(args.optimizers), seeds=json.dumps(args.seeds),
-        tokens=json.dumps(args.tokens)))
+    write_sweep(config_root, grid_definition(args))
     results: dict[bool, list[dict]] = {False: [], True: []}
     for repeat in range(args.repeats):
         order = (False, True) if repeat % 2 == 0 else (True, False)

@@ -24,7 +24,8 @@ HERE = Path(__file__).resolve().parent
 ORDER = ["bench_train.py", "bench_optim.py", "bench_fit.py", "bench_branching.py"]
 # Extra arguments per script (none: bench_fit times Hoffmann's whole 4,500-start grid,
 # about 2.5 minutes on this 2-core machine).
-# bench_tuning: the smoke sweep only (the larger one, 18 cells, takes several times longer: run it by hand).
+# bench_tuning: the smoke sweep only (the larger one, 18 cells, took 14 minutes on its own on a loaded
+# 2-core machine, 2026-11-30: run it by hand with --sweeps larger).
 DEFAULT_ARGS: dict[str, list[str]] = {"bench_tuning.py": ["--sweeps", "tune_smoke"]}
 
 
