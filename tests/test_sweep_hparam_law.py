@@ -102,6 +102,7 @@ def test_law_terms_limit_the_fit_to_the_allowed_terms():
     law = fit_law(cells, "lr", "adamw", bootstrap=50, allowed_terms=("c", "b"))
     assert law.terms == ("c", "b") and law.coef["a"] == 0.0 and law.coef["b"] == pytest.approx(-0.3)
     assert law.predict(1e7, 1e7) == pytest.approx(4.0)
+    assert "a = 0 (left out: law_terms)" in law.summary()
 
 
 def test_law_terms_must_include_the_constant_and_name_only_c_a_b():

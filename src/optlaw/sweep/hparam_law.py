@@ -100,6 +100,7 @@ class HyperparameterLaw:
     residual_rms: float                          # of log h* about the law
     bootstrap_requested: int
     samples: np.ndarray = field(repr=False)      # (bootstrap_used, 3): c, a, b per usable resample
+    excluded: tuple[str, ...] = ()               # terms left out by tuning.law_terms (not for lack of cells)
 
     @property
     def bootstrap_used(self) -> int:
@@ -135,7 +136,8 @@ class HyperparameterLaw:
     def summary(self) -> str:
         def term(name: str) -> str:
             low, high = self.ci[name]
-            return f"{name} = {self.coef[name]:.3f} [{low:.3f}, {high:.3f}]" if name in self.terms else f"{name} = 0 (not identified)"
+            return f"{name} = {self.coef[name]:.3f} [{low:.3f}, {high:.3f}]" if name in self.terms else (
+                f"{name} = 0 (left out: law_terms)" if name in self.excluded else f"{name} = 0 (not identified)")
         caveat = "; intervals unreliable: tune more cells" if self.residual_dof < 2 else ""
         return (f"{self.group} {self.key}: {LAW_FORM}; " + ", ".join(term(t) for t in TERMS)
                 + f" ({len(self.cells)} cells, {self.residual_dof} residual dof, {self.bootstrap_used} bootstrap "
@@ -188,7 +190,8 @@ def fit_law(cells: Sequence[LawCell], key: str, group: str, bootstrap: int = 100
             ci[name] = (math.nan, math.nan) if name in terms else (0.0, 0.0)
     return HyperparameterLaw(key=key, group=group, terms=terms, coef={k: float(v) for k, v in coef.items()}, ci=ci,
                              level=level, cells=tuple(cells), residual_rms=residual_rms,
-                             bootstrap_requested=bootstrap, samples=sample_array)
+                             bootstrap_requested=bootstrap, samples=sample_array,
+                             excluded=tuple(t for t in TERMS if allowed_terms is not None and t not in allowed_terms))
 
 
 def _solve(X: np.ndarray, y: np.ndarray) -> np.ndarray:
