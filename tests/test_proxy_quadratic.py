@@ -125,3 +125,39 @@ def test_closed_form_mismatch_is_a_finding_with_its_cause():
     # undamped: the shared law is said not to exist, whatever it fits
     undamped = closed_form_findings([row("gd", [0.4, 0.6], 0.52)], 0.0, "gd")
     assert undamped[0].startswith("No shared-exponent law exists in this regime")
+
+
+def test_refit_where_the_additive_law_holds_matches_the_closed_form():
+    # The grid's fitted beta intervals exclude 2r in every damped fit (overlapping error terms, short
+    # horizons). Where the additive law holds (exact parts recombined additively, long horizon) the same
+    # fitter's intervals hold the closed-form beta and rho_D.
+    from optlaw.config import compose, to_plain
+    from optlaw.proxy.quadratic_study import additive_regime_refit, check_study_config
+
+    cfg = check_study_config(to_plain(compose("proxy/quadratic", [
+        "optimizers=[gd,kron,ngd]", "N_values=[16,32,64,128,256]", "D_values=[4,64,256,1024,4096]",
+        "feature_dim=65536", "bootstrap=40", "progress=false"])))
+    refit = additive_regime_refit(cfg, 0.1, ["gd", "kron", "ngd"])
+    assert refit["D_values"] == [256, 1024, 4096]
+    rows = {r["optimizer"]: r for r in refit["rows"]}
+    assert all(r["beta_matches"] for r in rows.values()), refit["finding"]
+    assert rows["kron"]["rho_D_matches"] and rows["ngd"]["rho_D_matches"], refit["finding"]
+    assert rows["ngd"]["rho_D_fit"] == pytest.approx(11.0, rel=0.02)
+    assert "holds the closed form for beta 3 of 3, rho_D 2 of 2" in refit["finding"]
+    # undamped: the exponents differ per optimizer (kron 8r/3) and the refit finds them; no shared law
+    undamped = {r["optimizer"]: r for r in additive_regime_refit(cfg, 0.0, ["gd", "kron"])["rows"]}
+    assert undamped["kron"]["beta_matches"] and undamped["kron"]["beta_pred"] == pytest.approx(2 / 3)
+    assert undamped["kron"]["rho_D_fit"] is None
+    # a grid without long horizons says so instead of fitting
+    short = additive_regime_refit(dict(cfg, D_values=[4, 16, 64, 256]), 0.1, ["gd", "kron"])
+    assert short["rows"] == [] and "skipped" in short["finding"]
+
+
+def test_refit_without_bootstrap_reports_values_only():
+    from optlaw.proxy.quadratic_study import _refit_finding
+
+    rows = [{"optimizer": "gd", "alpha_fit": 0.737, "alpha_ci": None, "alpha_pred": 0.75, "alpha_matches": None,
+             "beta_fit": 0.5001, "beta_ci": None, "beta_pred": 0.5, "beta_matches": None,
+             "rho_D_fit": 1.0, "rho_D_ci": None, "rho_D_pred": 1.0, "rho_D_matches": None}]
+    text = _refit_finding(rows, {"min_steps": 256, "N_values": [16]}, 0.1)
+    assert text.endswith("without intervals (bootstrap = 0): gd beta 0.500 vs 0.500.")

@@ -171,6 +171,8 @@ class QuadraticStudyConfig:
     """Reference optimizer of the shared-exponent law; one of optimizers."""
     bootstrap: int = 200
     """Cell bootstrap replicates of the fits (0 = none)."""
+    additive_refit_min_steps: int = 256
+    """The refit where the additive law holds uses D >= this (long horizon: the learning frontier below the damping scale); fewer than 3 such D skip it."""
     progress: bool = True
     """One line per finished (regime, optimizer) on stderr."""
 
@@ -181,6 +183,7 @@ class QuadraticStudyConfig:
             raise ConfigError("N_values and D_values need at least 3 values each for a Chinchilla fit")
         if not self.regimes:
             raise ConfigError("regimes must list at least one {name, damping}")
+        _positive("additive_refit_min_steps", self.additive_refit_min_steps)
         _check_multipliers(self.step_size_multipliers)
 
 

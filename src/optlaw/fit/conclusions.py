@@ -96,6 +96,11 @@ def conclusions(doc: dict) -> dict:
                     trend = "shrinks" if g < 0 else "grows"
                     data = (f"; from the data alone rho_D is {num(eff[0]['rho_D'])} at {si(eff[0]['N'])} and "
                             f"{num(eff[-1]['rho_D'])} at {si(eff[-1]['N'])}") if len(eff) >= 2 else ""
+                    law_eff = {row["N"]: row["rho_D"] for row in drift.get("law_effective_rho_D_by_N") or []}
+                    if data and eff[0]["N"] in law_eff and eff[-1]["N"] in law_eff:
+                        # the comparable number: the constant law's own losses through the same inversion
+                        data += (f" where the constant law gives {num(law_eff[eff[0]['N']])} and "
+                                 f"{num(law_eff[eff[-1]['N']])}")
                     yes.append(f"{opt}'s token factor against {ref} {trend} with N: rho_D ~ N^{num(g, '.2f')} "
                                f"{interval(gci)} (p = {num(gp, '.2g')}){data}.")
                 if doc.get("law") == "compute" and o.get("compute_multiplier") is not None:

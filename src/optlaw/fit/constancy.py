@@ -22,13 +22,22 @@ giving the D the reference needs, and rho_D = that D / the optimizer's D (the me
 cells at that N; cells outside the reference's range are extrapolated along the end segment
 and marked).
 
+That data-only number is not the law's rho_D parameter: at fixed N it also carries the N-term
+factor rho_N (muon on Marin: parameter rho_D 1.73 with rho_N 0.84, while the data-only value is
+1.14-1.36). What the laws say about the same number is got by the same inversion applied to each
+law's predicted losses at the same cells (``law_effective_rho_D_by_N`` for the headline constant
+law, ``drift_law_effective_rho_D_by_N`` for the drift law): those are the lines to hold the data
+against. The drift law is its own least-squares fit (alpha, beta, E, A, B refitted), so its rho_D
+at N_ref need not equal the headline (Huber) fit's constant rho_D, nor the F test's null fit's
+(``rho_D_constant_law_least_squares``); all three are in fit.json.
+
 Why own Levenberg-Marquardt (``_lm``): up to 1000 replicates and 200 simulated draws are
 fitted at once as one batch; scipy's least_squares fits one problem per call.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.stats import f as f_distribution
@@ -164,13 +173,18 @@ class DriftTest:
     f_statistic: float | None
     p_value: float | None
     df: tuple[int, int] | None
-    gamma: dict                        # optimizer -> {gamma, ci, p_value}
+    gamma: dict                        # optimizer -> {gamma, ci, p_value, rho at the reference scale (both fits)}
     note: str = ""
+    # the least-squares fits' shared parameters: {"drift": {alpha, beta, E}, "constant": {...}}
+    exponents: dict | None = None
+    # the drift law's fitted loss at each row of the table it was given (not in fit.json)
+    drift_loss: np.ndarray | None = None
 
     def to_json(self) -> dict:
         return {"name": self.name, "reference_scale": self.reference_scale, "test": "F",
                 "f_statistic": self.f_statistic, "p_value": self.p_value,
-                "df": list(self.df) if self.df else None, "gamma": self.gamma, "note": self.note}
+                "df": list(self.df) if self.df else None, "gamma": self.gamma, "note": self.note,
+                "least_squares_fits": self.exponents}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,6 +195,9 @@ class RhoConstancy:
     effective_rho_D_by_N: dict          # optimizer -> [{N, rho_D, n_cells, extrapolated}]
     law_rho_D: dict                     # optimizer -> the constant law's rho_D and its interval
     reference: str
+    # the same inversion applied to the headline law's / the drift law's predicted losses
+    law_effective_rho_D_by_N: dict | None = None
+    drift_law_effective_rho_D_by_N: dict | None = None
 
     @property
     def primary(self) -> DriftTest | None:
@@ -192,7 +209,9 @@ class RhoConstancy:
         names = sorted(set(self.effective_rho_D_by_N) | set(self.law_rho_D)
                        | {o for t in self.tests.values() for o in t.gamma})
         for opt in names:
-            entry = {"law_rho_D": self.law_rho_D.get(opt), "effective_rho_D_by_N": self.effective_rho_D_by_N.get(opt, [])}
+            entry = {"law_rho_D": self.law_rho_D.get(opt), "effective_rho_D_by_N": self.effective_rho_D_by_N.get(opt, []),
+                     "law_effective_rho_D_by_N": (self.law_effective_rho_D_by_N or {}).get(opt, []),
+                     "drift_law_effective_rho_D_by_N": (self.drift_law_effective_rho_D_by_N or {}).get(opt, [])}
             for t in self.tests.values():
                 key = "rho_D_exponent_N" if t.name == "rho_D(N)" else "rho_N_exponent_D"
                 g = t.gamma.get(opt)
@@ -200,8 +219,9 @@ class RhoConstancy:
                     entry[key] = g["gamma"]
                     entry[key + "_ci"] = g["ci"]
                     entry[key + "_p_value"] = g["p_value"]
-                    entry[("rho_D" if t.name == "rho_D(N)" else "rho_N") + "_drift_law_at_reference_scale"] = \
-                        g.get("rho_at_reference_scale")
+                    rho = "rho_D" if t.name == "rho_D(N)" else "rho_N"
+                    entry[rho + "_drift_law_at_reference_scale"] = g.get("rho_at_reference_scale")
+                    entry[rho + "_constant_law_least_squares"] = g.get("rho_constant_least_squares")
             optimizers[opt] = entry
         return {"test": f"F test of constant rho against {main.name} drift (least squares on log loss)"
                 if main else None,
@@ -293,9 +313,14 @@ def drift_test(table: RunTable, shared: FitResult, on_b: bool = True, bootstrap:
         F_o = max((rss[2 + k] - rss1) / (rss1 / dof), 0.0)
         p_o = float(f_distribution.sf(F_o, 1, dof))
         gamma[o] = {"gamma": float(theta[1, gcols[k]]), "ci": list(ci[o]) if o in ci else None, "p_value": p_o,
-                    "rho_at_reference_scale": _rho_at_scale(design, theta[1], k + 1)}
+                    "rho_at_reference_scale": _rho_at_scale(design, theta[1], k + 1),
+                    "rho_constant_least_squares": _rho_at_scale(design, theta[0], k + 1)}
+    exponents = {fit: {"alpha": float(theta[r, 0]), "beta": float(theta[r, 1]), "E": float(np.exp(theta[r, 2]))}
+                 for r, fit in ((1, "drift"), (0, "constant"))}
+    with np.errstate(all="ignore"):
+        drift_loss = design.terms(theta[1:2])[0][0]
     return DriftTest(name=name, reference_scale=scale, f_statistic=float(F), p_value=p_value, df=(K, dof),
-                     gamma=gamma)
+                     gamma=gamma, exponents=exponents, drift_loss=drift_loss)
 
 
 def _rho_at_scale(design: _Design, theta: np.ndarray, group: int) -> float | None:
@@ -372,5 +397,19 @@ def rho_constancy(table: RunTable, shared: FitResult, bootstrap: int = 0, seed: 
         tests[t.name] = t
     law = {o: {"rho_D": shared.params["rho_D", o], "ci": list(shared.ci[("rho_D", o)])
                if ("rho_D", o) in shared.ci else None} for o in order if o != shared.reference}
+    headline_loss = np.empty(len(sub))
+    for o in order:
+        m = sub.optimizer == o
+        headline_loss[m] = shared.predict(sub.N[m], sub.D[m], o)
+    drift_loss = tests["rho_D(N)"].drift_loss
     return RhoConstancy(tests=tests, effective_rho_D_by_N=effective_rho_D_by_N(sub, shared.reference, order),
-                        law_rho_D=law, reference=shared.reference)
+                        law_rho_D=law, reference=shared.reference,
+                        law_effective_rho_D_by_N=_implied(sub, headline_loss, shared.reference, order),
+                        drift_law_effective_rho_D_by_N=_implied(sub, drift_loss, shared.reference, order))
+
+
+def _implied(table: RunTable, loss: np.ndarray | None, reference: str, optimizers: list[str]) -> dict | None:
+    """What a law says the data-only rho_D would be: the same inversion of its predicted losses."""
+    if loss is None or not np.all(np.isfinite(loss) & (loss > 0)):
+        return None
+    return effective_rho_D_by_N(replace(table, loss=np.asarray(loss, dtype=float)), reference, optimizers)

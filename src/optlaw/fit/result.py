@@ -359,27 +359,44 @@ class FitResult:
         """N*(C), D*(C), L*(C): the allocation of budget C minimising ``optimizer``'s loss."""
         return self._law(optimizer).compute_optimal(self.cost_of(optimizer), C)
 
-    def frontier_band(self, C, optimizer: str, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray] | None:
-        """Pointwise bootstrap interval of L*(C) for ``optimizer`` (shared laws with samples; else None).
+    def frontier_band(self, C, optimizer: str, level: float = CI_LEVEL,
+                      relative_to: str | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Pointwise bootstrap interval of L*(C) for ``optimizer`` (shared laws with samples; else None);
+        with ``relative_to``, of L*_optimizer(C) - L*_relative_to(C), replicate by replicate.
 
         Each replicate's law is the reference's rescaled by that replicate's rho's:
         A_o = A rho_N^-alpha, B_o = B rho_D^-beta.
         """
         b = self.bootstrap_samples
-        if b is None or self.reference is None or ("rho_N", optimizer) not in b:
+        if b is None or self.reference is None:
             return None
-        a, be = b["alpha"][:, None], b["beta"][:, None]
-        with np.errstate(all="ignore"):
-            A_o = b["A"][:, None] * b["rho_N", optimizer][:, None] ** -a
-            B_o = b["B"][:, None] * b["rho_D", optimizer][:, None] ** -be
-            _, _, L = compute_optimal(a, be, b["E"][:, None], A_o, B_o, self.cost_of(optimizer),
-                                      np.asarray(C, dtype=float)[None, :])
+        L = self._replicate_frontier(C, optimizer)
+        if L is not None and relative_to is not None:
+            base = self._replicate_frontier(C, relative_to)
+            L = None if base is None else L - base
+        if L is None:
+            return None
         L = np.where(np.isfinite(L), L, np.nan)
         q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
         with warnings.catch_warnings():   # budgets where no replicate has a finite optimum: NaN, not noise
             warnings.simplefilter("ignore", RuntimeWarning)
             lo, hi = np.nanpercentile(L, q, axis=0)
         return lo, hi
+
+    def _replicate_frontier(self, C, optimizer: str) -> np.ndarray | None:
+        """L*(C) of every bootstrap replicate's law for ``optimizer`` (replicates x budgets)."""
+        b = self.bootstrap_samples
+        a, be = b["alpha"][:, None], b["beta"][:, None]
+        if optimizer != self.reference and ("rho_N", optimizer) not in b and ("rho_D", optimizer) not in b:
+            return None
+        ones = np.ones_like(a)   # the reference, and the factor a one-rho variant does not fit
+        rho_N = b["rho_N", optimizer][:, None] if ("rho_N", optimizer) in b else ones
+        rho_D = b["rho_D", optimizer][:, None] if ("rho_D", optimizer) in b else ones
+        with np.errstate(all="ignore"):
+            _, _, L = compute_optimal(a, be, b["E"][:, None], b["A"][:, None] * rho_N ** -a,
+                                      b["B"][:, None] * rho_D ** -be, self.cost_of(optimizer),
+                                      np.asarray(C, dtype=float)[None, :])
+        return L
 
     # ------------------------------------------------------------------ text and JSON
     def summary(self) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib
+import matplotlib.patches
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -76,9 +77,11 @@ def _style(optimizers: list[str], reference: str | None) -> dict[str, dict]:
     palette = OKABE_ITO if len(others) <= len(OKABE_ITO) else TOL_MUTED
     for opt in optimizers:
         if opt == reference:
-            out[opt] = {"color": "black", "marker": "o"}
+            out[opt] = {"color": "black", "marker": "o", "ls": "-"}
         else:
-            out[opt] = {"color": palette[j % len(palette)], "marker": MARKERS[j % len(MARKERS)]}
+            # a colour that comes back (past 9 optimizers) comes back dashed, so lines stay apart too
+            out[opt] = {"color": palette[j % len(palette)], "marker": MARKERS[j % len(MARKERS)],
+                        "ls": "-" if j < len(palette) else "--"}
             j += 1
     return out
 
@@ -116,6 +119,36 @@ def _optimizers(study: Study) -> list[str]:
     if study.shared is not None:
         return list(study.shared.optimizers)
     return list(study.separate.optimizers)
+
+
+def _gap_forest(ax, s, style: dict, budgets: np.ndarray) -> None:
+    """L*_o(C) - L*_ref(C) with 95% bootstrap intervals at the ends of the runs' compute range, one row per
+    optimizer (sorted): many overlapping bands over C are unreadable, two budgets per row are not."""
+    opts = [o for o in s.optimizers if o != s.reference]
+    gaps = {o: s.compute_optimal(budgets, o)[2] - s.compute_optimal(budgets, s.reference)[2] for o in opts}
+    opts.sort(key=lambda o: gaps[o][-1])
+    for i, opt in enumerate(opts):
+        band = s.frontier_band(budgets, opt, relative_to=s.reference)
+        for j, (C, shift, fill) in enumerate(zip(budgets, (-0.17, 0.17), ("white", style[opt]["color"]))):
+            if band is not None and np.isfinite(band[0][j]) and np.isfinite(band[1][j]):
+                ax.plot([band[0][j], band[1][j]], [i + shift] * 2, color=style[opt]["color"], lw=1.6)
+            ax.plot(gaps[opt][j], i + shift, marker=style[opt]["marker"], ms=6, color=style[opt]["color"],
+                    mfc=fill, mec=style[opt]["color"] if fill == "white" else "black", mew=0.8, ls="")
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_yticks(range(len(opts)), opts)
+    ax.set_ylim(-0.7, len(opts) - 0.3)
+    ax.grid(axis="y", alpha=0)
+    ax.set_xlabel(f"L*_o(C) - L*_{s.reference}(C); < 0: better than {s.reference}")
+    ax.set_title(f"against {s.reference} at C = {budgets[0]:.1e} (open) and {budgets[-1]:.1e} (filled), 95% CI",
+                 fontsize=9)
+
+
+def _compute_label(study: Study) -> str:
+    """What the compute axis counts: measured step cost only when fit.json says it was measured."""
+    compute = study.document.get("compute") or {}
+    if compute.get("cost_measured"):
+        return "compute C (FLOPs x measured step cost)"
+    return "compute C = 6ND (equal step cost assumed)"
 
 
 def _reference(study: Study) -> str | None:
@@ -156,32 +189,40 @@ def loss_vs_D(study: Study, out: Path) -> Path:
 
 
 def loss_vs_N(study: Study, out: Path) -> Path:
-    """One panel per optimizer: loss against N at each tokens-per-parameter ratio, with the shared law."""
+    """One panel per optimizer: loss against N along lines of fixed tokens per parameter, or of fixed D when
+    the design shares D values across sizes rather than ratios (a fixed grid of D with irregular N gave a
+    dozen ratio groups of one or two points each), with the shared law."""
     t = study.table
     opts = _optimizers(study)
     fig, axes = _grid(len(opts))
     ratio = np.round(np.log2(t.D / t.N) * 4) / 4  # group cells whose D/N agree to ~20%
-    groups = np.unique(ratio)
+    tokens = np.round(np.log2(t.D) * 4) / 4
+    by_ratio = len(np.unique(ratio)) <= len(np.unique(tokens))
+    key = ratio if by_ratio else tokens
+    groups = np.unique(key)
     cmap = plt.get_cmap("cividis")
+    colour = {g: cmap(0.9 * j / max(len(groups) - 1, 1)) for j, g in enumerate(groups)}
+    value = {g: float(np.median((t.D / t.N if by_ratio else t.D)[key == g])) for g in groups}
     for ax, opt in zip(axes, opts):
         m = t.optimizer == opt
-        for j, g in enumerate(groups):
-            k = m & (ratio == g)
+        for g in groups:
+            k = m & (key == g)
             if not k.any():
                 continue
-            c = cmap(0.9 * j / max(len(groups) - 1, 1))
-            tpp = float(np.median(t.D[k] / t.N[k]))
-            ax.scatter(t.N[k], t.loss[k], s=16, color=c, label=f"D/N={tpp:.3g}", zorder=3, edgecolor="white",
-                       linewidth=0.4)
+            ax.scatter(t.N[k], t.loss[k], s=16, color=colour[g], zorder=3, edgecolor="white", linewidth=0.4)
             grid = np.geomspace(t.N[k].min() / 1.5, t.N[k].max() * 1.5, 60)
             if study.shared is not None and opt in study.shared.laws:
-                ax.plot(grid, study.shared.predict(grid, tpp * grid, opt), color=c, lw=1.2)
+                D = value[g] * grid if by_ratio else np.full_like(grid, value[g])
+                ax.plot(grid, study.shared.predict(grid, D, opt), color=colour[g], lw=1.2)
         _log_axis(ax)
         ax.set_title(opt)
         ax.set_xlabel("N (parameters)")
     axes[0].set_ylabel("loss")
-    axes[0].legend(loc="upper right")
-    fig.suptitle("Loss against model size N at fixed tokens per parameter (lines: shared law)")
+    handles = [plt.Line2D([], [], color=colour[g], marker="o", lw=1.2,
+                          label=f"D/N={value[g]:.3g}" if by_ratio else f"D={si(value[g])}") for g in groups]
+    fig.legend(handles=handles, loc="outside lower center", ncol=_legend_columns(len(handles), len(opts)))
+    fixed = "tokens per parameter D/N" if by_ratio else "tokens D"
+    fig.suptitle(f"Loss against model size N at fixed {fixed} (lines: shared law)")
     return _save(fig, out / "loss_vs_N.png")
 
 
@@ -238,8 +279,14 @@ def rhos(study: Study, out: Path) -> Path | None:
 
 
 def effective_rho(study: Study, out: Path) -> Path | None:
-    """Per optimizer: the data-only rho_D at each N beside the law's constant rho_D (band: 95% CI) and
-    the drift law's rho_D(N)."""
+    """Per optimizer: the data-only rho_D at each N, against what each law says that same number is.
+
+    The data-only number (the reference's L(D) at that N inverted at the optimizer's losses) is
+    not the law's rho_D parameter: at fixed N it also carries rho_N. So the lines are the same
+    inversion applied to each law's predicted losses at the same cells: the headline constant-rho
+    law (solid) and the drift law (dashed). The constant law's rho_D parameter and its 95% interval
+    are the band; each panel's note gives both laws' parameters (the drift law is its own
+    least-squares fit, so its rho_D at N_ref need not equal the headline's constant)."""
     rc = study.document.get("rho_constancy")
     if not rc or study.shared is None:
         return None
@@ -248,46 +295,93 @@ def effective_rho(study: Study, out: Path) -> Path | None:
     if not opts:
         return None
     style = _style(list(s.optimizers), s.reference)
-    fig, axes = _grid(len(opts), width=3.0, height=2.6)
+    fig, axes = _grid(len(opts), width=3.3, height=2.9)
     test = rc["tests"].get("rho_D(N)") or {}
     n_ref = test.get("reference_scale")
     N_all = np.array([e["N"] for o in opts for e in rc["optimizers"][o]["effective_rho_D_by_N"]])
-    grid = np.geomspace(N_all.min() / 1.3, N_all.max() * 1.3, 40)
+    span = (N_all.min() / 1.3, N_all.max() * 1.3)
     for ax, opt in zip(axes, opts):
         e = rc["optimizers"][opt]
         st = style[opt]
         law = e.get("law_rho_D") or {}
         if law.get("ci") and all(v is not None for v in law["ci"]):
-            ax.fill_between(grid, law["ci"][0], law["ci"][1], color=st["color"], alpha=0.18, lw=0,
-                            label="law's constant rho_D, 95% CI")
+            ax.axhspan(law["ci"][0], law["ci"][1], color=st["color"], alpha=0.15, lw=0,
+                       label="constant law's rho_D parameter, 95% CI")
         if law.get("rho_D") is not None:
-            ax.axhline(law["rho_D"], color=st["color"], lw=1.2, label="law's constant rho_D")
-        g, at_ref = e.get("rho_D_exponent_N"), e.get("rho_D_drift_law_at_reference_scale")
-        if g is not None and n_ref and at_ref is not None:
-            ax.plot(grid, at_ref * (grid / n_ref) ** g, color="black", lw=1.0, ls="--",
-                    label="drift law rho_D,o (N/N_ref)^gamma_o")
+            ax.axhline(law["rho_D"], color=st["color"], lw=0.8, ls=":")
+        for key, kw, label in (
+                ("law_effective_rho_D_by_N", {"color": st["color"], "lw": 1.6, "ls": "-"},
+                 "constant-rho law (headline fit), same inversion"),
+                ("drift_law_effective_rho_D_by_N", {"color": "black", "lw": 1.1, "ls": "--"},
+                 "drift law (own least-squares fit), same inversion")):
+            line = e.get(key) or []
+            if line:
+                ax.plot([p["N"] for p in line], [p["rho_D"] for p in line], label=label, zorder=2, **kw)
         pts = e["effective_rho_D_by_N"]
-        Ns = [p["N"] for p in pts]
-        rs = [p["rho_D"] for p in pts]
-        ax.plot(Ns, rs, color=st["color"], marker=st["marker"], ms=6, lw=0.8, markeredgecolor="black", mew=0.5,
-                label="data only (reference's L(D) inverted)")
+        ax.plot([p["N"] for p in pts], [p["rho_D"] for p in pts], color=st["color"], marker=st["marker"], ms=6,
+                ls="", markeredgecolor="black", mew=0.5, zorder=3, label="data only (reference's L(D) inverted)")
         for p in pts:
             if p["extrapolated"]:
                 ax.plot(p["N"], p["rho_D"], marker="o", ms=11, mfc="none", color="grey")
         ax.axhline(1.0, color="grey", lw=0.6, ls=":")
+        ax.set_xlim(*span)
         _log_axis(ax)
         _log_axis(ax, "y", labels=_plain)
-        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        note = _parameters_note(e, study.document.get("optimizers", {}).get(opt, {}))
+        if note:
+            ax.text(0.02, 0.03, note, transform=ax.transAxes, fontsize=6.3, va="bottom", ha="left",
+                    bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1.5}, zorder=5)
         p_o = e.get("rho_D_exponent_N_p_value")
         ax.set_title(f"{opt}" + (f" (drift p = {p_o:.2g})" if p_o is not None else ""))
         ax.set_xlabel("N (parameters)")
-    axes[0].set_ylabel(f"rho_D against {s.reference}")
+    for row_start in range(0, len(opts), 4):
+        axes[row_start].set_ylabel(f"rho_D against {s.reference}")
+    _expand_to_notes(axes[:len(opts)])
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=2)
+    if any(p["extrapolated"] for o in opts for p in rc["optimizers"][o]["effective_rho_D_by_N"]):
+        handles.append(plt.Line2D([], [], marker="o", ms=11, mfc="none", color="grey", ls=""))
+        labels.append("outside the reference's D range (extrapolated)")
+    legend = fig.legend(handles, labels, loc="outside lower center", ncol=2)
     p = rc.get("p_value")
-    fig.suptitle("Is rho_D constant across N? Data-only multiplier per size against the law"
+    fig.suptitle("Is rho_D constant across N? The data-only token factor per size against what each law says it is"
                  + (f" (F test of constancy: p = {p:.2g})" if p is not None else ""))
+    ref = f"N_ref = {si(n_ref)}" if n_ref else "N_ref"
+    _caption(fig, legend, "Lines: each law's predicted losses put through the same inversion as the data (at fixed N "
+             "the data-only factor also carries rho_N, so it equals the law's rho_D parameter only when rho_N = 1).\n"
+             f"The drift law rho_D(N) = rho_D,o (N/N_ref)^gamma_o ({ref}) refits alpha, beta, E, A and B by least "
+             "squares on log loss; its rho_D at N_ref need not equal the headline (Huber) fit's constant.")
     return _save(fig, out / "effective_rho.png")
+
+
+def _caption(fig, legend, text: str) -> None:
+    """A caption with the figure's bottom legend, as its title: the layout then keeps both clear of the panels
+    and of each other (a free fig.text is moved over by constrained layout at save time)."""
+    legend.set_title(text, prop={"size": 7})
+    legend.get_frame().set_linewidth(0)
+
+
+def _parameters_note(entry: dict, optimizer: dict) -> str:
+    """Both laws' parameters for one optimizer, for a panel's corner."""
+    lines = []
+    law = entry.get("law_rho_D") or {}
+    if law.get("rho_D") is not None:
+        ci = law.get("ci")
+        ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci and all(v is not None for v in ci) else ""
+        rho_N = optimizer.get("rho_N")
+        lines.append(f"constant: rho_D {law['rho_D']:.2f}{ci_text}" + (f", rho_N {rho_N:.2f}" if rho_N else ""))
+    g, at_ref = entry.get("rho_D_exponent_N"), entry.get("rho_D_drift_law_at_reference_scale")
+    if g is not None and at_ref is not None:
+        gci = entry.get("rho_D_exponent_N_ci")
+        gci_text = f" [{gci[0]:.2f}, {gci[1]:.2f}]" if gci and all(v is not None for v in gci) else ""
+        lines.append(f"drift: rho_D(N_ref) {at_ref:.2f}, gamma {g:.2f}{gci_text}")
+    return "\n".join(lines)
+
+
+def _expand_to_notes(axes) -> None:
+    """Leave room under the data for the parameter note: widen each (shared) y range downwards by a third."""
+    lo, hi = axes[0].get_ylim()
+    axes[0].set_ylim(lo / (hi / lo) ** 0.3, hi)
 
 
 # ----------------------------------------------------------------------------- compute
@@ -327,6 +421,7 @@ def isoflop(study: Study, out: Path) -> Path | None:
                 ax.plot(N_opt, L_opt, marker="*", ms=10, color=colour[C], markeredgecolor="black", mew=0.5, zorder=4)
             near = m & (np.abs(np.log(s.compute_cost(t.N, t.D, opt) / C)) < np.log(1.25))
             ax.scatter(t.N[near], t.loss[near], s=18, color=colour[C], edgecolor="black", linewidth=0.4, zorder=3)
+        ax.axvspan(N_data.min(), N_data.max(), color="grey", alpha=0.1, lw=0, zorder=0)
         _log_axis(ax)
         ax.set_title(opt)
         ax.set_xlabel("N (parameters)")
@@ -336,16 +431,17 @@ def isoflop(study: Study, out: Path) -> Path | None:
     axes[0].set_ylabel("loss")
     handles = [plt.Line2D([], [], color=c, lw=1.2, label=f"C = {C:.2g}") for C, c in colour.items()]
     handles += [plt.Line2D([], [], color="grey", marker="*", ls="", ms=9, label="law's minimum N*(C)"),
-                plt.Line2D([], [], color="grey", marker="o", ls="", label="runs within 25% of C")]
+                plt.Line2D([], [], color="grey", marker="o", ls="", label="runs within 25% of C"),
+                matplotlib.patches.Patch(color="grey", alpha=0.2, label="N range of the runs")]
     fig.legend(handles=handles, loc="outside lower center", ncol=_legend_columns(len(handles), len(opts)))
-    unit = "FLOPs x step cost" if s.cost_per_ND is not None else "6ND"
-    fig.suptitle(f"IsoFLOP curves: loss against N at fixed compute C ({unit}), shared law")
+    fig.suptitle(f"IsoFLOP curves: loss against N at fixed {_compute_label(study)}, shared law")
     return _save(fig, out / "isoflop.png")
 
 
 def frontier(study: Study, out: Path) -> Path | None:
-    """Compute-optimal loss L*(C) per optimizer with its 95% bootstrap band and the runs (cost, loss),
-    and N*(C)."""
+    """Compute-optimal loss L*(C) per optimizer with the runs (cost, loss); the same against the reference
+    (L*_o - L*_ref, with 95% bootstrap bands: the lines of many optimizers lie within a few hundredths
+    of each other, so only the difference shows who is ahead and how surely); and N*(C)."""
     if study.shared is None:
         return None
     s, t = study.shared, study.table
@@ -355,32 +451,46 @@ def frontier(study: Study, out: Path) -> Path | None:
         return None   # no optimizer's law has a finite compute optimum (A or B at zero): nothing to draw
     cost = np.concatenate([s.compute_cost(t.N[t.optimizer == o], t.D[t.optimizer == o], o) for o in s.optimizers])
     C = np.geomspace(cost.min() / 3, cost.max() * 3, 80)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), layout="constrained")
+    few = len(s.optimizers) <= 4   # bands on the L* panel only while they stay apart
+    _, _, L_ref = s.compute_optimal(C, s.reference)
     for opt in s.optimizers:
         st = style[opt]
         N_opt, _, L_opt = s.compute_optimal(C, opt)
-        axes[0].plot(C, L_opt, color=st["color"], label=opt, lw=1.3)
-        band = s.frontier_band(C, opt)
+        axes[0].plot(C, L_opt, color=st["color"], ls=st["ls"], label=opt, lw=1.3)
+        band = s.frontier_band(C, opt) if few else None
         if band is not None:
             axes[0].fill_between(C, band[0], band[1], color=st["color"], alpha=0.15, lw=0)
         m = t.optimizer == opt
-        axes[0].scatter(s.compute_cost(t.N[m], t.D[m], opt), t.loss[m], s=10, color=st["color"], marker=st["marker"],
-                        alpha=0.7, edgecolor="none")
-        axes[1].plot(C, N_opt, color=st["color"], label=opt, lw=1.3)
-    for ax in axes:
+        axes[0].scatter(s.compute_cost(t.N[m], t.D[m], opt), t.loss[m], s=12, color=st["color"], marker=st["marker"],
+                        alpha=0.8, edgecolor="none")
+        if few:
+            axes[1].plot(C, L_opt - L_ref, color=st["color"], ls=st["ls"], lw=1.3, label=opt)
+            diff = s.frontier_band(C, opt, relative_to=s.reference) if opt != s.reference else None
+            if diff is not None:
+                axes[1].fill_between(C, diff[0], diff[1], color=st["color"], alpha=0.15, lw=0)
+        axes[2].plot(C, N_opt, color=st["color"], ls=st["ls"], label=opt, lw=1.3)
+    if not few:
+        _gap_forest(axes[1], s, style, np.array([cost.min(), cost.max()]))
+    for ax in (axes if few else axes[[0, 2]]):
         _log_axis(ax, labels=lambda x, _p=None: f"{x:.0e}".replace("e+", "e") if x > 0 else "")
         ax.axvspan(cost.min(), cost.max(), color="grey", alpha=0.08, lw=0)
-        ax.set_xlabel("compute C (FLOPs x step cost)" if s.cost_per_ND is not None else "compute C = 6ND")
-    _log_axis(axes[1], "y")
+        ax.set_xlabel(_compute_label(study))
+    _log_axis(axes[2], "y")
     minima = np.concatenate([np.atleast_1d(s.compute_optimal(C, o)[2]) for o in s.optimizers])
     minima = minima[np.isfinite(minima) & (minima > 0)]
     lo = min(t.loss.min(), minima.min()) if minima.size else t.loss.min()
     axes[0].set_ylim(lo * 0.97, max(np.percentile(t.loss, 95), t.loss.min() * 1.01) * 1.05)
     axes[0].set_ylabel("loss; lines: compute-optimal L*(C)")
-    axes[1].set_ylabel("compute-optimal N*(C)")
-    axes[1].legend(ncol=2)
-    fig.suptitle("Compute-optimal frontier per optimizer: law (band: 95% bootstrap), runs as points; "
-                 "shaded: compute range of the data")
+    axes[0].set_title("L*(C) and the runs" + (" (band: 95% bootstrap)" if few else ""))
+    if few:
+        axes[1].set_ylabel(f"L*(C) - L*_{s.reference}(C)")
+        axes[1].set_title(f"against {s.reference}: below 0 is better (band: 95% bootstrap)")
+    axes[2].set_ylabel("compute-optimal N*(C)")
+    axes[2].set_title("compute-optimal model size")
+    handles, labels = axes[2].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 11))
+    fig.suptitle("Compute-optimal frontier per optimizer (shared law); shaded: compute range of the runs")
     return _save(fig, out / "frontier.png")
 
 
@@ -408,7 +518,8 @@ def residuals(study: Study, out: Path) -> Path:
         ax.set_xlabel("N (parameters)")
         ax.set_title(f"{name} law residuals")
     axes[0][0].set_ylabel("(loss - fit) / loss  [%]")
-    axes[0][-1].legend(ncol=2)
+    handles, labels = axes[0][-1].get_legend_handles_labels()   # below the panels: a legend inside hid points
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 11))
     return _save(fig, out / "residuals.png")
 
 
