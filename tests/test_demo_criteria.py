@@ -7,7 +7,9 @@ Measured outcome: the shared law is `identified` and the separate AdamW fit is `
 interval is wider than its value); Muon's rho_D interval is 1.27x wide, rho_N 1.72x; holding out
 40k the shared law predicts better than the separate laws (RMSE of log loss 0.0036 vs 0.0120);
 constant rho is not rejected (p = 0.71). The constancy test's outcome is not asserted, only that
-it runs. (The full 72-point grid fails two criteria: README "The demo".)
+it runs. Its learning rates are fixed (one transferred lr_mult per optimizer: tuning rounds would more
+than double its CI time), so its learning-rate criterion is not asserted; the full demo tunes them
+and met every criterion in its measured run (README "The demo").
 """
 
 import json

@@ -100,6 +100,7 @@ SLURM_TEST = "tests/test_slurm_sweep.py::test_slurm_sweep_finishes_every_point_a
 SBATCH_TEST = "tests/test_slurm_sweep.py::test_sbatch_template_runs_the_manifest_points"
 DEMO_TEST = "tests/test_demo.py::test_demo_runs_fits_reports_and_reuses_finished_points"
 DEMO_CI_TEST = "tests/test_demo_criteria.py::test_reduced_demo_grid_meets_the_interval_and_identifiability_criteria"
+DEMO_TIMING = "scripts/research/demo_timing.py optlaw-demo/sweep 1136"
 
 # README command -> how it is exercised: a test in this file, `tests/<file>.py::<test>`, or
 # "not runnable here: <reason>" (allowed only for the two commands in NOT_RUNNABLE_ALLOWED).
@@ -119,6 +120,7 @@ REGISTRY: dict[str, tuple[str, ...]] = {
     # The sweep and its fits: test_demo.py (`optlaw demo --out DIR` on the demo_smoke sweep); DIR's default here.
     DEMO_OUT: (DEMO_TEST, "test_demo_out_defaults_to_optlaw_demo"),
     DEMO_CI: (DEMO_CI_TEST,),  # the reduced demo grid, run as printed with --out in a temporary folder
+    DEMO_TIMING: ("tests/test_demo_timing.py::test_demo_timing_sums_the_records_training_times",),  # on stand-in records
     TRAIN_1M: ("test_train_llama_1m_writes_a_done_record_under_runs",),
     TRAIN_OLMO: ("test_train_olmo_3m_muon_into_a_given_run_dir",),
     TORCHRUN: ("test_torchrun_two_ranks_on_cpu",),

@@ -90,3 +90,26 @@ def test_terms_the_cells_cannot_identify_are_left_out():
     assert law.residual_dof == 0 and law.to_json()["residual_dof"] == 0
     with pytest.raises(ValueError, match="no tuned cells"):
         fit_law([], "lr", "muon")
+
+
+def test_law_terms_limit_the_fit_to_the_allowed_terms():
+    N = np.array([1e5, 3e5, 1e5, 3e5])
+    D = np.array([1e7, 1e7, 3e7, 3e7])
+    assert identifiable_terms(N, D, ("c", "b")) == ("c", "b")
+    assert identifiable_terms(N, np.array([1e7] * 4), ("c", "b")) == ("c",)  # one budget: only the constant
+    # The optimum depends on D alone; N varies over a narrow range: with (c, b) nothing is extrapolated in N.
+    cells = [LawCell(n, d, 4.0 * (d / 1e7) ** -0.3) for n, d in zip(N, D)]
+    law = fit_law(cells, "lr", "adamw", bootstrap=50, allowed_terms=("c", "b"))
+    assert law.terms == ("c", "b") and law.coef["a"] == 0.0 and law.coef["b"] == pytest.approx(-0.3)
+    assert law.predict(1e7, 1e7) == pytest.approx(4.0)
+    assert "a = 0 (left out: law_terms)" in law.summary()
+
+
+def test_law_terms_must_include_the_constant_and_name_only_c_a_b():
+    from optlaw.config.tuning import TuningConfig
+    from optlaw.errors import ConfigError
+
+    TuningConfig(enabled=True, law_terms=["c", "b"]).check()
+    for bad in (["b"], ["c", "x"]):
+        with pytest.raises(ConfigError, match="tuning.law_terms"):
+            TuningConfig(enabled=True, law_terms=bad).check()

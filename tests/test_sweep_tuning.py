@@ -323,3 +323,54 @@ def test_a_point_that_finishes_between_the_plan_and_the_look_at_the_states_is_pl
     outcome = run_rounds(tmp_path, plan_round, lambda ids: pytest.fail("nothing is left to run"), blocking=False,
                          follow=True)
     assert outcome.complete and outcome.stopped == "" and len(calls) == 2
+
+
+# tokens per parameter of 100k/250k/400k (94,528 / 221,664 / 402,048 non-embedding) at 2048, 4096, 8192 tokens:
+# [0.009, 0.05] keeps 100k at 2048-4096, 250k at 2048-8192 and 400k at 4096-8192.
+BAND = {"models": ["llama/100k", "llama/250k", "llama/400k"], "optimizers": ["adamw"], "tokens": [2048, 4096, 8192],
+        "tokens_per_param_range": [0.009, 0.05]}
+
+
+def test_tuning_cells_keep_the_tokens_per_param_band_and_per_size_tunes_each_sizes_longest_budget(planner_for):
+    planner = planner_for({"scope": "per_size"}, **BAND)
+    roles = {c.label: (c.role, c.source) for c in planner.cells}
+    assert roles == {
+        "llama/100k adamw tokens=2048": ("reused", "llama/100k adamw tokens=4096"),
+        "llama/100k adamw tokens=4096": ("tuned", None),
+        "llama/250k adamw tokens=2048": ("reused", "llama/250k adamw tokens=8192"),
+        "llama/250k adamw tokens=4096": ("reused", "llama/250k adamw tokens=8192"),
+        "llama/250k adamw tokens=8192": ("tuned", None),
+        "llama/400k adamw tokens=4096": ("reused", "llama/400k adamw tokens=8192"),
+        "llama/400k adamw tokens=8192": ("tuned", None)}
+    plan = drive(planner)
+    assert all(c.status in ("resolved", "done") for c in plan.state.cells)
+
+
+def test_transfer_with_branching_predicts_one_value_per_size_at_its_trunk_and_branches_off_it(planner_for):
+    planner = planner_for({"scope": "transfer", "tune_models": ["llama/100k", "llama/250k"], "law_bootstrap": 50},
+                          branching={"enabled": True, "decay_fraction": 0.25, "warmup_tokens": 512}, **BAND)
+    first = planner.plan()
+    # 100k's longest kept budget (4096, not the sweep's 8192) is its trunk: its 2048 candidates branch off it.
+    short = [p for p in first.points if p.axes["model"] == "llama/100k" and p.axes["budget.tokens"] == 2048]
+    assert short and all("branch_from" in p.extra for p in short)
+    predicted = [c for c in planner.cells if c.role == "predicted"]
+    assert [(c.label, c.predict_D) for c in predicted] == [("llama/400k adamw tokens=4096", 8192),
+                                                           ("llama/400k adamw tokens=8192", 8192)]
+    for _ in range(30):  # plan and 'train' until the predicted points are planned
+        plan = planner.plan()
+        mine = [p for p in plan.points if p.axes["model"] == "llama/400k"]
+        if mine:
+            break
+        write_tuning_manifest(planner.sweep_dir, planner.definition, plan.points, [], plan.manifest_section())
+        for point in plan.points:
+            if records.read_record(planner.sweep_dir / "runs" / point.run_id) is None:
+                records.write_record(planner.sweep_dir / "runs" / point.run_id, records.LLMRunRecord(
+                    run_id=point.run_id, task="llm", status=records.DONE, final_val_loss=parabola_loss(point)))
+    short, trunk = sorted(mine, key=lambda p: p.tokens)
+    # One trunk lr for the size: the law's value at the longest budget, so the shorter budget branches off it.
+    assert short.axes["optimizer.lr_mult"] == trunk.axes["optimizer.lr_mult"]
+    assert short.extra["branch_from"]["run_id"] == trunk.run_id
+    law = plan.state.laws[("adamw", "optimizer.lr_mult")]
+    assert trunk.axes["optimizer.lr_mult"] == pytest.approx(law.predict(trunk.plan.n_basis, 8192), rel=1e-3)
+    tuning = to_plain(compose("train", short.overrides))["tuning"]
+    assert tuning["source"] == "predicted" and tuning["predicted"]["optimizer.lr_mult"]["at_D"] == 8192

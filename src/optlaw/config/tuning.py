@@ -41,6 +41,8 @@ class TunedHyperparameterConfig:
     """A train-config key holding a positive number: optimizer.lr_mult, optimizer.groups.hidden_matrix.weight_decay, schedule.warmup_fraction, an optimizer's own key such as optimizer.muon.momentum."""
     start: Optional[float] = None
     """Centre of the first grid; null = the value the cell's composed config has (optimizer.lr_mult: 1.0)."""
+    optimizer_starts: Optional[Dict[str, float]] = None
+    """Per-optimizer centres of the first grid, e.g. {muon: 16}; an optimizer not named starts at start."""
     step_log2: float = 1.0
     """Grid spacing in log2 units: 1 = factors of 2, 0.5 = factors of sqrt(2)."""
     width: int = 1
@@ -58,6 +60,9 @@ class TunedHyperparameterConfig:
         where = f"tuning.hyperparameters[{self.key}]"
         if self.start is not None and not self.start > 0:
             raise ConfigError(f"{where}.start={self.start} must be > 0 (the grid is in log2 steps), or null for the configured value")
+        for name, value in (self.optimizer_starts or {}).items():
+            if not value > 0:
+                raise ConfigError(f"{where}.optimizer_starts.{name}={value} must be > 0 (the grid is in log2 steps)")
         if not self.step_log2 > 0:
             raise ConfigError(f"{where}.step_log2={self.step_log2} must be > 0, e.g. 1 for factors of 2")
         if self.width < 1:
@@ -86,6 +91,8 @@ class TuningConfig:
     """per_size: the budget tuned (with budget branching it must be largest: the WSD trunk)."""
     tune_models: Optional[List[str]] = None
     """transfer: the model sizes tuned (at least two); the sweep's other sizes get predicted values."""
+    law_terms: Optional[List[str]] = None
+    """Terms of the law log h* = c + a log N + b log D that may be fitted: null = all three (dropping what the cells cannot identify); [c, b] when the parametrization already carries the size dependence (muP, Muon's spectral scaling), so the tuned sizes' narrow N range is not extrapolated."""
     law_bootstrap: int = 1000
     """Bootstrap replicates (cells resampled) for the intervals of the hyperparameter laws (fitted in every scope; transfer predicts from them)."""
 
@@ -102,6 +109,9 @@ class TuningConfig:
             raise ConfigError(f"tuning.passes={self.passes} must be >= 1")
         if self.tolerance is not None and self.tolerance < 0:
             raise ConfigError(f"tuning.tolerance={self.tolerance} must be >= 0 (nats), or null for the seed noise")
+        if self.law_terms is not None and (not set(self.law_terms) <= {"c", "a", "b"} or "c" not in self.law_terms):
+            raise ConfigError(f"tuning.law_terms={list(self.law_terms)} must include c and name only c, a, b "
+                              "(e.g. [c, b]), or be null for all three")
         if self.law_bootstrap < 0:
             raise ConfigError(f"tuning.law_bootstrap={self.law_bootstrap} must be >= 0")
         if self.scope == TuningScope.transfer and not self.tune_models:

@@ -1,14 +1,15 @@
 """``optlaw demo``: the whole value of optlaw in one command, on a CPU.
 
 It runs a real sweep on the embedded facts corpus (configs/sweep/demo.yaml: the tiny
-ladder, 6.7k-74k parameters, x 131k-2.1M tokens at 5-80 tokens per parameter x AdamW,
+ladder, 6.7k-74k parameters, x 262k-2.1M tokens at 5-80 tokens per parameter x AdamW,
 Muon, Shampoo and SOAP; a regime where loss falls as a power law in both N and D,
-docs/data.md), then fits the per-optimizer and shared-exponent laws and their
+docs/data.md; lr_mult tuned by the sweep's protocol on the two smallest sizes and
+predicted for the others by the fitted law), then fits the per-optimizer and shared-exponent laws and their
 compute-based variant, writes the report, and ends with where the report is and a
 summary in plain lines: the shared law, per optimizer how many fewer tokens and
 parameters it needs to reach the reference's loss, and the demo's criteria (issue 13:
 interval widths, exponents away from 0, the holdout at the largest N, identifiability
-and rho constancy where the fit reports them).
+and rho constancy where the fit reports them, and where every learning rate came from).
 
 Run again with the same --out, it reuses every finished point (the sweep skips
 points whose run record is done) and only refits.
@@ -124,6 +125,7 @@ SHORT = {  # the checks' names in the summary's last line
     "alpha and beta intervals exclude 0.03": "exponents exclude 0.03",
     "shared law beats separate at the largest N held out": "shared beats separate at largest N",
     "rho constancy tested": "rho constancy tested",
+    "learning rates from the tuning protocol": "lr tuned or predicted",
 }
 
 
@@ -188,7 +190,33 @@ def demo_checks(doc: dict) -> list[tuple[str, bool | None, str]]:
     else:
         drift = "rho drifts with scale" if p < level else "no drift detected"
         checks.append(("rho constancy tested", True, f"{rc.get('test')}: p = {p:.3g} at level {level:g}, {drift}"))
+    checks.append(_learning_rate_check(doc))
     return checks
+
+
+def _learning_rate_check(doc: dict) -> tuple[str, bool, str]:
+    """Every cell's learning rate tuned by the sweep's protocol or predicted from its hyperparameter law
+    (fit.json's tuning_protocol, replayed from the sweep's records); a sweep without tuning fails it."""
+    name = "learning rates from the tuning protocol"
+    cells = ((doc.get("tuning_protocol") or {}).get("cells")) or []
+    if not cells:
+        return name, False, "no tuning protocol: every learning rate is as configured"
+    by_role: dict[str, list[dict]] = {}
+    for cell in cells:
+        by_role.setdefault(cell.get("role") or "fixed", []).append(cell)
+    parts = []
+    for role in ("tuned", "reused", "predicted", "fixed"):
+        if role in by_role:
+            sizes = sorted({c["cell"].split()[0] for c in by_role[role]}, key=lambda m: min(
+                c.get("N") or 0 for c in by_role[role] if c["cell"].split()[0] == m))
+            parts.append(f"{len(by_role[role])} {role} ({', '.join(sizes)})")
+    unresolved = [c["cell"] for c in by_role.get("tuned", []) if not c.get("resolved")]
+    if unresolved:
+        parts.append(f"{len(unresolved)} tuned cell(s) unresolved")
+    unfinished = [c["cell"] for c in cells if c.get("status") not in ("resolved", "unresolved", "done")]
+    if unfinished:
+        parts.append(f"{len(unfinished)} cell(s) not finished")
+    return name, "fixed" not in by_role and not unfinished, ", ".join(parts)
 
 
 def plain_summary(doc: dict) -> list[str]:

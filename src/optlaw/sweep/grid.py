@@ -158,7 +158,7 @@ def expand(definition: dict, extra_fixed: list[str] | None = None,
             )
         seen.add(point.run_id)
         points.append(point)
-    points = _within_tokens_per_param_range(sweep, points)
+    points = within_tokens_per_param_range(sweep, points)
     if not points:
         raise ConfigError(f"sweep {sweep.name}: the grid is empty; give every axis at least one value")
     if sweep.branching.enabled:
@@ -233,7 +233,7 @@ def with_values(sweep_name: str, base: GridPoint, values: dict[str, Any], naming
         raise ConfigError(f"sweep {sweep_name}, point {point_label(axes)}: {detail}") from None
 
 
-def _within_tokens_per_param_range(sweep: SweepConfig, points: list[GridPoint]) -> list[GridPoint]:
+def within_tokens_per_param_range(sweep: SweepConfig, points: list[GridPoint]) -> list[GridPoint]:
     """Keep the points whose D / N_non_embedding lies in ``tokens_per_param_range: [lo, hi]``.
 
     Why: with an absolute ``tokens`` axis a model x tokens product puts the smallest model at

@@ -100,6 +100,7 @@ class HyperparameterLaw:
     residual_rms: float                          # of log h* about the law
     bootstrap_requested: int
     samples: np.ndarray = field(repr=False)      # (bootstrap_used, 3): c, a, b per usable resample
+    excluded: tuple[str, ...] = ()               # terms left out by tuning.law_terms (not for lack of cells)
 
     @property
     def bootstrap_used(self) -> int:
@@ -135,17 +136,21 @@ class HyperparameterLaw:
     def summary(self) -> str:
         def term(name: str) -> str:
             low, high = self.ci[name]
-            return f"{name} = {self.coef[name]:.3f} [{low:.3f}, {high:.3f}]" if name in self.terms else f"{name} = 0 (not identified)"
+            return f"{name} = {self.coef[name]:.3f} [{low:.3f}, {high:.3f}]" if name in self.terms else (
+                f"{name} = 0 (left out: law_terms)" if name in self.excluded else f"{name} = 0 (not identified)")
         caveat = "; intervals unreliable: tune more cells" if self.residual_dof < 2 else ""
         return (f"{self.group} {self.key}: {LAW_FORM}; " + ", ".join(term(t) for t in TERMS)
                 + f" ({len(self.cells)} cells, {self.residual_dof} residual dof, {self.bootstrap_used} bootstrap "
                 f"resamples{caveat})")
 
 
-def identifiable_terms(N: np.ndarray, D: np.ndarray) -> tuple[str, ...]:
-    """The terms the cells' (N, D) design identifies: D drops first (one budget, or D in proportion to N)."""
+def identifiable_terms(N: np.ndarray, D: np.ndarray, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The terms the cells' (N, D) design identifies: D drops first (one budget, or D in proportion to N).
+    ``allowed`` (tuning.law_terms) limits the candidates, e.g. (c, b) when the parametrization carries N."""
     columns = {"c": np.ones(len(N)), "a": np.log(N), "b": np.log(D)}
     for terms in (TERMS, ("c", "a"), ("c", "b"), ("c",)):
+        if allowed is not None and not set(terms) <= set(allowed):
+            continue
         X = np.column_stack([columns[t] for t in terms])
         if len(N) >= len(terms) and np.linalg.matrix_rank(X) == len(terms):
             return terms
@@ -153,14 +158,14 @@ def identifiable_terms(N: np.ndarray, D: np.ndarray) -> tuple[str, ...]:
 
 
 def fit_law(cells: Sequence[LawCell], key: str, group: str, bootstrap: int = 1000, level: float = 0.95,
-            seed: int = 0) -> HyperparameterLaw:
+            seed: int = 0, allowed_terms: Sequence[str] | None = None) -> HyperparameterLaw:
     """Fit the law to the cells' optima; ValueError when there are no cells."""
     if not cells:
         raise ValueError(f"no tuned cells to fit the {key} law of {group}")
     N = np.array([c.N for c in cells], dtype=float)
     D = np.array([c.D for c in cells], dtype=float)
     y = np.log(np.array([c.value for c in cells], dtype=float))
-    terms = identifiable_terms(N, D)
+    terms = identifiable_terms(N, D, allowed_terms)
     columns = {"c": np.ones(len(cells)), "a": np.log(N), "b": np.log(D)}
     X = np.column_stack([columns[t] for t in terms])
     estimate = _solve(X, y)
@@ -185,7 +190,8 @@ def fit_law(cells: Sequence[LawCell], key: str, group: str, bootstrap: int = 100
             ci[name] = (math.nan, math.nan) if name in terms else (0.0, 0.0)
     return HyperparameterLaw(key=key, group=group, terms=terms, coef={k: float(v) for k, v in coef.items()}, ci=ci,
                              level=level, cells=tuple(cells), residual_rms=residual_rms,
-                             bootstrap_requested=bootstrap, samples=sample_array)
+                             bootstrap_requested=bootstrap, samples=sample_array,
+                             excluded=tuple(t for t in TERMS if allowed_terms is not None and t not in allowed_terms))
 
 
 def _solve(X: np.ndarray, y: np.ndarray) -> np.ndarray:

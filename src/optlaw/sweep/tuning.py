@@ -32,7 +32,8 @@ from optlaw.config.sweep import SweepConfig
 from optlaw.config.tuning import TunedHyperparameterConfig, TuneBudget, TuningScope
 from optlaw.errors import ConfigError
 from optlaw.sweep.grid import (LLM_POINTS, GridPoint, PointNaming, axes_of, axis_combinations, budget_keys,
-                               checked_sweep, fixed_overrides, format_override_value, make_point, with_values)
+                               checked_sweep, fixed_overrides, format_override_value, make_point, with_values,
+                               within_tokens_per_param_range)
 from optlaw.sweep.tuning_replay import replay
 from optlaw.sweep.tuning_state import (FIXED, PREDICTED, REUSED, TUNED, CellSpec, RunResult, TuningState,
                                        is_finished)
@@ -97,15 +98,21 @@ class TuningPlanner:
             key = tuple((k, repr(v)) for k, v in cell_axes.items())
             by_cell.setdefault(key, (cell_axes, []))[1].append(axes.get("seed"))
         budget_axis = next(iter(budget_keys(self.sweep)), None)
-        budgets = [axes.get(budget_axis) for axes, _ in by_cell.values()] if budget_axis else []
-        tuned_budget = None
-        if budgets:
-            tuned_budget = max(budgets) if self.tuning.tune_budget == TuneBudget.largest else min(budgets)
+        # The cells the grid keeps: tokens_per_param_range drops a size's budgets outside its band, as in
+        # a sweep without tuning (optlaw.sweep.grid.expand_grid).
+        bases = {key: self._point(cell_axes, seeds[0], {}) for key, (cell_axes, seeds) in by_cell.items()}
+        kept = {id(p) for p in within_tokens_per_param_range(self.sweep, list(bases.values()))}
+        by_cell = {key: value for key, value in by_cell.items() if id(bases[key]) in kept}
+        # Per size (model and every other axis but the budget), the budgets it keeps: per_size tunes its
+        # largest (or smallest) one, and with budget branching its longest is the trunk every budget shares.
+        size_budgets: dict[tuple, list] = {}
+        for cell_axes, _ in by_cell.values():
+            size_budgets.setdefault(_size_key(cell_axes, budget_axis), []).append(cell_axes.get(budget_axis))
         cells = []
-        for cell_axes, seeds in by_cell.values():
+        for key, (cell_axes, seeds) in by_cell.items():
             keys = [row.key for row in self.tuning.hyperparameters
                     if row.optimizers is None or cell_axes.get("optimizer") in row.optimizers]
-            base = self._point(cell_axes, seeds[0], {})
+            base = bases[key]
             label = cell_label(cell_axes)
             group_axes = {k: v for k, v in cell_axes.items() if k not in SIZE_KEYS and k != budget_axis}
             spec = CellSpec(label=label, axes=cell_axes, seeds=seeds, role=FIXED, keys=keys,
@@ -114,10 +121,17 @@ class TuningPlanner:
                             N=float(base.plan.n_basis) if base.plan else None, D=base.tokens,
                             group=cell_label(group_axes))
             if keys:
+                budgets = [b for b in size_budgets[_size_key(cell_axes, budget_axis)] if b is not None]
+                tuned_budget = None
+                if budgets:
+                    tuned_budget = max(budgets) if self.tuning.tune_budget == TuneBudget.largest else min(budgets)
                 spec.role = self._role(cell_axes, budget_axis, tuned_budget)
                 if spec.role == REUSED:
                     source_axes = {**cell_axes, budget_axis: tuned_budget}
                     spec.source = cell_label(source_axes)
+                if spec.role == PREDICTED and self.sweep.branching.enabled and budgets:
+                    trunk = bases[tuple((k, repr(v)) for k, v in {**cell_axes, budget_axis: max(budgets)}.items())]
+                    spec.predict_D = trunk.tokens
             cells.append(spec)
         return cells
 
@@ -130,6 +144,9 @@ class TuningPlanner:
         return TUNED
 
     def _start(self, row: TunedHyperparameterConfig, base: GridPoint, label: str) -> Any:
+        optimizer = base.axes.get("optimizer")
+        if row.optimizer_starts and optimizer in row.optimizer_starts:
+            return row.optimizer_starts[optimizer]
         if row.start is not None:
             return row.start
         value = OmegaConf.select(base.cfg, row.key, default=None)
@@ -192,12 +209,17 @@ class TuningPlanner:
 
         key = next(iter(budget_keys(self.sweep)))
         budgets = sorted(dict(axes_of(self.sweep))[key])
+        longest: dict[tuple, Any] = {}  # per size, its longest kept budget (tokens_per_param_range may drop some)
+        for spec in self.cells:
+            size = _size_key(spec.axes, key)
+            longest[size] = max(longest.get(size, spec.axes[key]), spec.axes[key])
         groups: dict[tuple, list[GridPoint]] = {}
         for point in points:
             groups.setdefault(tuple((k, repr(v)) for k, v in point.axes.items() if k != key), []).append(point)
         for group in groups.values():
             trunk = max(group, key=lambda p: p.tokens or 0)
-            if trunk.axes[key] != budgets[-1]:
+            cell_axes = {k: v for k, v in trunk.axes.items() if k in self.cells[0].axes}
+            if trunk.axes[key] != longest.get(_size_key(cell_axes, key), budgets[-1]):
                 continue  # only a longest-budget point is sure to keep every checkpoint from its start
             keeps = {_decay_start_tokens(trunk, key, b) for b in budgets[:-1]}
             for point in group:
@@ -212,6 +234,11 @@ class TuningPlanner:
             if keeps:
                 trunk.overrides.append(f"checkpoint.keep_at_tokens={format_override_value(sorted(keeps))}")
                 trunk.extra["branch_trunk"] = True
+
+
+def _size_key(cell_axes: dict, budget_axis: str | None) -> tuple:
+    """A cell's axes without its budget: the cells of one size (and optimizer, and any other axis)."""
+    return tuple((k, repr(v)) for k, v in cell_axes.items() if k != budget_axis)
 
 
 def _copy_point(point: GridPoint) -> GridPoint:

@@ -51,7 +51,7 @@ def replay(tuning: TuningConfig, cells: list[CellSpec], ids_for: IdsFor, result_
     # Laws of every group whose tuned cells have all finished: transfer predicts from them, and
     # the fitting stage reports them for any scope.
     laws = fit_laws([states[s.label] for s in cells if s.role == TUNED], tuning.law_bootstrap, law_seed,
-                    only_finished_groups=True)
+                    only_finished_groups=True, terms=tuning.law_terms)
     for spec in cells:
         if spec.role == PREDICTED:
             group_tuned = [states[s.label] for s in cells if s.role == TUNED and s.group == spec.group]
@@ -139,12 +139,13 @@ def _replay_predicted(spec: CellSpec, tuned: list[CellState], laws: dict[tuple[s
             resolved = sum(1 for c in tuned if law_cell(c, key) is not None)
             return CellState(spec, BLOCKED, note=f"no {key} law for {spec.group}: {resolved} resolved tuned cell(s), "
                                                  "not enough to fit it; tune more sizes or budgets")
-        value = float(f"{law.predict(spec.N, spec.D):.{PREDICTION_DIGITS}g}")
-        low, high = law.interval(spec.N, spec.D)
+        at_D = spec.predict_D or spec.D
+        value = float(f"{law.predict(spec.N, at_D):.{PREDICTION_DIGITS}g}")
+        low, high = law.interval(spec.N, at_D)
         setting[key] = value
         predicted[key] = {"value": value, "low": finite_or_none(low), "high": finite_or_none(high),
                           "level": law.level, **{name: law.coef[name] for name in ("c", "a", "b")},
-                          "n_cells": len(law.cells)}
+                          "n_cells": len(law.cells), "at_D": at_D}
     round_ = 1 + max((c.round for c in tuned), default=0)
     state = _planned_setting(spec, setting, _provenance(spec, PREDICTED, round_, setting, predicted=predicted),
                              round_, ids_for, result_of)

@@ -63,13 +63,15 @@ class CellSpec:
     D: float | None
     group: str                        # the law group: the optimizer, plus any axis other than size, budget, seed
     source: str | None = None         # reused: the tuned cell's label
+    predict_D: float | None = None    # predicted: the D the law is evaluated at (with budget branching the
+                                      # size's longest budget, so all its budgets share one trunk); None: D
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
 
     @classmethod
     def from_json(cls, data: dict) -> CellSpec:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})  # older manifests lack later fields
 
 
 @dataclass
@@ -246,7 +248,7 @@ def law_cell(state: CellState, key: str) -> LawCell | None:
 
 
 def fit_laws(tuned: list[CellState], bootstrap: int = 1000, seed: int = 0,
-             only_finished_groups: bool = False) -> dict[tuple[str, str], HyperparameterLaw]:
+             only_finished_groups: bool = False, terms: list[str] | None = None) -> dict[tuple[str, str], HyperparameterLaw]:
     """Per (group, key): the law ``log h* = c + a log N + b log D`` over the resolved tuned cells.
 
     ``only_finished_groups``: skip a group while one of its tuned cells is still tuning (the
@@ -263,7 +265,7 @@ def fit_laws(tuned: list[CellState], bootstrap: int = 1000, seed: int = 0,
         for key in dict.fromkeys(k for m in members for k in m.spec.keys):
             law_cells = [c for c in (law_cell(m, key) for m in members) if c is not None]
             if law_cells:
-                laws[(group, key)] = fit_law(law_cells, key, group, bootstrap=bootstrap, seed=seed)
+                laws[(group, key)] = fit_law(law_cells, key, group, bootstrap=bootstrap, seed=seed, allowed_terms=terms)
     return laws
 
 
