@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from local_sweep import run_sweep, sweep_definition, write_sweep
+from local_sweep import finished_records, run_sweep, sweep_definition, write_sweep
 
 def grid_definition(name: str, args, branching: bool) -> dict:
     """One grid, with or without branching; the same WSD schedule either way (the same run ids)."""
@@ -33,13 +33,6 @@ def grid_definition(name: str, args, branching: bool) -> dict:
 def run_grid(name: str, sweep_dir: Path, config_root: Path, args, branching: bool) -> float:
     write_sweep(config_root, grid_definition(name, args, branching))
     return run_sweep(name, sweep_dir, config_root, [f"launcher.max_parallel={args.parallel}"])
-
-
-def finished_records(sweep_dir: Path) -> list[dict]:
-    """The readable run records of a sweep (a corrupt one is left out: this grid is rerun, not repaired)."""
-    from optlaw.records import iter_json
-
-    return [record for _, record in iter_json(sweep_dir / "runs") if isinstance(record, dict)]
 
 
 def grid_cost(sweep_dir: Path) -> dict:

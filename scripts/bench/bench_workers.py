@@ -15,13 +15,12 @@ overhead a launch adds on top of training (1.0 = none; with `--parallel P` the i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from local_sweep import run_sweep, sweep_definition, write_sweep
+from local_sweep import finished_records, run_sweep, sweep_definition, write_sweep
 
 # 1024 tokens a step = 8 sequences of 128 in one forward pass (the default micro batch of 16
 # would not divide it: the sweep refused every point).
@@ -38,7 +37,7 @@ def grid_definition(args: argparse.Namespace) -> dict:
 def run_once(sweep_dir: Path, config_root: Path, parallel: int, in_process: bool) -> dict:
     wall = run_sweep("bench_workers", sweep_dir, config_root, [
         f"launcher.max_parallel={parallel}", f"launcher.in_process={'true' if in_process else 'false'}"])
-    records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("runs/*/run.json"))]
+    records = finished_records(sweep_dir)
     assert all(r["status"] == "done" for r in records), "a point did not finish"
     return {"wall": wall, "train": sum(r["wall_time_s"] for r in records), "points": len(records),
             "losses": {r["run_id"]: r["final_val_loss"] for r in records}}

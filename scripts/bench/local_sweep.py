@@ -42,3 +42,10 @@ def run_sweep(name: str, sweep_dir: Path, config_root: Path, overrides: list[str
     subprocess.run([sys.executable, "-m", "optlaw", "sweep", f"sweep={name}", f"sweep_dir={sweep_dir}", *overrides],
                    check=True, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
+
+
+def finished_records(sweep_dir: Path) -> list[dict]:
+    """The readable run records of a sweep (a corrupt one is left out: these grids are rerun, not repaired)."""
+    from optlaw.records import iter_json
+
+    return [record for _, record in iter_json(Path(sweep_dir) / "runs") if isinstance(record, dict)]

@@ -10,8 +10,9 @@ launch, planning, rounds and fits add nothing on top of training; the issue's ta
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from optlaw.records import iter_json
 
 
 def main() -> None:
@@ -21,8 +22,9 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=2)
     a = p.parse_args()
     by_source: dict[str, list[float]] = {}
-    for path in sorted(Path(a.sweep_dir, "runs").glob("*/run.json")):
-        rec = json.loads(path.read_text())
+    for _, rec in iter_json(Path(a.sweep_dir, "runs")):
+        if not isinstance(rec, dict):
+            continue  # an unreadable record has no training time to count
         source = (rec.get("tuning") or {}).get("source") or "fixed"
         by_source.setdefault(source, []).append(float(rec.get("wall_time_s") or 0.0))
     total = sum(sum(v) for v in by_source.values())
