@@ -77,3 +77,21 @@ def test_frontier_with_many_optimizers_shows_the_gap_per_optimizer_with_interval
     assert len(gap.get_lines()) >= 4 * len(rows)   # per row: two intervals and two points
     assert "6ND" in figures[0].axes[0].get_xlabel()
     assert any(list(line.get_xdata()) == [0.0, 0.0] for line in gap.get_lines())   # the reference's line
+
+
+def _tuning_cell(points):
+    return {"points": [{"hyperparameters": hp, "loss": 1.0} for hp in points]}
+
+
+def test_tuning_plot_draws_one_panel_per_independent_knob():
+    # Group lrs that a swept lr_mult scales (by a size-dependent base, so the ratio differs between
+    # cells but not within one) are the same curve: one panel, lr_mult's; weight decay swept on its own stays.
+    small = _tuning_cell([{"lr_mult": 1, "groups": {"head": {"lr": 0.01}}, "wd": 0.1},
+                          {"lr_mult": 2, "groups": {"head": {"lr": 0.02}}, "wd": 0.1},
+                          {"lr_mult": 2, "groups": {"head": {"lr": 0.02}}, "wd": 0.2}])
+    large = _tuning_cell([{"lr_mult": 1, "groups": {"head": {"lr": 0.005}}, "wd": 0.1},
+                          {"lr_mult": 4, "groups": {"head": {"lr": 0.02}}, "wd": 0.1}])
+    assert plots._independent_keys([small, large], ["groups.head.lr", "lr_mult", "wd"]) == ["lr_mult", "wd"]
+    # A group lr that does not follow lr_mult in some cell is a knob of its own.
+    odd = _tuning_cell([{"lr_mult": 1, "groups": {"head": {"lr": 0.01}}}, {"lr_mult": 2, "groups": {"head": {"lr": 0.01}}}])
+    assert plots._independent_keys([small, odd], ["groups.head.lr", "lr_mult"]) == ["lr_mult", "groups.head.lr"]

@@ -531,7 +531,7 @@ def tuning(study: Study, out: Path) -> list[Path]:
     for cell in study.table.tuning:
         by_opt.setdefault(cell["optimizer"], []).append(cell)
     for opt, cells in sorted(by_opt.items()):
-        names = sorted({n for c in cells for n in c["swept"]})
+        names = _independent_keys(cells, sorted({n for c in cells for n in c["swept"]}))
         if not names:
             continue
         fig, axes = plt.subplots(1, len(names), figsize=(6.0 * len(names), 4.2), squeeze=False, layout="constrained")
@@ -553,6 +553,30 @@ def tuning(study: Study, out: Path) -> list[Path]:
         fig.suptitle(f"{opt}: each cell's loss against the swept hyperparameter ({len(cells)} cells)")
         paths.append(_save(fig, out / f"tuning_{opt}.png"))
     return paths
+
+
+def _independent_keys(cells: list[dict], names: list[str]) -> list[str]:
+    """``names`` less those that move in lockstep with an earlier one (within every cell a fixed ratio at
+    every point: the per-group lrs a swept lr_mult scales), which would draw the same curve again."""
+
+    def lockstep_in(cell: dict, a: str, b: str) -> bool:
+        pairs = [(_lookup(p["hyperparameters"], a), _lookup(p["hyperparameters"], b)) for p in cell["points"]]
+        pairs = [(x, y) for x, y in pairs if x is not None or y is not None]
+        if any(x is None or y is None for x, y in pairs):
+            return False
+        ratios = [y / x for x, y in pairs]
+        return not ratios or max(ratios) <= min(ratios) * (1 + 1e-9)
+
+    def lockstep(a: str, b: str) -> bool:
+        return all(lockstep_in(cell, a, b) for cell in cells)
+
+    # lr_mult (the knob a sweep turns) first, so the derived keys are the ones dropped
+    ordered = sorted(names, key=lambda n: (not n.endswith("lr_mult"), n))
+    kept: list[str] = []
+    for name in ordered:
+        if not any(lockstep(k, name) for k in kept):
+            kept.append(name)
+    return kept
 
 
 def _lookup(hp: dict, dotted: str):
