@@ -32,6 +32,8 @@ from scipy import sparse
 
 N_SLOTS = 5
 _UPPER = np.triu_indices(N_SLOTS)       # the 15 slot pairs (a <= b) of a symmetric 5 x 5 block
+_PAIR = np.zeros((N_SLOTS, N_SLOTS), dtype=int)   # slot pair -> its index among the 15, both orders
+_PAIR[_UPPER] = _PAIR[_UPPER[::-1]] = np.arange(len(_UPPER[0]))
 LEVENBERG_FLOOR = 1e-10                 # relative damping always added: flat directions stay solvable
 
 
@@ -58,6 +60,9 @@ class NormalEquations:
                                     3 + n_a + combos[:, 1]], axis=1)
         self.global_slots, self.local_slots = self._split_slots(combos, n_a, n_b)
         self.block = bool(self.local_slots) and C > 1
+        gs, ls = self.global_slots, self.local_slots
+        # slot-pair indices of the arrowhead's global block, couplings and combo diagonals
+        self.block_pairs = (_PAIR[np.ix_(gs, gs)], _PAIR[np.ix_(ls, gs)], _PAIR[ls, ls]) if self.block else None
         self._buffer: np.ndarray | None = None
         if not self.block:
             self._dense_maps()
@@ -184,66 +189,93 @@ class DenseSystem:
 
 
 class BlockSystem:
-    """Arrowhead system: global block G (R, g, g), couplings K (R, C, g, l), combo blocks D (R, C, l, l)."""
+    """Arrowhead system: global block G (R, g, g), per-combo couplings and l x l combo blocks (l = 1 or 2).
+
+    Laid out for few, large numpy calls (measured: at the bootstrap's tail of ~10 running rows a
+    step is mostly per-call overhead, and batched matmuls of 11,000 tiny 3x2 matrices cost more
+    than their arithmetic): the couplings K as Y (R, C*l, g + 1) with the combos' gradient as its
+    last column, so the Schur complement and its right-hand side are one (g x C*l) @ (C*l x g+1)
+    product per row, and the combo blocks as their entries (R, C), inverted in closed form.
+    """
 
     def __init__(self, eq: NormalEquations, sums: np.ndarray, grads: np.ndarray, free: np.ndarray):
         R, C = sums.shape[1], eq.C
-        full = np.empty((R, C, N_SLOTS, N_SLOTS))
-        full[:, :, _UPPER[0], _UPPER[1]] = sums.transpose(1, 2, 0)
-        full[:, :, _UPPER[1], _UPPER[0]] = sums.transpose(1, 2, 0)
         gs, ls = eq.global_slots, eq.local_slots
+        g, l = len(gs), len(ls)
+        pair_gg, pair_lg, pair_ll = eq.block_pairs
         self.gparam = eq.slot_param[0, gs]                         # (g,)
         self.lparam = eq.slot_param[:, ls]                         # (C, l)
-        G = full[:, :, gs][:, :, :, gs].sum(axis=1)
-        K = full[:, :, gs][:, :, :, ls]
-        D = full[:, :, ls][:, :, :, ls]
-        gg = grads[gs].sum(axis=2).T                               # (R, g)
-        gl = grads[ls].transpose(1, 2, 0)                          # (R, C, l)
-        fg, fl = free[:, self.gparam], free[:, self.lparam]
-        G = G * (fg[:, :, None] & fg[:, None, :])
-        K = K * (fg[:, None, :, None] & fl[:, :, None, :])
-        D = D * (fl[..., :, None] & fl[..., None, :])
-        self.dG, self.dD = np.einsum("rgg->rg", G), np.einsum("rcll->rcl", D)
-        self.fg, self.fl = fg & (self.dG > 0), fl & (self.dD > 0)   # no data on a coordinate: hold it
-        self.G, self.K, self.D = G, K, D
-        self.gg, self.gl = np.where(self.fg, gg, 0.0), np.where(self.fl, gl, 0.0)
-        self.P = eq.P
+        fg, fl = free[:, self.gparam], free[:, self.lparam]        # (R, g), (R, C, l)
+        G = sums[pair_gg].sum(axis=-1).transpose(2, 0, 1)          # (R, g, g)
+        G *= fg[:, :, None] & fg[:, None, :]
+        Y = np.empty((R, C, l, g + 1))
+        Y[..., :g] = sums[pair_lg].transpose(2, 3, 0, 1)           # (R, C, l, g)
+        Y[..., g] = grads[ls].transpose(1, 2, 0)                   # (R, C, l)
+        Y[..., :g] *= fg[:, None, None, :]
+        # combo blocks [[a, b], [b, d]] (l = 2) or [a] (l = 1), rows/columns of held coordinates zeroed
+        D = sums[pair_ll] * fl.transpose(2, 0, 1)                  # (l, R, C): the diagonals a (and d)
+        self.dG = np.einsum("rgg->rg", G).copy()
+        self.fg = fg & (self.dG > 0)                               # no data on a coordinate: hold it
+        self.fl = fl & (D > 0).transpose(1, 2, 0)
+        Y *= fl[..., None]                                         # held combo coordinate: no coupling
+        Y[..., g] *= self.fl                                       # ... and no gradient where no data either
+        self.a = D[0]
+        if l == 2:
+            self.d = D[1]
+            self.b = sums[_PAIR[ls[0], ls[1]]] * (fl[..., 0] & fl[..., 1])
+        self.G, self.Y = G, Y
+        self.gg = np.where(self.fg, grads[gs].sum(axis=2).T, 0.0)  # (R, g)
+        self.R, self.g, self.l, self.C, self.P = R, g, l, C, eq.P
 
     def step(self, rows: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """Solve (H + mu diag(H)) x = -g for the given rows by eliminating the combo blocks."""
+        g, l, C = self.g, self.l, self.C
+        if len(rows) == self.R and np.array_equal(rows, np.arange(self.R)):
+            rows = slice(None)          # the first try of a step takes every row: views, not copies
         fg, fl = self.fg[rows], self.fl[rows]
-        damp = mu + LEVENBERG_FLOOR
-        G = self.G[rows] + np.where(fg, damp[:, None] * self.dG[rows], 1.0)[:, :, None] * np.eye(fg.shape[1])
-        D = self.D[rows].copy()
-        l = D.shape[-1]
-        D[..., np.arange(l), np.arange(l)] += np.where(fl, damp[:, None, None] * self.dD[rows], 1.0)
-        D_inv = _inverse_small(D)
-        K, gg, gl = self.K[rows], self.gg[rows], self.gl[rows]
-        # (np.einsum on these tiny axes was measured ~5x slower than matmul.)
-        KDi = K @ D_inv                                            # (R, C, g, l)
-        S = G - (KDi @ K.swapaxes(-1, -2)).sum(axis=1)
-        rhs = -gg + (KDi @ gl[..., None])[..., 0].sum(axis=1)
+        damp = (mu + LEVENBERG_FLOOR)[:, None]
+        G = self.G[rows] + np.where(fg, damp * self.dG[rows], 1.0)[:, :, None] * np.eye(g)
+        Y = self.Y[rows]
+        n = len(G)
+        # D^-1 in closed form; a held coordinate has a zero row/column and a unit diagonal
+        a = self.a[rows] + np.where(fl[..., 0], damp * self.a[rows], 1.0)
+        if l == 1:
+            inv_a = 1.0 / a
+            X = Y[..., 0, :g] * inv_a[..., None]                   # (n, C, g) = (K D^-1) per combo
+            Xf = X.reshape(n, C, g)
+        else:
+            d = self.d[rows] + np.where(fl[..., 1], damp * self.d[rows], 1.0)
+            b = self.b[rows]
+            inv_det = 1.0 / (a * d - b * b)
+            p, q, s = (d * inv_det)[..., None], (-b * inv_det)[..., None], (a * inv_det)[..., None]
+            Y0, Y1 = Y[:, :, 0, :g], Y[:, :, 1, :g]
+            X = np.empty((n, C, 2, g))
+            np.multiply(Y0, p, out=X[:, :, 0])
+            X[:, :, 0] += Y1 * q
+            np.multiply(Y0, q, out=X[:, :, 1])
+            X[:, :, 1] += Y1 * s
+            Xf = X.reshape(n, C * 2, g)
+        M = Xf.swapaxes(1, 2) @ Y.reshape(n, C * l, g + 1)         # (n, g, g + 1): K D^-1 [K' | g_l]
+        S = G - M[..., :g]
+        rhs = -self.gg[rows] + M[..., g]
         try:
             xg = np.linalg.solve(S, rhs[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
-            xg = np.stack([np.linalg.lstsq(s, b, rcond=None)[0] for s, b in zip(S, rhs)])
-        xl = (D_inv @ (-gl - (K.swapaxes(-1, -2) @ xg[:, None, :, None])[..., 0])[..., None])[..., 0]
-        x = np.zeros((len(rows), self.P))
-        x[:, self.gparam] = np.where(fg, xg, 0.0)
-        x[:, self.lparam.ravel()] = np.where(fl, xl, 0.0).reshape(len(rows), -1)
+            xg = np.stack([np.linalg.lstsq(m, v, rcond=None)[0] for m, v in zip(S, rhs)])
+        xg = np.where(fg, xg, 0.0)
+        # combo coordinates: x_l = D^-1 (-g_l - K' x_g)
+        v = -(Y.reshape(n, C * l, g + 1) @ np.concatenate([xg, np.ones((n, 1))], axis=1)[:, :, None])[..., 0]
+        if l == 1:
+            xl = (v * inv_a)[..., None]
+        else:
+            v = v.reshape(n, C, 2)
+            xl = np.empty((n, C, 2))
+            xl[..., 0] = p[..., 0] * v[..., 0] + q[..., 0] * v[..., 1]
+            xl[..., 1] = q[..., 0] * v[..., 0] + s[..., 0] * v[..., 1]
+        x = np.zeros((n, self.P))
+        x[:, self.gparam] = xg
+        x[:, self.lparam.ravel()] = np.where(fl, xl, 0.0).reshape(n, -1)
         return x
 
 
 System = DenseSystem | BlockSystem
-
-
-def _inverse_small(M: np.ndarray) -> np.ndarray:
-    """Inverse of a stack of 1x1 or 2x2 matrices, in closed form (a batched LAPACK call per
-    tiny matrix costs more than the arithmetic)."""
-    if M.shape[-1] == 1:
-        return 1.0 / M
-    a, b, c, d = M[..., 0, 0], M[..., 0, 1], M[..., 1, 0], M[..., 1, 1]
-    det = a * d - b * c
-    out = np.empty_like(M)
-    out[..., 0, 0], out[..., 0, 1], out[..., 1, 0], out[..., 1, 1] = d / det, -b / det, -c / det, a / det
-    return out

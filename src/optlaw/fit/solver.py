@@ -203,15 +203,15 @@ def project_coefficients(X: np.ndarray, p: Problem, weights: np.ndarray, exact: 
 # ----------------------------------------------------------------------------- batched polish
 
 def _predict_batch(theta: np.ndarray, p: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """theta: (R, 2 + n_coef) = (alpha, beta, log c). Returns pred and the three term arrays (R, n)."""
+    """theta: (R, 2 + n_coef) = (alpha, beta, log c). Returns pred (R, n) and the three terms: E (R, 1), A and B (R, n)."""
     s = p.structure
     alpha, beta, c = theta[:, 0], theta[:, 1], np.exp(theta[:, 2:])
     R = len(theta)
-    TE = np.broadcast_to(c[:, :1], (R, p.n))
+    TE = c[:, :1]                       # (R, 1): broadcast where used
     pairs_a = c[:, 1:1 + s.n_a, None] * np.exp(-alpha[:, None] * p.uN[None, :])[:, None, :]
     pairs_b = c[:, 1 + s.n_a:, None] * np.exp(-beta[:, None] * p.uD[None, :])[:, None, :]
-    TA = np.take(pairs_a.reshape(R, -1), p.a_pair, axis=1)
-    TB = np.take(pairs_b.reshape(R, -1), p.b_pair, axis=1)
+    TA = pairs_a.reshape(R, -1).take(p.a_pair, axis=1)
+    TB = pairs_b.reshape(R, -1).take(p.b_pair, axis=1)
     pred = TA + TB
     pred += TE
     return pred, TE, TA, TB
@@ -294,7 +294,7 @@ def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndar
     s = p.structure
     normal_equations = NormalEquations(p.n, s.a_group, s.b_group, s.n_a, s.n_b, p.logN, p.logD)
 
-    f = loss_terms(_predict_batch(theta, p)[0], p, weights).sum(axis=1)
+    f = _objective_rows(theta, p, weights)
     running = np.ones(R, dtype=bool)
     mu = np.full(R, MARQUARDT_INITIAL)
     streak = np.zeros(R, dtype=int)
@@ -303,7 +303,8 @@ def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndar
         idx = np.flatnonzero(running)
         if idx.size == 0:
             break
-        th, w, free = theta[idx], weights[idx], free_all[idx]
+        # every row running (the first steps of a bootstrap): views, not gathered copies
+        th, w, free = (theta, weights, free_all) if idx.size == R else (theta[idx], weights[idx], free_all[idx])
         ROW_ITERATIONS[0] += idx.size
         S, u, r = gauss_newton_shares(th, p, w)
         system = normal_equations.assemble_shares(S, u, r, free)
@@ -319,10 +320,11 @@ def _polish(theta0: np.ndarray, p: Problem, weights: np.ndarray, active: np.ndar
             todo = np.flatnonzero(~accepted)
             if todo.size == 0:
                 break
+            every = todo.size == len(idx)
             step = system.step(todo, mu_row[todo])
-            trial = th[todo] + step
+            trial = (th if every else th[todo]) + step
             trial[:, :2] = np.clip(trial[:, :2], lo, hi)
-            f_t = loss_terms(_predict_batch(trial, p)[0], p, w[todo]).sum(axis=1)
+            f_t = _objective_rows(trial, p, w if every else w[todo])
             ok = np.isfinite(f_t) & (f_t <= f_old[todo])
             new_theta[todo[ok]] = trial[ok]
             new_f[todo[ok]] = f_t[ok]
@@ -500,7 +502,21 @@ def bound_flags(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> list
 def objective_batch(theta: np.ndarray, p: Problem, weights: np.ndarray) -> np.ndarray:
     """Objective of each row of theta (R, 2 + n_coef) under its weights (R, n)."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return loss_terms(_predict_batch(theta, p)[0], p, weights).sum(axis=1)
+        return _objective_rows(theta, p, weights)
+
+
+def _objective_rows(theta: np.ndarray, p: Problem, weights: np.ndarray) -> np.ndarray:
+    """``loss_terms(...).sum(axis=1)`` of each row, the same operations done in place in the
+    prediction's buffer (fresh (R, n) temporaries per trial were measured to cost page faults)."""
+    pred = _predict_batch(theta, p)[0]
+    if p.objective == "squared":
+        return loss_terms(pred, p, weights).sum(axis=1)
+    np.maximum(pred, 1e-300, out=pred)
+    np.log(pred, out=pred)
+    pred -= p.logL
+    huber(p.delta, pred, out=pred)
+    pred *= weights
+    return pred.sum(axis=1)
 
 
 def predict(alpha: float, beta: float, coef: np.ndarray, p: Problem) -> np.ndarray:
