@@ -158,3 +158,55 @@ def test_resamples_with_fewer_cells_than_parameters_make_intervals_unbounded():
     assert fit.ci["alpha", "x"] == (0.0, np.inf)
     assert fit.verdict("x").verdict == "not identified"
     assert any("fewer distinct cells than the law has parameters" in r for r in fit.verdict("x").reasons)
+
+
+def _refits_both_ways(table: RunTable, n_boot: int, monkeypatch) -> tuple:
+    """The shared law's bootstrap with the arrowhead solve (the fast path) and with the plain
+    P x P LU solve of the same normal equations (the reference path), same resamples."""
+    from optlaw.fit import normal_equations
+    from optlaw.fit.laws import _shared_structure
+
+    order = ["adamw"] + [o for o in table.optimizers if o != "adamw"]
+    p = _problem(table, _shared_structure(table, order, "adamw", "full"), "huber_log")
+    counts = cell_bootstrap_counts(table, n_boot, seed=0)
+    sol = solver.solve(p)
+    fast = refit(sol, p, counts)
+    assert normal_equations.NormalEquations(p.n, p.structure.a_group, p.structure.b_group,
+                                            p.structure.n_a, p.structure.n_b).block
+    plain_init = normal_equations.NormalEquations.__init__
+
+    def dense_init(self, *args, **kwargs):
+        plain_init(self, *args, **kwargs)
+        if self.block:
+            self.block = False
+            self._dense_maps()
+
+    with monkeypatch.context() as m:
+        m.setattr(normal_equations.NormalEquations, "__init__", dense_init)
+        sol_ref = solver.solve(p)
+        reference = refit(sol_ref, p, counts)
+    return p, sol, fast, sol_ref, reference
+
+
+@pytest.mark.parametrize("data", ["marin", "synthetic"])
+def test_arrowhead_bootstrap_matches_the_plain_lu_path(data, monkeypatch, request):
+    # The bootstrap's speed comes from solving its normal equations as an arrowhead (normal_equations.py);
+    # the refits and their intervals must be those of the plain dense solve, replicate by replicate.
+    from optlaw.fit import load_csv
+    from optlaw.fit.synthetic import synthetic_table
+
+    if data == "marin":
+        folder = request.getfixturevalue("reference_data")
+        table = load_csv(folder / "marin_fantastic_optimizers_final_losses.csv",
+                         {"optimizer": "optimizer_canonical", "N": "N_nonembed", "D": "D_tokens", "loss": "loss_c4_en"})
+    else:
+        table = synthetic_table(seed=0, noise=0.01, seeds_per_cell=2)
+    p, sol, fast, sol_ref, ref = _refits_both_ways(table, 60, monkeypatch)
+    assert sol.objective_value == pytest.approx(sol_ref.objective_value, rel=1e-9)
+    # every replicate converged as low as on the reference path (to rounding), none stuck higher
+    np.testing.assert_allclose(fast.objective, ref.objective, rtol=1e-7)
+    assert np.all(fast.objective <= ref.objective * (1 + 1e-8)), np.max(fast.objective / ref.objective)
+    for col in (0, 1):       # alpha, beta
+        np.testing.assert_allclose(np.percentile(fast.theta[:, col], [2.5, 50, 97.5]),
+                                   np.percentile(ref.theta[:, col], [2.5, 50, 97.5]), rtol=1e-6)
+    np.testing.assert_allclose(fast.coef, ref.coef, rtol=1e-4, atol=1e-9 * np.abs(ref.coef).max())
