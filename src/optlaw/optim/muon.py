@@ -66,6 +66,37 @@ def _short_side_first(shape: torch.Size) -> tuple[int, int]:
     return (min(shape[0], shape[1]), max(shape[0], shape[1]))
 
 
+def _batches(shapes: list[torch.Size]) -> list[list[int]]:
+    """Indices of ``shapes`` grouped by short-side-first shape (m x n with n x m), in first-seen order."""
+    batches: dict[tuple[int, int], list[int]] = {}
+    for index, shape in enumerate(shapes):
+        batches.setdefault(_short_side_first(shape), []).append(index)
+    return list(batches.values())
+
+
+def _stack_buffers(count: int, short: int, long: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The iterate, its Gram matrix, the Gram polynomial and the next iterate of a stack of ``count`` matrices."""
+    x = torch.empty((count, short, long), dtype=dtype, device=device)
+    gram = torch.empty((count, short, short), dtype=dtype, device=device)
+    return x, gram, torch.empty_like(gram), torch.empty_like(x)
+
+
+def _iterate_stack(
+    buffers: tuple[torch.Tensor, ...], coefficients: tuple[float, float, float], steps: int, eps: float
+) -> torch.Tensor:
+    """Newton-Schulz on the stack already in ``buffers[0]`` (short side first), each matrix normalised by its
+    own norm; returns the buffer that holds the result (the iterate and the spare are swapped every step)."""
+    x, gram, poly, nxt = buffers
+    a, b, c = coefficients
+    x.div_(x.norm(dim=(-2, -1), keepdim=True).clamp_(min=eps))
+    for _ in range(steps):
+        torch.bmm(x, x.mT, out=gram)
+        torch.baddbmm(gram, gram, gram, beta=b, alpha=c, out=poly)
+        torch.baddbmm(x, poly, x, beta=a, out=nxt)
+        x, nxt = nxt, x
+    return x
+
+
 def orthogonalize_batched(
     updates: list[torch.Tensor], coefficients: tuple[float, float, float], steps: int, eps: float, dtype: torch.dtype
 ) -> list[torch.Tensor]:
@@ -75,31 +106,17 @@ def orthogonalize_batched(
     view (X^T's iterate is the transpose of X's). Each matrix is normalised by its own norm.
     Results come back in ``dtype``, in the order of ``updates``.
     """
-    batches: dict[tuple[int, int], list[int]] = {}
-    for index, update in enumerate(updates):
-        batches.setdefault(_short_side_first(update.shape), []).append(index)
     results: list[torch.Tensor | None] = [None] * len(updates)
-    a, b, c = coefficients
-    for indices in batches.values():
+    for indices in _batches([u.shape for u in updates]):
         if len(indices) == 1:
             results[indices[0]] = newton_schulz_orthogonalize(updates[indices[0]], coefficients, steps, eps, dtype)
             continue
         flipped = [updates[i].size(0) > updates[i].size(1) for i in indices]
-        short, long = _short_side_first(updates[indices[0]].shape)
-        # Four buffers per batch, written with out= and swapped, instead of a new tensor per op: on CPU
-        # a fresh large tensor's pages are faulted in and zeroed inside the op that first writes it.
-        x = torch.empty((len(indices), short, long), dtype=dtype, device=updates[indices[0]].device)
-        torch.stack([updates[i].T if flip else updates[i] for i, flip in zip(indices, flipped)], out=x)
-        x.div_(x.norm(dim=(-2, -1), keepdim=True).clamp_(min=eps))
-        gram = torch.empty((len(indices), short, short), dtype=dtype, device=x.device)
-        poly, nxt = torch.empty_like(gram), torch.empty_like(x)
-        for _ in range(steps):
-            torch.bmm(x, x.mT, out=gram)
-            torch.baddbmm(gram, gram, gram, beta=b, alpha=c, out=poly)
-            torch.baddbmm(x, poly, x, beta=a, out=nxt)
-            x, nxt = nxt, x
-        for i, flip, ortho in zip(indices, flipped, x.unbind()):
-            results[i] = ortho.T if flip else ortho
+        buffers = _stack_buffers(len(indices), *_short_side_first(updates[indices[0]].shape), dtype, updates[indices[0]].device)
+        torch.stack([updates[i].T if flip else updates[i] for i, flip in zip(indices, flipped)], out=buffers[0])
+        ortho = _iterate_stack(buffers, coefficients, steps, eps)
+        for i, flip, matrix in zip(indices, flipped, ortho.unbind()):
+            results[i] = matrix.T if flip else matrix
     return results  # type: ignore[return-value]
 
 
@@ -243,6 +260,16 @@ class OptlawMuon(Muon):
                 f"Muon's Newton-Schulz stays in {pinned}, the dtype this run started with (its checkpoint); "
                 f"this machine would choose {built['value']} ({built['source']})", stacklevel=2)
 
+    def _workspace(self, count: int, short: int, long: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """``_stack_buffers`` kept from step to step (not state: nothing in them outlives a step). On CPU a
+        fresh large tensor's pages are faulted in and zeroed inside the op that first writes it, which
+        cost ~1 ms of a 14 ms llama/1m step."""
+        key = (count, short, long, dtype, device)
+        workspaces = self.__dict__.setdefault("_workspaces", {})
+        if key not in workspaces:
+            workspaces[key] = _stack_buffers(count, short, long, dtype, device)
+        return workspaces[key]
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -255,10 +282,29 @@ class OptlawMuon(Muon):
             if not params:
                 continue
             lr, momentum, weight_decay = float(group["lr"]), group["momentum"], group["weight_decay"]
+            coefficients, steps, eps = tuple(group["ns_coefficients"]), group["ns_steps"], group["eps"]
+            dtype = NS_DTYPES[group["ns_dtype"]]
             torch._foreach_lerp_(bufs, grads, 1 - momentum)
-            updates = torch._foreach_lerp(grads, bufs, momentum) if group["nesterov"] else bufs
-            orthos = orthogonalize_batched(updates, tuple(group["ns_coefficients"]), group["ns_steps"], group["eps"],
-                                           NS_DTYPES[group["ns_dtype"]])
+            orthos: list[torch.Tensor | None] = [None] * len(params)
+            for indices in _batches([p.shape for p in params]):
+                if len(indices) == 1:  # alone: torch's 2-D op sequence
+                    i = indices[0]
+                    update = grads[i].lerp(bufs[i], momentum) if group["nesterov"] else bufs[i]
+                    orthos[i] = newton_schulz_orthogonalize(update, coefficients, steps, eps, dtype)
+                    continue
+                flipped = [params[i].size(0) > params[i].size(1) for i in indices]
+                buffers = self._workspace(len(indices), *_short_side_first(params[indices[0]].shape), dtype, params[indices[0]].device)
+                # The update goes straight into its slot of the stack, already in the iteration's dtype: the
+                # same values as torch's fp32 lerp then .to(dtype), without a temporary per matrix.
+                for j, (i, flip) in enumerate(zip(indices, flipped)):
+                    slot = buffers[0][j].T if flip else buffers[0][j]
+                    if group["nesterov"]:
+                        torch.lerp(grads[i], bufs[i], momentum, out=slot)
+                    else:
+                        slot.copy_(bufs[i])
+                ortho = _iterate_stack(buffers, coefficients, steps, eps)
+                for j, (i, flip) in enumerate(zip(indices, flipped)):
+                    orthos[i] = ortho[j].T if flip else ortho[j]
             if weight_decay != 0:  # multiplying by exactly 1 would change nothing
                 torch._foreach_mul_(params, 1 - lr * weight_decay)
             by_shape: dict[torch.Size, list[int]] = {}
