@@ -154,6 +154,21 @@ class _Stack:
         return [(i, matrix.T if flip else matrix) for i, flip, matrix in zip(self.indices, self.flipped, ortho.unbind())]
 
 
+class _GroupPlan:
+    """How one param group's step runs: its batches (with their kept buffers), the matrices alone in
+    their shape, and the params of each shape (one adjusted LR each)."""
+
+    def __init__(self, key: tuple, params: list[torch.Tensor], dtype: torch.dtype) -> None:
+        self.key = key
+        batches = _batches([p.shape for p in params])
+        self.stacks = [_Stack(params, b, dtype) for b in batches if len(b) > 1]
+        self.alone = [b[0] for b in batches if len(b) == 1]
+        by_shape: dict[torch.Size, list[int]] = {}
+        for index, param in enumerate(params):
+            by_shape.setdefault(param.shape, []).append(index)
+        self.by_shape = list(by_shape.items())
+
+
 # --- choosing the dtype ----------------------------------------------------------------------------
 
 def _iteration_flops(m: int, n: int, steps: int) -> float:
@@ -294,16 +309,13 @@ class OptlawMuon(Muon):
                 f"Muon's Newton-Schulz stays in {pinned}, the dtype this run started with (its checkpoint); "
                 f"this machine would choose {built['value']} ({built['source']})", stacklevel=2)
 
-    def _stacks(self, group_index: int, params: list[torch.Tensor], dtype: torch.dtype) -> tuple[list[_Stack], list[int]]:
-        """The group's batches of two or more matrices and the indices of matrices alone in their shape,
-        kept while the group's params with gradients, and the dtype, stay the same."""
+    def _plan(self, group_index: int, params: list[torch.Tensor], dtype: torch.dtype) -> _GroupPlan:
+        """The group's plan, kept while its params with gradients and the dtype stay the same."""
         key = (tuple(map(id, params)), dtype)
         plans = self.__dict__.setdefault("_plans", {})
-        if group_index not in plans or plans[group_index][0] != key:
-            batches = _batches([p.shape for p in params])
-            plans[group_index] = (key, [_Stack(params, b, dtype) for b in batches if len(b) > 1],
-                                  [b[0] for b in batches if len(b) == 1])
-        return plans[group_index][1], plans[group_index][2]
+        if group_index not in plans or plans[group_index].key != key:
+            plans[group_index] = _GroupPlan(key, params, dtype)
+        return plans[group_index]
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -319,24 +331,23 @@ class OptlawMuon(Muon):
             lr, momentum, weight_decay = float(group["lr"]), group["momentum"], group["weight_decay"]
             coefficients, steps, eps = tuple(group["ns_coefficients"]), group["ns_steps"], group["eps"]
             dtype = NS_DTYPES[group["ns_dtype"]]
-            stacks, alone = self._stacks(group_index, params, dtype)
+            plan = self._plan(group_index, params, dtype)
             torch._foreach_lerp_(bufs, grads, 1 - momentum)
             orthos: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
-            for i in alone:  # torch's 2-D op sequence
+            for i in plan.alone:  # torch's 2-D op sequence
                 update = grads[i].lerp(bufs[i], momentum) if group["nesterov"] else bufs[i]
                 orthos[i] = newton_schulz_orthogonalize(update, coefficients, steps, eps, dtype)
-            for stack in stacks:
+            for stack in plan.stacks:
                 stack.load(grads, bufs, momentum, group["nesterov"])
                 for i, ortho in stack.orthogonalize(coefficients, steps, eps):
                     orthos[i] = ortho
             if weight_decay != 0:  # multiplying by exactly 1 would change nothing
-                torch._foreach_mul_(params, 1 - lr * weight_decay)
-            by_shape: dict[torch.Size, list[int]] = {}
-            for index, param in enumerate(params):
-                by_shape.setdefault(param.shape, []).append(index)
+                # A 0-dim factor in the params' dtype: the same product as torch's Python float (cast to
+                # it inside the kernel), without wrapping the scalar again for every tensor.
+                torch._foreach_mul_(params, torch.tensor(1 - lr * weight_decay, dtype=params[0].dtype))
             # The LR shape rule is one scalar per shape. A bf16 update is added to the fp32 weight as
             # torch adds it (promoted inside add_), with no fp32 copy of it first.
-            for shape, indices in by_shape.items():
+            for shape, indices in plan.by_shape:
                 torch._foreach_add_([params[i] for i in indices], [orthos[i] for i in indices],
                                     alpha=-_adjust_lr(lr, group["adjust_lr_fn"], shape))
         return loss
