@@ -121,9 +121,9 @@ def orthogonalize_batched(
 
 
 class _Stack:
-    """One batch of a param group's same-shape matrices (m x n with n x m), with buffers kept from step
-    to step. On CPU a fresh large tensor's pages are faulted in and zeroed inside the op that first
-    writes it; reusing the buffers saved ~1 ms of a 14 ms llama/1m step."""
+    """One batch of a param group's same-shape matrices (m x n with n x m) and its buffers, which on CPU
+    are kept from step to step (``OptlawMuon._plan``): a fresh large tensor's pages are faulted in and
+    zeroed inside the op that first writes it."""
 
     def __init__(self, params: list[torch.Tensor], indices: list[int], dtype: torch.dtype) -> None:
         self.indices = indices
@@ -154,11 +154,16 @@ class _Stack:
         return [(i, matrix.T if flip else matrix) for i, flip, matrix in zip(self.indices, self.flipped, ortho.unbind())]
 
 
+def _keeps_buffers(device: torch.device) -> bool:
+    """Whether a step's Newton-Schulz buffers are kept for the next one (``OptlawMuon._plan``)."""
+    return device.type == "cpu"
+
+
 class _GroupPlan:
     """How one param group's step runs: its batches (with their kept buffers), the matrices alone in
     their shape, and the params of each shape (one adjusted LR each)."""
 
-    def __init__(self, key: tuple, params: list[torch.Tensor], dtype: torch.dtype) -> None:
+    def __init__(self, key: tuple | None, params: list[torch.Tensor], dtype: torch.dtype) -> None:
         self.key = key
         batches = _batches([p.shape for p in params])
         self.stacks = [_Stack(params, b, dtype) for b in batches if len(b) > 1]
@@ -310,7 +315,14 @@ class OptlawMuon(Muon):
                 f"this machine would choose {built['value']} ({built['source']})", stacklevel=2)
 
     def _plan(self, group_index: int, params: list[torch.Tensor], dtype: torch.dtype) -> _GroupPlan:
-        """The group's plan, kept while its params with gradients and the dtype stay the same."""
+        """The group's plan, kept while its params with gradients and the dtype stay the same.
+
+        Only on CPU: there a fresh large buffer costs page faults at every step. On a GPU the caching
+        allocator hands back freed blocks at no such cost, and buffers held between steps would take
+        memory (about the hidden matrices' fp32 size) from the forward and backward pass.
+        """
+        if not _keeps_buffers(params[0].device):
+            return _GroupPlan(None, params, dtype)
         key = (tuple(map(id, params)), dtype)
         plans = self.__dict__.setdefault("_plans", {})
         if group_index not in plans or plans[group_index].key != key:
