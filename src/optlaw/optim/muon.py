@@ -11,7 +11,10 @@ Why not torch.optim.Muon itself (issues 3 and 18):
   overhead, so matrices of one shape (each turned short side first, as the iteration
   wants) are stacked into one batched iteration, and momentum, weight decay and the
   update are foreach ops. pytorch_optimizer's Muon batches the same way; this is our
-  own code, kept to torch's semantics.
+  own code, kept to torch's semantics. Beyond it: on CPU the stack and Newton-Schulz
+  buffers are kept between steps (fresh ones cost page faults), the Nesterov update is
+  rounded straight into its slot of the stack (no fp32 stack, no write into ``.grad``),
+  and tall matrices are transposed within one dtype (torch's blocked copy).
 
 Kept from torch.optim.Muon: the momentum buffer (``lerp``), Nesterov, decoupled weight
 decay ``lr * weight_decay``, the LR shape rules (``_adjust_lr``: "original",
