@@ -33,6 +33,18 @@ from optlaw.sweep.worker import WORKER_MODULE, die_with_parent
 WORKER_CRASH_RETRIES = 1
 
 
+class LaunchInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a local launch after its running points checkpointed.
+
+    A KeyboardInterrupt, so whatever called the launch (a tuning round, ``optlaw demo``'s
+    fit) does not go on with partial results; the command exits 128 + the signal number
+    (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 @dataclass(frozen=True)
 class Ended:
     run_id: str
@@ -162,7 +174,9 @@ def run_local(
     out=None,
     in_process: bool = True,
 ) -> dict[str, str]:
-    """Run ``run_ids`` (already filtered to those needing a run); returns run_id -> final record status."""
+    """Run ``run_ids`` (already filtered to those needing a run); returns run_id -> final record status.
+
+    Raises LaunchInterrupted when Ctrl-C or SIGTERM stopped it (the running points checkpointed)."""
     sweep_dir = Path(sweep_dir)
     manifest = read_manifest(sweep_dir)
     out = out or sys.stdout
@@ -250,6 +264,7 @@ def run_local(
             slot.close()
     if stop["signal"] is not None:
         print("interrupted: running points checkpointed; launch again to resume", file=out, flush=True)
+        raise LaunchInterrupted(stop["signal"])
     return results
 
 
