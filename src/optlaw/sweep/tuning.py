@@ -87,6 +87,8 @@ class TuningPlanner:
         self.naming = naming
         self.fixed = fixed_overrides(self.sweep, extra_fixed)
         self._composed: dict[tuple, GridPoint] = {}
+        self._anchors: list[GridPoint] = []  # points composed by Hydra; the others derive from them
+        self._decay_starts: dict[tuple, int] = {}
         self.cells = self._cells()
 
     # -- cells --
@@ -173,7 +175,7 @@ class TuningPlanner:
                 base = self._point(cell_axes, seed, {})
                 self._composed[key] = with_values(self.sweep.name, base, values, self.naming)
             else:
-                self._composed[key] = make_point(self.sweep.name, axes, self.fixed, self.naming)
+                self._composed[key] = make_point(self.sweep.name, axes, self.fixed, self.naming, like=self._anchors)
         return self._composed[key]
 
     def plan(self) -> TuningPlan:
@@ -200,6 +202,14 @@ class TuningPlanner:
     def _result(self, run_id: str) -> RunResult | None:
         return RunResult.of_record(records.read_record(self.sweep_dir / "runs" / run_id))
 
+    def _decay_start(self, trunk: GridPoint, budget_key: str, budget: Any) -> int:
+        """``_decay_start_tokens``, once per trunk and budget: every plan asks again (a launch replans
+        whenever a point ends), and it composes a budget plan from a copy of the trunk's config."""
+        key = (trunk.run_id, budget_key, repr(budget))
+        if key not in self._decay_starts:
+            self._decay_starts[key] = _decay_start_tokens(trunk, budget_key, budget)
+        return self._decay_starts[key]
+
     # -- budget branching over the points planned so far --
     def _plan_branches(self, points: list[GridPoint]) -> None:
         """A longest-budget point keeps a checkpoint at every shorter budget's decay start (the winner is not
@@ -221,7 +231,7 @@ class TuningPlanner:
             cell_axes = {k: v for k, v in trunk.axes.items() if k in self.cells[0].axes}
             if trunk.axes[key] != longest.get(_size_key(cell_axes, key), budgets[-1]):
                 continue  # only a longest-budget point is sure to keep every checkpoint from its start
-            keeps = {_decay_start_tokens(trunk, key, b) for b in budgets[:-1]}
+            keeps = {self._decay_start(trunk, key, b) for b in budgets[:-1]}
             for point in group:
                 if point is trunk:
                     continue
