@@ -89,6 +89,7 @@ class TuningPlanner:
         self._composed: dict[tuple, GridPoint] = {}
         self._anchors: list[GridPoint] = []  # points composed by Hydra; the others derive from them
         self._decay_starts: dict[tuple, int] = {}
+        self._results: dict[str, tuple[tuple, RunResult | None]] = {}  # run id -> (run.json's stat, result)
         self.cells = self._cells()
 
     # -- cells --
@@ -200,7 +201,20 @@ class TuningPlanner:
         return TuningPlan(points, state, self.cells)
 
     def _result(self, run_id: str) -> RunResult | None:
-        return RunResult.of_record(records.read_record(self.sweep_dir / "runs" / run_id))
+        """The run's result; read again only when its run.json changed (a launch replans whenever a
+        point ends, and most records it reads have not moved since the last plan)."""
+        run_dir = self.sweep_dir / "runs" / run_id
+        try:
+            stat = (run_dir / records.RECORD_NAME).stat()
+        except OSError:
+            self._results.pop(run_id, None)
+            return RunResult.of_record(records.read_record(run_dir))
+        seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        cached = self._results.get(run_id)
+        if cached is None or cached[0] != seen:
+            cached = (seen, RunResult.of_record(records.read_record(run_dir)))
+            self._results[run_id] = cached
+        return cached[1]
 
     def _decay_start(self, trunk: GridPoint, budget_key: str, budget: Any) -> int:
         """``_decay_start_tokens``, once per trunk and budget: every plan asks again (a launch replans
