@@ -163,3 +163,14 @@ def test_a_launch_with_more_work_takes_each_point_once_and_a_failing_point_stops
     assert set(results) == set(ids) and results[broken] != "done"
     assert all(results[r] == "done" for r in ids if r != broken)
     assert len(calls) >= len(ids) - 1  # asked after every end
+
+
+def test_a_free_slot_takes_tuned_points_first_then_the_most_flops():
+    from optlaw.sweep.local import launch_priority
+
+    points = {"predicted_big": {"flops": 9e12, "tuning": {"source": "predicted"}},
+              "tuned_small": {"flops": 1e10, "tuning": {"source": "tuned"}},
+              "tuned_big": {"flops": 5e11, "tuning": {"source": "tuned"}},
+              "plain_mid": {"flops": 1e12}}
+    order = sorted(points, key=lambda r: launch_priority(points[r]))
+    assert order == ["tuned_big", "tuned_small", "predicted_big", "plain_mid"]

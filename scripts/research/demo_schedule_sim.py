@@ -8,7 +8,7 @@ overhead is included; a branch is ready once its trunk has trained to the branch
 simulates P slots under
   rounds:    plan a round, run it (first ready point in manifest order), plan the next;
   streaming: replan whenever a point ends, a free slot takes tuned points first, then the most FLOPs
-             (optlaw.sweep.local._priority).
+             (optlaw.sweep.local.launch_priority).
 Prints each policy's simulated wall time (planning time not counted) against the sum of durations.
 A model of the schedule, not a measurement: the points' durations are those of the sweep given.
 """
@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from optlaw.entry.points import POINT_NAMING
-from optlaw.sweep.local import _priority
+from optlaw.sweep.local import launch_priority
 from optlaw.sweep.manifest import read_manifest, write_tuning_manifest
 from optlaw.sweep.tuning import TuningPlanner
 
@@ -77,7 +77,7 @@ def simulate(source: Path, policy: str, parallel: int) -> tuple[float, int]:
                 ready = [r for r in queue if (ready_at(r) is not None and ready_at(r) <= t)]
                 if not ready:
                     break
-                pick = ready[0] if policy == "rounds" else min(ready, key=lambda r: _priority(by_id[r]))
+                pick = ready[0] if policy == "rounds" else min(ready, key=lambda r: launch_priority(by_id[r]))
                 queue.remove(pick)
                 started[pick], ends[pick] = t, t + dur[pick]
                 running.append(pick)

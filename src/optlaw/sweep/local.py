@@ -169,7 +169,7 @@ def run_local(
     ``more`` (a tuning sweep's planner, optlaw.sweep.rounds) is asked for further points each time
     a point ends; the points it returns (already in the manifest) join the queue at once, so a
     slot never waits for the rest of a round. A free slot takes the ready point that comes first
-    in ``_priority``: tuned points (later rounds and predictions wait on them), then the most FLOPs.
+    in ``launch_priority``: tuned points (later rounds and predictions wait on them), then the most FLOPs.
     """
     sweep_dir = Path(sweep_dir)
     manifest = read_manifest(sweep_dir)
@@ -201,7 +201,7 @@ def run_local(
                 if slot.run_id is not None or stop["signal"] is not None:
                     continue
                 ready = sorted((r for r in queue if _trunk_ready(sweep_dir, by_id[r])),
-                               key=lambda r: (r not in crashes, *_priority(by_id[r])))
+                               key=lambda r: (r not in crashes, *launch_priority(by_id[r])))
                 while ready:
                     run_id = ready.pop(0)
                     queue.remove(run_id)
@@ -279,7 +279,7 @@ def run_local(
     return results
 
 
-def _priority(point: dict) -> tuple:
+def launch_priority(point: dict) -> tuple:
     """Which ready point a free slot takes first (smallest key): a tuned point before any other (the
     next round of its cell, and the predictions of its group, wait on it), then the most FLOPs first
     (longest first keeps the tail short; a trunk has more FLOPs than its branches)."""
