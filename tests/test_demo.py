@@ -78,3 +78,31 @@ def test_demo_chains_the_sweep_and_the_fit_as_functions_and_reads_no_files(tmp_p
     assert lines[-1].startswith("Checks: shared law identified n/a, separate fits ill-conditioned n/a, rho_D <= 2x wide yes, "
                                 "rho_N <= 3x wide yes, exponents exclude 0.03 n/a")
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_demo_after_the_checkpoint_without_fitting_partial_data(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "optlaw", "demo", "--out", str(out), "--sweep", "demo_smoke", "--max-parallel", "1",
+           "checkpoint.every_steps=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 300
+    while time.time() < deadline:  # Ctrl-C once a point has trained a step
+        if any(p.read_text().strip() for p in (out / "sweep" / "runs").glob("*/metrics.jsonl")):
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("no point started training")
+    proc.send_signal(signal.SIGINT)
+    text = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, text
+    assert "interrupted: running points checkpointed" in text
+    assert "fitting laws" not in text and not (out / "fit").exists()

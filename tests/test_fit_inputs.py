@@ -108,6 +108,21 @@ def test_runs_only_done_are_fitted_and_the_rest_are_listed(tmp_path):
     assert reasons["running"] == "status running"
 
 
+def test_runs_from_two_thread_counts_are_fitted_with_a_warning_naming_what_differs(tmp_path):
+    t = synthetic_table(noise=0.0)
+    cpu = {"device": "cpu", "torch": "2.13.0+cpu", "cpu": "Xeon", "flags": ["avx2"], "threads": 1}
+    recs = [{**record(o, n, d, l), "machine": cpu if i % 3 else {**cpu, "threads": 2}}
+            for i, (o, n, d, l) in enumerate(table_rows(t))]
+    recs.append(record("adamw", 3e7, 1e9, 3.0))  # a record from before the field: not counted
+    messages = [w.message for w in load_runs(write_sweep(tmp_path / "mixed", recs)).warnings]
+    (mixed,) = [m for m in messages if "machine settings" in m]
+    assert "2 machine settings" in mixed and "50 run(s) with threads 1" in mixed and "25 run(s) with threads 2" in mixed
+    assert "torch" not in mixed  # only the keys that differ are named
+
+    same = [{**r, "machine": cpu} for r in recs[:-1]]
+    assert not [w for w in load_runs(write_sweep(tmp_path / "one", same)).warnings if "machine settings" in w.message]
+
+
 def test_n_basis_picks_total_or_non_embedding(tmp_path):
     root = write_sweep(tmp_path / "s", [record("adamw", 1e7, 1e9, 3.0)])
     assert load_runs(root, n_basis="total").N[0] == pytest.approx(1.5e7)

@@ -334,3 +334,25 @@ def test_the_fit_never_pools_runs_that_used_different_dtypes(tmp_path):
     assert table.loss.tolist() == [3.05]  # one setting kept, not the mean of the two
     (cell,) = table.tuning
     assert sorted(p["hyperparameters"]["hyperparameters"]["muon"]["ns_dtype"] for p in cell["points"]) == ["bfloat16", "float32"]
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_buffers_kept_between_steps_give_the_same_steps_as_fresh_ones(monkeypatch, nesterov):
+    # On CPU the batched step reuses its stack buffers; on a GPU it allocates them every step.
+    # Reuse must carry nothing from one step into the next: both give bit-identical parameters.
+    from optlaw.optim import muon
+
+    def run(keep: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(muon, "_keeps_buffers", lambda device: keep)
+        params = [torch.nn.Parameter(w.clone()) for w in _matrices(3)]
+        opt = OptlawMuon(params, ns_dtype="bfloat16", lr=0.02, weight_decay=0.1, nesterov=nesterov)
+        generator = torch.Generator().manual_seed(4)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator)
+            opt.step()
+        assert bool(opt.__dict__.get("_plans")) == keep
+        return params
+
+    for kept, fresh in zip(run(True), run(False)):
+        assert torch.equal(kept, fresh)

@@ -139,6 +139,7 @@ def test_sigterm_to_the_launcher_checkpoints_the_points_in_its_workers(user_conf
     launcher.send_signal(signal.SIGTERM)
     out = launcher.communicate(timeout=300)[0]
     assert "interrupted: running points checkpointed" in out, out
+    assert launcher.returncode == 128 + signal.SIGTERM, out  # stopped, as a shell reports a SIGTERM
     log = (sweep_dir / "logs" / f"{run_id}.log").read_text()
     record = records.read_record(sweep_dir / "runs" / run_id)
     if record.status != "done":  # the signal came before the point's end

@@ -194,6 +194,10 @@ class LLMRunRecord(RunRecord):
     # How each machine-dependent value was chosen ({"muon.ns_dtype": {"value", "source", ...}});
     # the value itself is in hyperparameters (docs/optimizers.md, "Choices measured on the machine").
     choices: dict[str, Any] = field(default_factory=dict)
+    # What computed the numbers (optlaw.machine.machine_key: device, CPU model and flags or GPU,
+    # torch build, threads) for the segment that last trained: these change losses by rounding,
+    # not the run id, so the fit warns when the runs it fits come from more than one.
+    machine: dict[str, Any] | None = None
     versions: dict[str, str | None] | None = None
     wandb_id: str | None = None                 # this run directory's W&B run (one per directory)
     updated_at: str | None = None

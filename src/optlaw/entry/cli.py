@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import signal
 import sys
 
 from optlaw.errors import UserError, disk_error
@@ -53,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # 128 + the signal, as a shell reports it: 130 for Ctrl-C, 143 for a SIGTERM a launcher forwarded.
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     except OSError as exc:
         # A full disk, a read-only folder or no permission is the user's to fix: one line, any command.
         if exc.errno not in DISK_ERRNOS:

@@ -12,7 +12,9 @@ interval widths, exponents away from 0, the holdout at the largest N, identifiab
 and rho constancy where the fit reports them, and where every learning rate came from).
 
 Run again with the same --out, it reuses every finished point (the sweep skips
-points whose run record is done) and only refits.
+points whose run record is done) and only refits. Ctrl-C stops it once the running
+points have checkpointed (exit 130), without fitting the partial grid; run it again
+to resume.
 """
 
 from __future__ import annotations

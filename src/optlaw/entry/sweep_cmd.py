@@ -39,7 +39,8 @@ sweep (tuning.enabled) plans its next round from the finished records.
 exit status: 0 every point of the grid is finished (done or diverged), whoever ran it
   (launcher=slurm: every point is finished or queued); 1 a point run here failed or
   stopped unfinished (see SWEEP_DIR/logs/RUN_ID.log); 2 bad input; 75 the rest is
-  finished but points are still run by another live launch (wait, or rerun later).
+  finished but points are still run by another live launch (wait, or rerun later);
+  130 Ctrl-C, 143 SIGTERM (the running points checkpointed; rerun to resume).
 """
 
 STATUS_USAGE = """\

@@ -308,6 +308,27 @@ def load_wandb(path: str, group: str | None = None, n_basis: str = "non_embeddin
     return table_from_records(found, n_basis, seeds, source=f"wandb:{path}" + (f":{group}" if group else ""))
 
 
+def mixed_machines(machines: list[dict | None]) -> str:
+    """A warning when the runs were trained on more than one machine setting (record ``machine``), else ''.
+
+    Threads, CPU kernels and torch builds change a run's losses by rounding, not its run id:
+    on the demo, 2 CPU threads against 1 moved final losses by a median 0.006 nats and up to
+    0.08 near the edge of stability (README, "optlaw demo"), which can flip a tuning winner.
+    """
+    known = [m for m in machines if m]
+    kinds = {dumps(m, sort_keys=True) for m in known}
+    if len(kinds) < 2:
+        return ""
+    differing = sorted({k for m in known for k in m if len({dumps(x.get(k), sort_keys=True) for x in known}) > 1})
+    counts: dict[str, int] = defaultdict(int)
+    for m in known:
+        counts[", ".join(f"{k} {m.get(k)}" for k in differing)] += 1
+    parts = "; ".join(f"{n} run(s) with {what}" for what, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return (f"the fitted runs were trained on {len(kinds)} machine settings ({parts}): their losses differ by "
+            "rounding as well as by optimizer, N and D; compare optimizers on runs of one setting "
+            "(set cpu_threads, rerun on one machine type) where differences are small")
+
+
 def table_from_records(found: list[tuple[str, dict | CorruptRecord]], n_basis: str = "non_embedding", seeds: str = "all",
                        source: str = "") -> RunTable:
     """The fit table from (location, record document) pairs: run.json files or W&B summaries alike.
@@ -341,6 +362,7 @@ def table_from_records(found: list[tuple[str, dict | CorruptRecord]], n_basis: s
             "hyperparameters": rec.hyperparameters or {},
             "status": str(rec.status), "reason": rec.reason or "",
             "tuning_cell": (rec.tuning or {}).get("cell"),
+            "machine": getattr(rec, "machine", None),  # LLM records only
         }
         if rec.status != DONE:
             excluded.append(_excluded(entry, entry["reason"] or f"status {entry['status']}"))
@@ -353,6 +375,7 @@ def table_from_records(found: list[tuple[str, dict | CorruptRecord]], n_basis: s
     if not runs:
         raise UserError(f"no finished ('done') runs with optimizer, N, D and final_val_loss in "
                         f"{source}; run the sweep first or check the source")
+    mixed = mixed_machines([r["machine"] for r in runs])  # all done runs: tuning compares them too
     view = read_view(found)  # tuning sweeps among the sources: the protocol picks each cell's run
     runs, tuning, tuning_notes = _best_per_cell(runs, view.winners())
     tuning_notes += view.notes()
@@ -365,6 +388,8 @@ def table_from_records(found: list[tuple[str, dict | CorruptRecord]], n_basis: s
     )
     for note in tuning_notes:
         table.warn(note)
+    if mixed:
+        table.warn(mixed)
     if excluded:
         table.warn(f"{len(excluded)} run(s) not fitted (diverged, failed, running, corrupt or incomplete); "
                    "listed in the report")

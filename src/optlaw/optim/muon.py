@@ -11,7 +11,10 @@ Why not torch.optim.Muon itself (issues 3 and 18):
   overhead, so matrices of one shape (each turned short side first, as the iteration
   wants) are stacked into one batched iteration, and momentum, weight decay and the
   update are foreach ops. pytorch_optimizer's Muon batches the same way; this is our
-  own code, kept to torch's semantics.
+  own code, kept to torch's semantics. Beyond it: on CPU the stack and Newton-Schulz
+  buffers are kept between steps (fresh ones cost page faults), the Nesterov update is
+  rounded straight into its slot of the stack (no fp32 stack, no write into ``.grad``),
+  and tall matrices are transposed within one dtype (torch's blocked copy).
 
 Kept from torch.optim.Muon: the momentum buffer (``lerp``), Nesterov, decoupled weight
 decay ``lr * weight_decay``, the LR shape rules (``_adjust_lr``: "original",
@@ -66,6 +69,37 @@ def _short_side_first(shape: torch.Size) -> tuple[int, int]:
     return (min(shape[0], shape[1]), max(shape[0], shape[1]))
 
 
+def _batches(shapes: list[torch.Size]) -> list[list[int]]:
+    """Indices of ``shapes`` grouped by short-side-first shape (m x n with n x m), in first-seen order."""
+    batches: dict[tuple[int, int], list[int]] = {}
+    for index, shape in enumerate(shapes):
+        batches.setdefault(_short_side_first(shape), []).append(index)
+    return list(batches.values())
+
+
+def _stack_buffers(count: int, short: int, long: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The iterate, its Gram matrix, the Gram polynomial and the next iterate of a stack of ``count`` matrices."""
+    x = torch.empty((count, short, long), dtype=dtype, device=device)
+    gram = torch.empty((count, short, short), dtype=dtype, device=device)
+    return x, gram, torch.empty_like(gram), torch.empty_like(x)
+
+
+def _iterate_stack(
+    buffers: tuple[torch.Tensor, ...], coefficients: tuple[float, float, float], steps: int, eps: float
+) -> torch.Tensor:
+    """Newton-Schulz on the stack already in ``buffers[0]`` (short side first), each matrix normalised by its
+    own norm; returns the buffer that holds the result (the iterate and the spare are swapped every step)."""
+    x, gram, poly, nxt = buffers
+    a, b, c = coefficients
+    x.div_(x.norm(dim=(-2, -1), keepdim=True).clamp_(min=eps))
+    for _ in range(steps):
+        torch.bmm(x, x.mT, out=gram)
+        torch.baddbmm(gram, gram, gram, beta=b, alpha=c, out=poly)
+        torch.baddbmm(x, poly, x, beta=a, out=nxt)
+        x, nxt = nxt, x
+    return x
+
+
 def orthogonalize_batched(
     updates: list[torch.Tensor], coefficients: tuple[float, float, float], steps: int, eps: float, dtype: torch.dtype
 ) -> list[torch.Tensor]:
@@ -75,32 +109,72 @@ def orthogonalize_batched(
     view (X^T's iterate is the transpose of X's). Each matrix is normalised by its own norm.
     Results come back in ``dtype``, in the order of ``updates``.
     """
-    batches: dict[tuple[int, int], list[int]] = {}
-    for index, update in enumerate(updates):
-        batches.setdefault(_short_side_first(update.shape), []).append(index)
     results: list[torch.Tensor | None] = [None] * len(updates)
-    a, b, c = coefficients
-    for indices in batches.values():
+    for indices in _batches([u.shape for u in updates]):
         if len(indices) == 1:
             results[indices[0]] = newton_schulz_orthogonalize(updates[indices[0]], coefficients, steps, eps, dtype)
             continue
         flipped = [updates[i].size(0) > updates[i].size(1) for i in indices]
-        short, long = _short_side_first(updates[indices[0]].shape)
-        # Four buffers per batch, written with out= and swapped, instead of a new tensor per op: on CPU
-        # a fresh large tensor's pages are faulted in and zeroed inside the op that first writes it.
-        x = torch.empty((len(indices), short, long), dtype=dtype, device=updates[indices[0]].device)
-        torch.stack([updates[i].T if flip else updates[i] for i, flip in zip(indices, flipped)], out=x)
-        x.div_(x.norm(dim=(-2, -1), keepdim=True).clamp_(min=eps))
-        gram = torch.empty((len(indices), short, short), dtype=dtype, device=x.device)
-        poly, nxt = torch.empty_like(gram), torch.empty_like(x)
-        for _ in range(steps):
-            torch.bmm(x, x.mT, out=gram)
-            torch.baddbmm(gram, gram, gram, beta=b, alpha=c, out=poly)
-            torch.baddbmm(x, poly, x, beta=a, out=nxt)
-            x, nxt = nxt, x
-        for i, flip, ortho in zip(indices, flipped, x.unbind()):
-            results[i] = ortho.T if flip else ortho
+        buffers = _stack_buffers(len(indices), *_short_side_first(updates[indices[0]].shape), dtype, updates[indices[0]].device)
+        torch.stack([updates[i].T if flip else updates[i] for i, flip in zip(indices, flipped)], out=buffers[0])
+        ortho = _iterate_stack(buffers, coefficients, steps, eps)
+        for i, flip, matrix in zip(indices, flipped, ortho.unbind()):
+            results[i] = matrix.T if flip else matrix
     return results  # type: ignore[return-value]
+
+
+class _Stack:
+    """One batch of a param group's same-shape matrices (m x n with n x m) and its buffers, which on CPU
+    are kept from step to step (``OptlawMuon._plan``): a fresh large tensor's pages are faulted in and
+    zeroed inside the op that first writes it."""
+
+    def __init__(self, params: list[torch.Tensor], indices: list[int], dtype: torch.dtype) -> None:
+        self.indices = indices
+        short, long = _short_side_first(params[indices[0]].shape)
+        device = params[indices[0]].device
+        self.buffers = _stack_buffers(len(indices), short, long, dtype, device)
+        self.flipped = [params[i].size(0) > params[i].size(1) for i in indices]
+        self.rows = list(self.buffers[0].unbind())
+        # A tall matrix's update is written upright here, then transposed into its row within one dtype:
+        # torch copies a transpose in cache-sized blocks only between tensors of the same dtype, and a
+        # converting strided write measured ~2.5x slower.
+        self.upright = [torch.empty((long, short), dtype=dtype, device=device) if flip else None for flip in self.flipped]
+
+    def load(self, grads: list[torch.Tensor], bufs: list[torch.Tensor], momentum: float, nesterov: bool) -> None:
+        """Each matrix's update (torch's fp32 Nesterov lerp, or the buffer), rounded to the iteration's dtype."""
+        for i, row, upright in zip(self.indices, self.rows, self.upright):
+            target = row if upright is None else upright
+            if nesterov:
+                torch.lerp(grads[i], bufs[i], momentum, out=target)  # fp32 lerp, rounded once on the way out
+            else:
+                target.copy_(bufs[i])
+            if upright is not None:
+                row.copy_(upright.T)
+
+    def orthogonalize(self, coefficients: tuple[float, float, float], steps: int, eps: float) -> list[tuple[int, torch.Tensor]]:
+        """``(index, result)`` per matrix, each result in its matrix's orientation (a view of a kept buffer)."""
+        ortho = _iterate_stack(self.buffers, coefficients, steps, eps)
+        return [(i, matrix.T if flip else matrix) for i, flip, matrix in zip(self.indices, self.flipped, ortho.unbind())]
+
+
+def _keeps_buffers(device: torch.device) -> bool:
+    """Whether a step's Newton-Schulz buffers are kept for the next one (``OptlawMuon._plan``)."""
+    return device.type == "cpu"
+
+
+class _GroupPlan:
+    """How one param group's step runs: its batches (with their kept buffers), the matrices alone in
+    their shape, and the params of each shape (one adjusted LR each)."""
+
+    def __init__(self, key: tuple | None, params: list[torch.Tensor], dtype: torch.dtype) -> None:
+        self.key = key
+        batches = _batches([p.shape for p in params])
+        self.stacks = [_Stack(params, b, dtype) for b in batches if len(b) > 1]
+        self.alone = [b[0] for b in batches if len(b) == 1]
+        by_shape: dict[torch.Size, list[int]] = {}
+        for index, param in enumerate(params):
+            by_shape.setdefault(param.shape, []).append(index)
+        self.by_shape = list(by_shape.items())
 
 
 # --- choosing the dtype ----------------------------------------------------------------------------
@@ -243,30 +317,52 @@ class OptlawMuon(Muon):
                 f"Muon's Newton-Schulz stays in {pinned}, the dtype this run started with (its checkpoint); "
                 f"this machine would choose {built['value']} ({built['source']})", stacklevel=2)
 
+    def _plan(self, group_index: int, params: list[torch.Tensor], dtype: torch.dtype) -> _GroupPlan:
+        """The group's plan, kept while its params with gradients and the dtype stay the same.
+
+        Only on CPU: there a fresh large buffer costs page faults at every step. On a GPU the caching
+        allocator hands back freed blocks at no such cost, and buffers held between steps would take
+        memory (about the hidden matrices' fp32 size) from the forward and backward pass.
+        """
+        if not _keeps_buffers(params[0].device):
+            return _GroupPlan(None, params, dtype)
+        key = (tuple(map(id, params)), dtype)
+        plans = self.__dict__.setdefault("_plans", {})
+        if group_index not in plans or plans[group_index].key != key:
+            plans[group_index] = _GroupPlan(key, params, dtype)
+        return plans[group_index]
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for group_index, group in enumerate(self.param_groups):
             params, grads, bufs = [], [], []
             self._init_group(group, params, grads, bufs)
             if not params:
                 continue
             lr, momentum, weight_decay = float(group["lr"]), group["momentum"], group["weight_decay"]
+            coefficients, steps, eps = tuple(group["ns_coefficients"]), group["ns_steps"], group["eps"]
+            dtype = NS_DTYPES[group["ns_dtype"]]
+            plan = self._plan(group_index, params, dtype)
             torch._foreach_lerp_(bufs, grads, 1 - momentum)
-            updates = torch._foreach_lerp(grads, bufs, momentum) if group["nesterov"] else bufs
-            orthos = orthogonalize_batched(updates, tuple(group["ns_coefficients"]), group["ns_steps"], group["eps"],
-                                           NS_DTYPES[group["ns_dtype"]])
+            orthos: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
+            for i in plan.alone:  # torch's 2-D op sequence
+                update = grads[i].lerp(bufs[i], momentum) if group["nesterov"] else bufs[i]
+                orthos[i] = newton_schulz_orthogonalize(update, coefficients, steps, eps, dtype)
+            for stack in plan.stacks:
+                stack.load(grads, bufs, momentum, group["nesterov"])
+                for i, ortho in stack.orthogonalize(coefficients, steps, eps):
+                    orthos[i] = ortho
             if weight_decay != 0:  # multiplying by exactly 1 would change nothing
-                torch._foreach_mul_(params, 1 - lr * weight_decay)
-            by_shape: dict[torch.Size, list[int]] = {}
-            for index, param in enumerate(params):
-                by_shape.setdefault(param.shape, []).append(index)
+                # A 0-dim factor in the params' dtype: the same product as torch's Python float (cast to
+                # it inside the kernel), without wrapping the scalar again for every tensor.
+                torch._foreach_mul_(params, torch.tensor(1 - lr * weight_decay, dtype=params[0].dtype))
             # The LR shape rule is one scalar per shape. A bf16 update is added to the fp32 weight as
             # torch adds it (promoted inside add_), with no fp32 copy of it first.
-            for shape, indices in by_shape.items():
+            for shape, indices in plan.by_shape:
                 torch._foreach_add_([params[i] for i in indices], [orthos[i] for i in indices],
                                     alpha=-_adjust_lr(lr, group["adjust_lr_fn"], shape))
         return loss

@@ -34,6 +34,18 @@ from optlaw.sweep.worker import WORKER_MODULE, die_with_parent
 WORKER_CRASH_RETRIES = 1
 
 
+class LaunchInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a local launch after its running points checkpointed.
+
+    A KeyboardInterrupt, so whatever called the launch (a tuning round, ``optlaw demo``'s
+    fit) does not go on with partial results; the command exits 128 + the signal number
+    (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 @dataclass(frozen=True)
 class Ended:
     run_id: str
@@ -170,6 +182,8 @@ def run_local(
     a point ends; the points it returns (already in the manifest) join the queue at once, so a
     slot never waits for the rest of a round. A free slot takes the ready point that comes first
     in ``launch_priority``: tuned points (later rounds and predictions wait on them), then the most FLOPs.
+
+    Raises LaunchInterrupted when Ctrl-C or SIGTERM stopped it (the running points checkpointed).
     """
     sweep_dir = Path(sweep_dir)
     manifest = read_manifest(sweep_dir)
@@ -274,6 +288,7 @@ def run_local(
             slot.close()
     if stop["signal"] is not None:
         print("interrupted: running points checkpointed; launch again to resume", file=out, flush=True)
+        raise LaunchInterrupted(stop["signal"])
     if planning_error:
         raise planning_error[0]
     return results

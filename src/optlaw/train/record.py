@@ -47,6 +47,7 @@ def new_record(
     entropy_floor_nats: float | None,
     hyperparameters: dict[str, Any],
     choices: dict[str, Any],
+    machine: dict[str, Any] | None,
     branch: records.Branch | None,
     started_at: str | None,
 ) -> records.LLMRunRecord:
@@ -77,6 +78,7 @@ def new_record(
         wall_time_s=0.0,
         hyperparameters=plain(hyperparameters),
         choices=plain(choices),
+        machine=plain(machine),
         branch=branch,
         tuning=config["tuning"],  # where the hyperparameters came from (set by a tuning sweep)
         versions=library_versions(),

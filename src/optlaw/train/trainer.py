@@ -22,6 +22,7 @@ from optlaw.config import to_plain, validate
 from optlaw.config.train import TrainConfig
 from optlaw.errors import UserError, disk_error
 from optlaw.jsonio import plain
+from optlaw.machine import machine_key
 from optlaw.train import checkpoint as ckpt
 from optlaw.train.budget import BudgetPlan, plan_budget
 from optlaw.train.cuda import prepare_model
@@ -138,6 +139,7 @@ def _train_locked(cfg: DictConfig, run_cfg: TrainConfig, info: DistInfo, config:
         entropy_floor_nats=getattr(corpus, "entropy_floor_nats", None),
         hyperparameters=bundle.resolved,
         choices=bundle.choices(),
+        machine=machine_key(device),
         branch=state.branch,
         started_at=state.started_at,
     )
