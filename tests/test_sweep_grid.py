@@ -226,3 +226,39 @@ def test_slurm_resources_follow_model_size_and_several_gpus_use_torchrun(tmp_pat
     assert argv[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
     assert argv[-3:] == ["model=llama/1m", f"run_dir={(tmp_path / 'runs/p').resolve()}", "sweep_name=s"]
     assert "torch.distributed.run" not in train_command(tmp_path, point, {"sweep": "s"}, gpus=1)
+
+
+@pytest.mark.slow
+def test_points_derived_from_a_composed_neighbour_equal_points_composed_one_by_one():
+    # A grid composes once per config-group choice (model, optimizer) and derives the leaf axes (budget,
+    # seed) from that config (optlaw.sweep.grid.derive_point): run ids, overrides, resolved configs and
+    # budget plans must be those of a Hydra compose per point. On a slice of the demo's grid.
+    from optlaw.entry.points import POINT_NAMING
+    from optlaw.entry.sweep_cmd import SweepRequest, composed
+    from optlaw.sweep.grid import axis_combinations, checked_sweep, fixed_overrides, make_point
+
+    definition, _ = composed(SweepRequest(sweep="demo", overrides=(
+        "sweep.models=[llama/7k,llama/14k,llama/40k]", "sweep.optimizers=[muon]", "sweep.seeds=[0,1]")))
+    sweep = checked_sweep(definition, POINT_NAMING)
+    fixed = fixed_overrides(sweep, ["optimizer.lr_mult=2.0"])
+    combos = axis_combinations(sweep)
+    anchors: list = []
+    derived = [make_point(sweep.name, axes, fixed, POINT_NAMING, like=anchors) for axes in combos]
+    assert len(anchors) == 3 and len(derived) == 3 * 4 * 2  # one compose per (model, optimizer)
+    for axes, point in zip(combos, derived):
+        alone = make_point(sweep.name, axes, fixed, POINT_NAMING)
+        assert (point.run_id, point.overrides, point.axes) == (alone.run_id, alone.overrides, alone.axes)
+        assert to_plain(point.cfg) == to_plain(alone.cfg)
+        assert (point.plan, point.tokens, point.flops) == (alone.plan, alone.tokens, alone.flops)
+
+
+def test_a_leaf_axis_that_a_later_override_sets_is_composed_not_derived():
+    # A fixed override of an axis key wins over the axis in Hydra; derivation would get it backwards.
+    from optlaw.sweep.grid import make_point
+
+    fixed = ["task=llm", "device=cpu", "budget.tokens=1024", "batch.global_tokens=512", "batch.micro_batch_size=4",
+             "seed=7"]
+    anchors: list = []
+    first = make_point("t", {"model": "llama/1m", "seed": 0}, fixed, like=anchors)
+    second = make_point("t", {"model": "llama/1m", "seed": 1}, fixed, like=anchors)
+    assert len(anchors) == 2 and first.cfg.seed == second.cfg.seed == 7 and first.run_id == second.run_id

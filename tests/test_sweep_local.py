@@ -132,3 +132,45 @@ def test_eta_is_weighted_by_planned_flops(monkeypatch):
     eta.finished("a")
     # 30 s for a quarter of the FLOPs: three times that is left.
     assert eta.text() == " | elapsed 0m30s, ~1m30s left"
+
+
+def test_a_launch_with_more_work_takes_each_point_once_and_a_failing_point_stops_no_other(tmp_path):
+    # The streaming launch of a tuning sweep: run_local asks `more` for points whenever one ends. Every
+    # point handed over runs once (one start line each), a point that fails does not stop the others, and
+    # a point `more` hands over again (already run) is not run twice.
+    import io
+
+    from optlaw.sweep.local import run_local
+
+    sweep_dir = tmp_path / "quad"
+    assert main_sweep(["sweep=quadratic_smoke", f"sweep_dir={sweep_dir}", "--dry-run"]) == 0
+    manifest = read_manifest(sweep_dir)
+    ids = [p["run_id"] for p in manifest["points"]]
+    broken = ids[3]
+    manifest["points"][3]["overrides"].append("no_such_key=1")  # `optlaw train` refuses it: exit 2, no record
+    (sweep_dir / "manifest.json").write_text(json.dumps(manifest))
+    handed = [ids[2:4], ids[4:6], [ids[0], *ids[6:]], []]
+    calls = []
+
+    def more():
+        calls.append(1)
+        return handed[min(len(calls), len(handed)) - 1]
+
+    out = io.StringIO()
+    results = run_local(sweep_dir, ids[:2], max_parallel=2, out=out, more=more)
+    starts = [line.split()[1] for line in out.getvalue().splitlines() if line.startswith("start ")]
+    assert sorted(starts) == sorted(ids), out.getvalue()  # each once, ids[0] not again
+    assert set(results) == set(ids) and results[broken] != "done"
+    assert all(results[r] == "done" for r in ids if r != broken)
+    assert len(calls) >= len(ids) - 1  # asked after every end
+
+
+def test_a_free_slot_takes_tuned_points_first_then_the_most_flops():
+    from optlaw.sweep.local import launch_priority
+
+    points = {"predicted_big": {"flops": 9e12, "tuning": {"source": "predicted"}},
+              "tuned_small": {"flops": 1e10, "tuning": {"source": "tuned"}},
+              "tuned_big": {"flops": 5e11, "tuning": {"source": "tuned"}},
+              "plain_mid": {"flops": 1e12}}
+    order = sorted(points, key=lambda r: launch_priority(points[r]))
+    assert order == ["tuned_big", "tuned_small", "predicted_big", "plain_mid"]

@@ -374,3 +374,44 @@ def test_transfer_with_branching_predicts_one_value_per_size_at_its_trunk_and_br
     assert trunk.axes["optimizer.lr_mult"] == pytest.approx(law.predict(trunk.plan.n_basis, 8192), rel=1e-3)
     tuning = to_plain(compose("train", short.overrides))["tuning"]
     assert tuning["source"] == "predicted" and tuning["predicted"]["optimizer.lr_mult"]["at_D"] == 8192
+
+
+def test_a_streaming_launch_gets_a_cells_next_round_while_other_cells_still_run_and_ends_with_the_same_plan(
+        planner_for, tmp_path):
+    # The local launcher asks for more work whenever a point ends (run_rounds(stream=True)): a cell's next
+    # round is handed out while another cell's round is still queued, each point runs once, and the tuning
+    # ends exactly where the round-by-round loop ends (the plan is a replay of the records either way).
+    from optlaw.sweep.rounds import plan_and_write, run_rounds
+
+    reference = drive(planner_for({}))
+    planner = TuningPlanner(definition({}), tmp_path / "streamed")
+    plan_round = plan_and_write(planner)
+    points: dict = {}
+
+    def planning():
+        manifest, plan = plan_round()
+        points.update({p.run_id: p for p in plan.points})
+        return manifest, plan
+
+    trained, early = [], []
+
+    def launch(run_ids, more=None):
+        queue, statuses = list(run_ids), {}
+        while queue:
+            run_id = queue.pop(0)
+            records.write_record(planner.sweep_dir / "runs" / run_id, records.LLMRunRecord(
+                run_id=run_id, task="llm", status="done", final_val_loss=parabola_loss(points[run_id])))
+            trained.append(run_id)
+            statuses[run_id] = "done"
+            added = more()
+            if added and queue:
+                early.append(added)
+            queue += added
+        return statuses, []
+
+    outcome = run_rounds(planner.sweep_dir, planning, launch, blocking=True, stream=True)
+    assert outcome.complete and not outcome.stopped
+    assert sorted(trained) == sorted(set(trained)) == sorted(p.run_id for p in outcome.plan.points)
+    assert sorted(trained) == sorted(p.run_id for p in reference.points)
+    assert [c.setting for c in outcome.plan.state.cells] == [c.setting for c in reference.state.cells]
+    assert early, "every new round waited for the queue to drain"

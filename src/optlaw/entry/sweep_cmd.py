@@ -242,7 +242,7 @@ def run_tuning_sweep(request: SweepRequest, definition: dict, launcher_cfg: dict
         else:
             print(progress_line(plan.state, to_run), flush=True)
 
-    def launch(run_ids):
+    def launch(run_ids, more=None):
         if slurm:
             from optlaw.sweep.slurm import submit
 
@@ -252,10 +252,11 @@ def run_tuning_sweep(request: SweepRequest, definition: dict, launcher_cfg: dict
         from optlaw.sweep.local import run_local
 
         return run_local(sweep_dir, run_ids, int(launcher_cfg.get("max_parallel") or 1), request.retry_diverged,
-                         in_process=bool(launcher_cfg.get("in_process", True))), []
+                         in_process=bool(launcher_cfg.get("in_process", True)), more=more), []
 
     outcome = run_rounds(sweep_dir, plan_and_write(planner), launch, blocking=not slurm, follow=request.follow,
-                         retry_diverged=request.retry_diverged, dry_run=request.dry_run, on_plan=on_plan)
+                         retry_diverged=request.retry_diverged, dry_run=request.dry_run, on_plan=on_plan,
+                         stream=not slurm)
     if request.dry_run:
         print("dry run: later rounds are planned from these results when the sweep runs")
         return SweepOutcome(sweep_dir, tuple(shown["to_run"]), {})

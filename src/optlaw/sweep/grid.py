@@ -148,9 +148,10 @@ def expand(definition: dict, extra_fixed: list[str] | None = None,
                           "optlaw.sweep.tuning.TuningPlanner (optlaw sweep does this), not from one expansion")
     fixed = fixed_overrides(sweep, extra_fixed)
     points: list[GridPoint] = []
+    composed: list[GridPoint] = []
     seen: set[str] = set()
     for point_axes in axis_combinations(sweep):
-        point = make_point(sweep.name, point_axes, fixed, naming)
+        point = make_point(sweep.name, point_axes, fixed, naming, like=composed)
         if point.run_id in seen:
             raise ConfigError(
                 f"sweep {sweep.name}: two points compose to the same config ({point.label}); "
@@ -202,15 +203,74 @@ def budget_keys(sweep: SweepConfig) -> list[str]:
 
 
 def make_point(sweep_name: str, axes: dict[str, Any], fixed: list[str], naming: PointNaming = LLM_POINTS,
-               after: list[str] | None = None) -> GridPoint:
-    """Compose, check and describe one point: ``axes`` as overrides, then ``fixed``, then ``after``."""
+               after: list[str] | None = None, like: list[GridPoint] | None = None) -> GridPoint:
+    """Compose, check and describe one point: ``axes`` as overrides, then ``fixed``, then ``after``.
+
+    ``like``: points composed before (this function appends the ones it composes). When one of them
+    differs from this point only in leaf values of its axes, this point is derived from its config
+    (``derive_point``) instead of composed again.
+    """
     overrides = [f"{k}={format_override_value(v)}" for k, v in axes.items()] + list(fixed) + list(after or [])
     try:
+        for anchor in like or []:
+            derived = derive_point(anchor, axes, overrides, naming)
+            if derived is not None:
+                return derived
         cfg = compose(naming.root_config(overrides), overrides)
         validate(cfg)  # every point is checked before anything runs
-        return describe_point(cfg, axes, overrides, naming)
+        point = describe_point(cfg, axes, overrides, naming)
     except ConfigError as exc:
         raise ConfigError(f"sweep {sweep_name}, point {point_label(axes) or '(the only one)'}: {exc}") from None
+    if like is not None:
+        like.append(point)
+    return point
+
+
+def derive_point(anchor: GridPoint, axes: dict[str, Any], overrides: list[str],
+                 naming: PointNaming = LLM_POINTS) -> GridPoint | None:
+    """The point composed from ``overrides`` (its ``axes`` first), derived from ``anchor``'s composed
+    config without Hydra; None when that is not sure to give the same config.
+
+    Why: a Hydra compose costs 0.1-0.5 s, and a grid's cells mostly differ in leaf values (the
+    budget, the seed) of a few composed configs. Hydra applies a plain ``key=value`` override
+    after the defaults list is merged, in order, as ``OmegaConf.update(cfg, key, value, merge=True)``
+    of the parsed value; when the axes come first, no later override names their keys and the
+    anchor has the same keys and later overrides, setting the changed leaves on a copy of the
+    anchor's config gives the same config (tests/test_sweep_grid.py checks it on the demo's grid).
+    """
+    if anchor.cfg is None or list(anchor.axes) != list(axes):
+        return None
+    n_axes = len(axes)
+    if anchor.overrides[n_axes:] != overrides[n_axes:]:
+        return None
+    changed = [i for i, key in enumerate(axes) if anchor.overrides[i] != overrides[i]]
+    later_keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides[n_axes:]}
+    keys = list(axes)
+    if any(keys[i] in later_keys or not _is_leaf(anchor.cfg, keys[i]) for i in changed):
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([overrides[i] for i in changed])
+    if any(o.key_or_group != keys[i] or o.is_delete() or o.is_add() or o.is_force_add() or o.package is not None
+           for o, i in zip(parsed, changed)):
+        return None
+    cfg = copy.deepcopy(anchor.cfg)
+    try:
+        for override in parsed:
+            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(describe_error(exc)) from None
+    validate(cfg)
+    return describe_point(cfg, dict(axes), list(overrides), naming)
+
+
+def _is_leaf(cfg: DictConfig, key: str) -> bool:
+    """Whether ``key`` names an existing value (not a section, so not a config group) of ``cfg``."""
+    parent_key, _, name = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, throw_on_missing=False) if parent_key else cfg
+    if not isinstance(parent, DictConfig) or name not in parent:
+        return False
+    return not isinstance(parent._get_node(name), (DictConfig, ListConfig))
 
 
 def with_values(sweep_name: str, base: GridPoint, values: dict[str, Any], naming: PointNaming = LLM_POINTS) -> GridPoint:

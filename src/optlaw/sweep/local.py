@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,15 +174,23 @@ def run_local(
     retry_diverged: bool = False,
     out=None,
     in_process: bool = True,
+    more: Callable[[], list[str]] | None = None,
 ) -> dict[str, str]:
     """Run ``run_ids`` (already filtered to those needing a run); returns run_id -> final record status.
 
-    Raises LaunchInterrupted when Ctrl-C or SIGTERM stopped it (the running points checkpointed)."""
+    ``more`` (a tuning sweep's planner, optlaw.sweep.rounds) is asked for further points each time
+    a point ends; the points it returns (already in the manifest) join the queue at once, so a
+    slot never waits for the rest of a round. A free slot takes the ready point that comes first
+    in ``launch_priority``: tuned points (later rounds and predictions wait on them), then the most FLOPs.
+
+    Raises LaunchInterrupted when Ctrl-C or SIGTERM stopped it (the running points checkpointed).
+    """
     sweep_dir = Path(sweep_dir)
     manifest = read_manifest(sweep_dir)
     out = out or sys.stdout
     by_id = {p["run_id"]: p for p in manifest["points"]}
     queue = list(run_ids)
+    planning_error: list[BaseException] = []
     python = sys.executable
     logs = sweep_dir / "logs"
     slots = [_WorkerSlot(python, logs / f"worker-{i}.log") if in_process else _ProcessSlot(python)
@@ -205,7 +214,8 @@ def run_local(
             for slot in slots:
                 if slot.run_id is not None or stop["signal"] is not None:
                     continue
-                ready = [r for r in queue if _trunk_ready(sweep_dir, by_id[r])]
+                ready = sorted((r for r in queue if _trunk_ready(sweep_dir, by_id[r])),
+                               key=lambda r: (r not in crashes, *launch_priority(by_id[r])))
                 while ready:
                     run_id = ready.pop(0)
                     queue.remove(run_id)
@@ -256,6 +266,20 @@ def run_local(
                     detail = "" if ended.code == 0 else f" (exit code {ended.code}; log: {log})"
                 print(f"end   {run_id}: {status}{detail} | {_progress(results, running(), queue)}{eta.text()}",
                       file=out, flush=True)
+                if more is not None and stop["signal"] is None and not planning_error:
+                    try:
+                        added = [r for r in more() if r not in results and r not in queue
+                                 and all(slot.run_id != r for slot in slots)]
+                    except Exception as exc:  # noqa: BLE001  (raised after the running points end)
+                        planning_error.append(exc)
+                        queue.clear()
+                        print(f"planning failed ({exc}); finishing the running points", file=out, flush=True)
+                        continue
+                    if added:
+                        manifest = read_manifest(sweep_dir)
+                        by_id = {p["run_id"]: p for p in manifest["points"]}
+                        queue += added
+                        eta.add(by_id, added)
             time.sleep(0.05 if in_process else 0.2)
     finally:
         for s, handler in previous.items():
@@ -265,7 +289,17 @@ def run_local(
     if stop["signal"] is not None:
         print("interrupted: running points checkpointed; launch again to resume", file=out, flush=True)
         raise LaunchInterrupted(stop["signal"])
+    if planning_error:
+        raise planning_error[0]
     return results
+
+
+def launch_priority(point: dict) -> tuple:
+    """Which ready point a free slot takes first (smallest key): a tuned point before any other (the
+    next round of its cell, and the predictions of its group, wait on it), then the most FLOPs first
+    (longest first keeps the tail short; a trunk has more FLOPs than its branches)."""
+    tuned = (point.get("tuning") or {}).get("source") == "tuned"
+    return (not tuned, -float(point.get("flops") or 0.0))
 
 
 def _trunk_ready(sweep_dir: Path, point: dict) -> bool:
@@ -286,6 +320,11 @@ class _EtaClock:
         self.flops = {r: float(by_id[r].get("flops") or 0.0) for r in run_ids}
         self.total = sum(self.flops.values())
         self.done = 0.0
+
+    def add(self, by_id: dict, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            self.flops[run_id] = float(by_id[run_id].get("flops") or 0.0)
+            self.total += self.flops[run_id]
 
     def finished(self, run_id: str) -> None:
         self.done += self.flops.get(run_id, 0.0)

@@ -92,7 +92,8 @@ def write_tuning_manifest(sweep_dir: str | Path, definition: dict, points: list[
         fresh = {p.run_id: p.to_json() for p in points}
         merged = [fresh.pop(p["run_id"], p) for p in previous.get("points", [])] + list(fresh.values())
         manifest = _manifest(previous, definition, merged, extra_fixed) | {"tuning": tuning}
-        write_json_atomic(manifest_path(sweep_dir), manifest)
+        if manifest != previous:  # a launch replans whenever a point ends; most plans change nothing
+            write_json_atomic(manifest_path(sweep_dir), manifest)
     return manifest
 
 

@@ -7,6 +7,9 @@ of its own that a kill could lose.
 
 - A blocking launch (local): after it returns, the next round is planned at once. A point
   it ran that did not finish (Ctrl-C, a crash) stops the loop: relaunching resumes it.
+  With ``stream`` the launch is also handed ``more``, which it calls whenever a point ends:
+  the records are replayed again and every newly plannable point, of any cell, is returned
+  to run at once, so no slot idles until the slowest point of a round has finished.
 - A queueing launch (SLURM): without ``follow`` the loop stops after queueing the round
   (launch again once it finished to plan the next one); with ``follow`` it polls the records
   until the round's points are finished, then plans the next round.
@@ -43,9 +46,10 @@ class RoundsOutcome:
         return self.plan is not None and self.plan.complete
 
 
-# plan_round() -> (manifest written for this plan, the plan); launch(run_ids) -> (statuses, job ids)
+# plan_round() -> (manifest written for this plan, the plan); launch(run_ids) -> (statuses, job ids);
+# with stream=True: launch(run_ids, more=...) where more() -> run ids that became runnable since.
 PlanRound = Callable[[], "tuple[dict, TuningPlan]"]
-Launch = Callable[[list[str]], "tuple[dict[str, str], list[str]]"]
+Launch = Callable[..., "tuple[dict[str, str], list[str]]"]
 OnPlan = Callable[[dict, TuningPlan, "list[PointState]", "list[str]"], None]
 
 
@@ -61,25 +65,39 @@ def plan_and_write(planner: TuningPlanner) -> PlanRound:
 
 def run_rounds(sweep_dir: str | Path, plan_round: PlanRound, launch: Launch, *, blocking: bool, follow: bool = False,
                retry_diverged: bool = False, dry_run: bool = False, poll_s: float = 2.0,
-               on_plan: OnPlan | None = None) -> RoundsOutcome:
+               on_plan: OnPlan | None = None, stream: bool = False) -> RoundsOutcome:
     outcome = RoundsOutcome()
     attempted: set[str] = set()
     replans = 0
-    while True:
+
+    def planned() -> tuple[dict, TuningPlan, list[PointState], list[str]]:
         manifest, plan = plan_round()
         outcome.plan = plan
         current = {p.run_id for p in plan.points}
         states = [s for s in all_states(sweep_dir, manifest) if s.run_id in current]
         # A point this launch already ran is not run again by it (a failing point would loop forever).
-        to_run = [s.run_id for s in states if s.run_id not in attempted and needs_run(s, retry_diverged)]
+        return manifest, plan, states, [s.run_id for s in states if s.run_id not in attempted and needs_run(s, retry_diverged)]
+
+    def more() -> list[str]:
+        """Called by a streaming launch when a point ends: the points that became runnable since."""
+        manifest, plan, states, new = planned()
+        if new:
+            attempted.update(new)
+            outcome.launched.extend(new)
+            if on_plan is not None:
+                on_plan(manifest, plan, states, new)
+        return new
+
+    while True:
+        manifest, plan, states, to_run = planned()
         if on_plan is not None:
             on_plan(manifest, plan, states, to_run)
         if dry_run:
             return outcome
         if to_run:
-            statuses, job_ids = launch(to_run)
             attempted |= set(to_run)
             outcome.launched += to_run
+            statuses, job_ids = launch(to_run, more=more) if stream and blocking else launch(to_run)
             outcome.statuses.update(statuses)
             outcome.job_ids += job_ids
             unfinished = [r for r, status in statuses.items() if status not in records.FINISHED]

@@ -87,6 +87,9 @@ class TuningPlanner:
         self.naming = naming
         self.fixed = fixed_overrides(self.sweep, extra_fixed)
         self._composed: dict[tuple, GridPoint] = {}
+        self._anchors: list[GridPoint] = []  # points composed by Hydra; the others derive from them
+        self._decay_starts: dict[tuple, int] = {}
+        self._results: dict[str, tuple[tuple, RunResult | None]] = {}  # run id -> (run.json's stat, result)
         self.cells = self._cells()
 
     # -- cells --
@@ -173,7 +176,7 @@ class TuningPlanner:
                 base = self._point(cell_axes, seed, {})
                 self._composed[key] = with_values(self.sweep.name, base, values, self.naming)
             else:
-                self._composed[key] = make_point(self.sweep.name, axes, self.fixed, self.naming)
+                self._composed[key] = make_point(self.sweep.name, axes, self.fixed, self.naming, like=self._anchors)
         return self._composed[key]
 
     def plan(self) -> TuningPlan:
@@ -198,7 +201,28 @@ class TuningPlanner:
         return TuningPlan(points, state, self.cells)
 
     def _result(self, run_id: str) -> RunResult | None:
-        return RunResult.of_record(records.read_record(self.sweep_dir / "runs" / run_id))
+        """The run's result; read again only when its run.json changed (a launch replans whenever a
+        point ends, and most records it reads have not moved since the last plan)."""
+        run_dir = self.sweep_dir / "runs" / run_id
+        try:
+            stat = (run_dir / records.RECORD_NAME).stat()
+        except OSError:
+            self._results.pop(run_id, None)
+            return RunResult.of_record(records.read_record(run_dir))
+        seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        cached = self._results.get(run_id)
+        if cached is None or cached[0] != seen:
+            cached = (seen, RunResult.of_record(records.read_record(run_dir)))
+            self._results[run_id] = cached
+        return cached[1]
+
+    def _decay_start(self, trunk: GridPoint, budget_key: str, budget: Any) -> int:
+        """``_decay_start_tokens``, once per trunk and budget: every plan asks again (a launch replans
+        whenever a point ends), and it composes a budget plan from a copy of the trunk's config."""
+        key = (trunk.run_id, budget_key, repr(budget))
+        if key not in self._decay_starts:
+            self._decay_starts[key] = _decay_start_tokens(trunk, budget_key, budget)
+        return self._decay_starts[key]
 
     # -- budget branching over the points planned so far --
     def _plan_branches(self, points: list[GridPoint]) -> None:
@@ -221,7 +245,7 @@ class TuningPlanner:
             cell_axes = {k: v for k, v in trunk.axes.items() if k in self.cells[0].axes}
             if trunk.axes[key] != longest.get(_size_key(cell_axes, key), budgets[-1]):
                 continue  # only a longest-budget point is sure to keep every checkpoint from its start
-            keeps = {_decay_start_tokens(trunk, key, b) for b in budgets[:-1]}
+            keeps = {self._decay_start(trunk, key, b) for b in budgets[:-1]}
             for point in group:
                 if point is trunk:
                     continue

@@ -265,7 +265,24 @@ def fit_laws(tuned: list[CellState], bootstrap: int = 1000, seed: int = 0,
         for key in dict.fromkeys(k for m in members for k in m.spec.keys):
             law_cells = [c for c in (law_cell(m, key) for m in members) if c is not None]
             if law_cells:
-                laws[(group, key)] = fit_law(law_cells, key, group, bootstrap=bootstrap, seed=seed, allowed_terms=terms)
+                laws[(group, key)] = _fit_law_once(tuple(law_cells), key, group, bootstrap, seed,
+                                                   None if terms is None else tuple(terms))
     return laws
+
+
+# Fitted laws by their inputs: a launch replans whenever a point ends, and a law's bootstrap (1000
+# least-squares fits) would be redone each time for cells whose optima have not moved.
+_LAWS: dict[tuple, HyperparameterLaw] = {}
+
+
+def _fit_law_once(cells: tuple[LawCell, ...], key: str, group: str, bootstrap: int, seed: int,
+                  terms: tuple[str, ...] | None) -> HyperparameterLaw:
+    inputs = (cells, key, group, bootstrap, seed, terms)
+    if inputs not in _LAWS:
+        if len(_LAWS) >= 256:
+            _LAWS.clear()
+        _LAWS[inputs] = fit_law(list(cells), key, group, bootstrap=bootstrap, seed=seed,
+                                allowed_terms=None if terms is None else list(terms))
+    return _LAWS[inputs]
 
 
