@@ -95,3 +95,18 @@ def test_tuning_plot_draws_one_panel_per_independent_knob():
     # A group lr that does not follow lr_mult in some cell is a knob of its own.
     odd = _tuning_cell([{"lr_mult": 1, "groups": {"head": {"lr": 0.01}}}, {"lr_mult": 2, "groups": {"head": {"lr": 0.01}}}])
     assert plots._independent_keys([small, odd], ["groups.head.lr", "lr_mult"]) == ["lr_mult", "groups.head.lr"]
+
+
+def test_a_log_axis_within_a_decade_labels_every_power_of_two_of_a_tuning_grid():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0.5, 1, 2, 4], [0.05, 0.0, 0.01, 0.1])
+    plots._log_axis(ax, "x", plots._plain)
+    fig.canvas.draw()
+    shown = {t.get_text() for t in ax.get_xticklabels() if t.get_text()}
+    plt.close(fig)
+    assert {"0.5", "1", "2", "4"} <= shown

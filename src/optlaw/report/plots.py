@@ -54,13 +54,15 @@ def si(x: float, _pos=None) -> str:
 
 
 def _log_axis(ax, which: str = "x", labels=si, decades: float | None = None) -> None:
-    """Log scale with readable labels: ticks at 1, 2, 5 per decade on short axes, one per decade on long ones."""
+    """Log scale with readable labels: ticks at 1, 2, 3, 4, 5, 6, 8 within about a decade, 1, 2, 5 per decade
+    on axes up to about two, one per decade on longer ones."""
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
     if decades is None:
         lo, hi = (ax.get_xlim() if which == "x" else ax.get_ylim())
         decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
-    subs = (1.0, 2.0, 5.0) if decades <= 2.2 else (1.0,)
+    # Under about a decade (a tuning sweep's lr multipliers, 0.5-4) 1-2-5 would leave 4 unlabelled.
+    subs = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0) if decades <= 1.3 else (1.0, 2.0, 5.0) if decades <= 2.2 else (1.0,)
     axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs, numticks=12))
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(labels))
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
