@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from optlaw import records
@@ -272,17 +273,10 @@ def fit_laws(tuned: list[CellState], bootstrap: int = 1000, seed: int = 0,
 
 # Fitted laws by their inputs: a launch replans whenever a point ends, and a law's bootstrap (1000
 # least-squares fits) would be redone each time for cells whose optima have not moved.
-_LAWS: dict[tuple, HyperparameterLaw] = {}
-
-
+@lru_cache(maxsize=256)
 def _fit_law_once(cells: tuple[LawCell, ...], key: str, group: str, bootstrap: int, seed: int,
                   terms: tuple[str, ...] | None) -> HyperparameterLaw:
-    inputs = (cells, key, group, bootstrap, seed, terms)
-    if inputs not in _LAWS:
-        if len(_LAWS) >= 256:
-            _LAWS.clear()
-        _LAWS[inputs] = fit_law(list(cells), key, group, bootstrap=bootstrap, seed=seed,
-                                allowed_terms=None if terms is None else list(terms))
-    return _LAWS[inputs]
+    return fit_law(list(cells), key, group, bootstrap=bootstrap, seed=seed,
+                   allowed_terms=None if terms is None else list(terms))
 
 
