@@ -151,6 +151,46 @@ def test_sums_from_shares_equal_the_slot_products(objective, variant):
         np.testing.assert_allclose(r, pred - p.loss, rtol=1e-12, atol=1e-15)
 
 
+def test_whole_array_huber_is_scipys_bit_for_bit():
+    # The objective's Huber is written with whole-array numpy operations for speed; it must
+    # give scipy.special.huber's values exactly, signs of zero and non-finite inputs included.
+    from scipy.special import huber
+
+    rng = np.random.default_rng(0)
+    r = rng.standard_normal(20000) * 10.0 ** rng.uniform(-8, 2, 20000)
+    r = np.concatenate([r, [0.0, -0.0, 1e-3, -1e-3, np.nextafter(1e-3, 1), np.inf, -np.inf, np.nan, 1e-310, -1e-310]])
+    expected = huber(1e-3, r)
+    got = solver._huber_whole(1e-3, r.copy())
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.array_equal(np.signbit(got), np.signbit(expected))
+
+
+def test_chunked_sums_equal_whole_batch_sums():
+    # Above SUMS_CHUNK rows the Gauss-Newton sums are built chunk by chunk (cache-sized
+    # temporaries); rows are independent, so the sums must match the one-batch ones.
+    from optlaw.fit.normal_equations import NormalEquations
+
+    rng = np.random.default_rng(3)
+    n, groups = 60, 5
+    g = np.arange(n) % groups
+    N, D = np.exp(rng.uniform(17, 21, n)), np.exp(rng.uniform(19, 24, n))
+    loss = (2.0 + 300 / N ** 0.3 + 900 / D ** 0.28) * np.exp(0.01 * rng.standard_normal(n))
+    p = solver.Problem(np.log(N), np.log(D), loss, solver.Structure(g, g, groups, groups), "huber_log", delta=0.01)
+    eq = NormalEquations(n, g, g, groups, groups, p.logN, p.logD)
+    R = 2 * solver.SUMS_CHUNK + 7
+    truth = np.r_[0.3, 0.28, np.log(2.0), np.full(groups, np.log(300.0)), np.full(groups, np.log(900.0))]
+    theta = truth + 0.02 * rng.standard_normal((R, truth.size))
+    w = rng.integers(0, 3, (R, n)).astype(float)
+    whole = eq.share_sums(*solver.gauss_newton_shares(theta, p, w))
+    chunked = solver._share_sums_chunked(theta, p, w, eq)
+    for x, y in zip(whole, chunked):
+        assert y.shape == x.shape
+        np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-14 * np.abs(x).max())
+    small = solver._share_sums_chunked(theta[:5], p, w[:5], eq)
+    for x, y in zip(eq.share_sums(*solver.gauss_newton_shares(theta[:5], p, w[:5])), small):
+        assert np.array_equal(x, y)
+
+
 def test_bootstrap_refits_reach_the_optimum_of_a_fresh_solve():
     # Warm-started batched refits must end where an independent global fit of the same
     # resampled data ends (same objective up to solver tolerance), not just near the start.

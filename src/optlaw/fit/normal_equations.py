@@ -151,12 +151,13 @@ class NormalEquations:
         return sums, grads
 
     def assemble_shares(self, S: np.ndarray, u: np.ndarray, r: np.ndarray, free: np.ndarray) -> "System":
-        return self._system(*self.share_sums(S, u, r), free)
+        return self.system_from_sums(*self.share_sums(S, u, r), free)
 
     def assemble(self, J5: np.ndarray, u: np.ndarray, r: np.ndarray, free: np.ndarray) -> "System":
-        return self._system(*self.combo_sums(J5, u, r), free)
+        return self.system_from_sums(*self.combo_sums(J5, u, r), free)
 
-    def _system(self, sums: np.ndarray, grads: np.ndarray, free: np.ndarray) -> "System":
+    def system_from_sums(self, sums: np.ndarray, grads: np.ndarray, free: np.ndarray) -> "System":
+        """The system of ``combo_sums``/``share_sums`` output (15, R, C), (5, R, C) and free (R, P)."""
         if self.block:
             return BlockSystem(self, sums, grads, free)
         return DenseSystem(self, sums, grads, free)
@@ -206,18 +207,24 @@ class BlockSystem:
         self.gparam = eq.slot_param[0, gs]                         # (g,)
         self.lparam = eq.slot_param[:, ls]                         # (C, l)
         fg, fl = free[:, self.gparam], free[:, self.lparam]        # (R, g), (R, C, l)
+        # Masks multiply only when some coordinate is held: times 1.0 changes no bit, and the
+        # usual case (all free) then skips a third of this constructor's time.
+        all_g, all_l = fg.all(), fl.all()
         G = sums[pair_gg].sum(axis=-1).transpose(2, 0, 1)          # (R, g, g)
-        G *= fg[:, :, None] & fg[:, None, :]
+        if not all_g:
+            G *= fg[:, :, None] & fg[:, None, :]
         Y = np.empty((R, C, l, g + 1))
         Y[..., :g] = sums[pair_lg].transpose(2, 3, 0, 1)           # (R, C, l, g)
         Y[..., g] = grads[ls].transpose(1, 2, 0)                   # (R, C, l)
-        Y[..., :g] *= fg[:, None, None, :]
+        if not all_g:
+            Y[..., :g] *= fg[:, None, None, :]
         # combo blocks [[a, b], [b, d]] (l = 2) or [a] (l = 1), rows/columns of held coordinates zeroed
         D = sums[pair_ll] * fl.transpose(2, 0, 1)                  # (l, R, C): the diagonals a (and d)
         self.dG = np.einsum("rgg->rg", G).copy()
         self.fg = fg & (self.dG > 0)                               # no data on a coordinate: hold it
         self.fl = fl & (D > 0).transpose(1, 2, 0)
-        Y *= fl[..., None]                                         # held combo coordinate: no coupling
+        if not all_l:
+            Y *= fl[..., None]                                     # held combo coordinate: no coupling
         Y[..., g] *= self.fl                                       # ... and no gradient where no data either
         self.a = D[0]
         if l == 2:
