@@ -782,7 +782,7 @@ def test_bench_run_all_on_a_shrunk_bench_fit(tmp_path, monkeypatch, capsys):
     text = (tmp_path / "benchmarks.md").read_text()
     assert re.search(r"^### bench_fit\.py \(ok, \d+ s\)$", text, re.M), text
     assert "optlaw global solve + 20 honest bootstrap replicates" in text and "speed ratio (Hoffmann / optlaw)" in text
-    assert "median of 3 calls after the first; first call" in text
+    assert "median of 2 fits interleaved with Hoffmann" in text and "in 2 interleaved slices" in text
     assert "## bench_train.py" not in text
     # Each figure carries its machine: a section per machine (CPU model, flags, torch build), dated.
     cpu = machine.cpu_info()
