@@ -110,3 +110,20 @@ def test_a_log_axis_within_a_decade_labels_every_power_of_two_of_a_tuning_grid()
     shown = {t.get_text() for t in ax.get_xticklabels() if t.get_text()}
     plt.close(fig)
     assert {"0.5", "1", "2", "4"} <= shown
+
+
+def test_a_doubling_sweep_gets_a_tick_at_every_power_of_two():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = [2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+    assert plots._powers_of_two(values) and not plots._powers_of_two([1.0, 3.0, 9.0]) and not plots._powers_of_two([2.0])
+    fig, ax = plt.subplots()
+    ax.plot(values, [0.3, 0.1, 0.0, 0.02, 0.1, 0.4])
+    plots._log_axis(ax, "x", plots._plain, base=2)
+    fig.canvas.draw()
+    shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    plt.close(fig)
+    assert {"2", "4", "8", "16", "32", "64"} <= set(shown) and "5" not in shown and "10" not in shown

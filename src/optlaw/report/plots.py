@@ -53,11 +53,17 @@ def si(x: float, _pos=None) -> str:
     return f"{x:.3g}"
 
 
-def _log_axis(ax, which: str = "x", labels=si, decades: float | None = None) -> None:
+def _log_axis(ax, which: str = "x", labels=si, decades: float | None = None, base: int = 10) -> None:
     """Log scale with readable labels: ticks at 1, 2, 3, 4, 5, 6, 8 within about a decade, 1, 2, 5 per decade
-    on axes up to about two, one per decade on longer ones."""
+    on axes up to about two, one per decade on longer ones; with ``base=2``, every power of two (for
+    values that are all powers of two, such as a tuning sweep's doubling lr multipliers)."""
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    if base == 2:
+        axis.set_major_locator(matplotlib.ticker.LogLocator(base=2, subs=(1.0,), numticks=14))
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(labels))
+        axis.set_minor_locator(matplotlib.ticker.NullLocator())
+        return
     if decades is None:
         lo, hi = (ax.get_xlim() if which == "x" else ax.get_ylim())
         decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
@@ -539,15 +545,18 @@ def tuning(study: Study, out: Path) -> list[Path]:
         fig, axes = plt.subplots(1, len(names), figsize=(6.0 * len(names), 4.2), squeeze=False, layout="constrained")
         colour = _size_colours([c["N"] for c in cells])
         for ax, name in zip(axes[0], names):
+            swept = []
             for cell in cells:
                 pts = [(p["hyperparameters"], p["loss"]) for p in cell["points"]]
                 xs = sorted((_lookup(hp, name), loss) for hp, loss in pts if _lookup(hp, name) is not None)
                 if not xs:
                     continue
+                swept += [a for a, _ in xs]
                 best = min(b for _, b in xs)
                 ax.plot([a for a, _ in xs], [b - best for _, b in xs], marker="o", ms=3, lw=0.8, alpha=0.8,
                         color=colour[float(cell["N"])])
-            _log_axis(ax, labels=_plain)
+            # a doubling sweep (2-64) under 1-2-5 ticks labelled 2, 5, 10, 20, 50: none of its values
+            _log_axis(ax, labels=_plain, base=2 if _powers_of_two(swept) else 10)
             ax.set_xlabel(name)
             ax.set_ylabel("final loss above the cell's best")
         handles = [plt.Line2D([], [], color=c, marker="o", label=f"N={si(n)}") for n, c in colour.items()]
@@ -555,6 +564,14 @@ def tuning(study: Study, out: Path) -> list[Path]:
         fig.suptitle(f"{opt}: each cell's loss against the swept hyperparameter ({len(cells)} cells)")
         paths.append(_save(fig, out / f"tuning_{opt}.png"))
     return paths
+
+
+def _powers_of_two(values: list[float]) -> bool:
+    """Whether every value is a power of two (2^-3 ... 2^6, as a doubling tuning walk visits) and
+    they span more than one doubling."""
+    exps = [math.log2(v) for v in values if v > 0]
+    return (len(exps) == len(values) and len(set(values)) > 2
+            and all(abs(e - round(e)) < 1e-9 for e in exps))
 
 
 def _independent_keys(cells: list[dict], names: list[str]) -> list[str]:
