@@ -127,3 +127,15 @@ def test_a_doubling_sweep_gets_a_tick_at_every_power_of_two():
     shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
     plt.close(fig)
     assert {"2", "4", "8", "16", "32", "64"} <= set(shown) and "5" not in shown and "10" not in shown
+
+
+def test_log_ticks_thin_out_on_a_narrow_axis():
+    # 1.1 decades (6k-80k) on a wide axis get 1-2-3-4-5-6-8; on a 4.5-inch panel 40k, 50k and 60k
+    # would print over each other, so it drops to a sparser set whose labels stay apart.
+    dense = plots._log_subs(1.1, 10.0)
+    narrow = plots._log_subs(1.1, 4.5)
+    assert 6.0 in dense and 4.0 in dense
+    assert 6.0 not in narrow and 4.0 not in narrow and {1.0, 2.0} <= set(narrow)
+    assert plots._log_subs(3.0, 5.0) == (1.0,)
+    gap = dict(plots.LOG_SUBS)[narrow]
+    assert gap * 4.5 / 1.1 >= plots.MIN_TICK_GAP_INCHES

@@ -67,11 +67,39 @@ def _log_axis(ax, which: str = "x", labels=si, decades: float | None = None, bas
     if decades is None:
         lo, hi = (ax.get_xlim() if which == "x" else ax.get_ylim())
         decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
-    # Under about a decade (a tuning sweep's lr multipliers, 0.5-4) 1-2-5 would leave 4 unlabelled.
-    subs = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0) if decades <= 1.3 else (1.0, 2.0, 5.0) if decades <= 2.2 else (1.0,)
+    subs = _log_subs(decades, _axis_inches(ax, which))
     axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs, numticks=12))
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(labels))
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+# Tick sets per decade, densest first, each with the smallest gap between neighbours in decades (5 to 6,
+# 2 to 3, 2 to 5 or 5 to 10). Under about a decade (a tuning sweep's lr multipliers, 0.5-4) 1-2-5 would
+# leave 4 unlabelled; on a narrow panel 4-5-6 would print over each other (measured: "40k50k60k" on the
+# effective-rho panels, 4.5 inches for 1.1 decades).
+LOG_SUBS = (((1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0), math.log10(6 / 5)), ((1.0, 2.0, 3.0, 5.0), math.log10(3 / 2)),
+            ((1.0, 2.0, 5.0), math.log10(2)))
+MIN_TICK_GAP_INCHES = 0.36  # a label such as "50k" is ~0.25 inch at the default font size; 0.32 measured crowded
+
+
+def _log_subs(decades: float, inches: float | None) -> tuple[float, ...]:
+    """The densest tick set whose closest labels stay MIN_TICK_GAP_INCHES apart on an axis this long,
+    at most about 1.3 decades for the densest and 2.2 for the others; one tick per decade beyond."""
+    per_decade = (inches or 5.0) / max(decades, 1e-9)
+    for (subs, gap), max_decades in zip(LOG_SUBS, (1.3, 2.2, 2.2)):
+        if decades <= max_decades and gap * per_decade >= MIN_TICK_GAP_INCHES:
+            return subs
+    return (1.0,)
+
+
+def _axis_inches(ax, which: str) -> float | None:
+    """The axis's length in inches from its place in the figure (before layout: close enough to choose ticks)."""
+    try:
+        box = ax.get_position()
+        width, height = ax.figure.get_size_inches()
+    except (AttributeError, TypeError):
+        return None
+    return float(box.width * width if which == "x" else box.height * height)
 
 
 def _plain(x: float, _pos=None) -> str:
