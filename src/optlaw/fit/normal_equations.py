@@ -17,7 +17,7 @@ Two ways to solve, chosen once per problem:
 
 Coordinates marked not free (a coefficient held at zero) get a zero step.
 
-Sums from shares (``assemble_shares``): in every law a point's exponent derivatives are its
+Sums from shares (``share_sums``): in every law a point's exponent derivatives are its
 A and B derivatives times -log N and -log D, so the 15 slot products are 6 products of the
 shares (E, A, B) times fixed per-point factors (1, log N, log N^2, ...). Their per-combo sums
 are then 9 matrix products with constant (points x combos*factors) matrices, one BLAS call
@@ -149,9 +149,6 @@ class NormalEquations:
             for j, t in enumerate(targets):
                 out[t] = block[:, j]
         return sums, grads
-
-    def assemble_shares(self, S: np.ndarray, u: np.ndarray, r: np.ndarray, free: np.ndarray) -> "System":
-        return self.system_from_sums(*self.share_sums(S, u, r), free)
 
     def assemble(self, J5: np.ndarray, u: np.ndarray, r: np.ndarray, free: np.ndarray) -> "System":
         return self.system_from_sums(*self.combo_sums(J5, u, r), free)

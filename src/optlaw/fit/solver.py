@@ -149,7 +149,7 @@ def loss_terms(pred: np.ndarray, p: Problem, weights: np.ndarray | None = None) 
     if p.objective == "squared":
         terms = (pred - p.loss) ** 2
     else:
-        terms = huber(p.delta, np.log(np.maximum(pred, 1e-300)) - p.logL)
+        terms = _huber_whole(p.delta, np.log(np.maximum(pred, 1e-300)) - p.logL)
     return terms if weights is None else terms * weights
 
 

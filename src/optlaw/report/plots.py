@@ -82,23 +82,20 @@ LOG_SUBS = (((1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0), math.log10(6 / 5)), ((1.0, 2.0
 MIN_TICK_GAP_INCHES = 0.36  # a label such as "50k" is ~0.25 inch at the default font size; 0.32 measured crowded
 
 
-def _log_subs(decades: float, inches: float | None) -> tuple[float, ...]:
+def _log_subs(decades: float, inches: float) -> tuple[float, ...]:
     """The densest tick set whose closest labels stay MIN_TICK_GAP_INCHES apart on an axis this long,
     at most about 1.3 decades for the densest and 2.2 for the others; one tick per decade beyond."""
-    per_decade = (inches or 5.0) / max(decades, 1e-9)
+    per_decade = inches / max(decades, 1e-9)
     for (subs, gap), max_decades in zip(LOG_SUBS, (1.3, 2.2, 2.2)):
         if decades <= max_decades and gap * per_decade >= MIN_TICK_GAP_INCHES:
             return subs
     return (1.0,)
 
 
-def _axis_inches(ax, which: str) -> float | None:
+def _axis_inches(ax, which: str) -> float:
     """The axis's length in inches from its place in the figure (before layout: close enough to choose ticks)."""
-    try:
-        box = ax.get_position()
-        width, height = ax.figure.get_size_inches()
-    except (AttributeError, TypeError):
-        return None
+    box = ax.get_position()
+    width, height = ax.figure.get_size_inches()
     return float(box.width * width if which == "x" else box.height * height)
 
 
@@ -595,8 +592,8 @@ def tuning(study: Study, out: Path) -> list[Path]:
 
 
 def _powers_of_two(values: list[float]) -> bool:
-    """Whether every value is a power of two (2^-3 ... 2^6, as a doubling tuning walk visits) and
-    they span more than one doubling."""
+    """Whether every value is a power of two (as a doubling tuning walk visits) and there are more
+    than two distinct ones."""
     exps = [math.log2(v) for v in values if v > 0]
     return (len(exps) == len(values) and len(set(values)) > 2
             and all(abs(e - round(e)) < 1e-9 for e in exps))
